@@ -1,0 +1,173 @@
+//! Wiring: connect, migrate, bind the port, build the router; run until stopped.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, extract::State};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{DbConfig, ServeArgs};
+use crate::db;
+use crate::error::{Error, Lang};
+use crate::rest::{self, ApiError};
+use crate::service::{NewUser, Role, Service};
+use crate::state::AppState;
+
+/// A built application: a bound listener and its router, ready to run.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    service: Service,
+}
+
+impl App {
+    /// Connects (lazily with `--no-migrate`, so a read-only or not-yet-reachable database
+    /// does not stop the start), applies migrations, creates a first root user on an empty
+    /// users table, binds the listen address and builds the router.
+    pub async fn build(cfg: &ServeArgs) -> anyhow::Result<App> {
+        let db = db::connect(&cfg.db, cfg.no_migrate).await?;
+        if !cfg.no_migrate {
+            migrate(&db).await?;
+        }
+        let service = Service::new(db, cfg.image_forward_base.clone());
+        if !cfg.no_migrate {
+            first_root_user(&service).await?;
+        }
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let state = AppState {
+            service: service.clone(),
+        };
+        Ok(App {
+            listener,
+            router: router(state),
+            service,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The service behind the routes.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, letting in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, letting in-flight requests finish.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .await
+    }
+}
+
+/// Applies pending migrations. Several instances may start at once on one database: if
+/// another instance won the race, the migrations are applied and the error is moot.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    if let Err(first) = Migrator::up(db, None).await {
+        let pending = Migrator::get_pending_migrations(db).await?;
+        if !pending.is_empty() {
+            return Err(first.into());
+        }
+        tracing::warn!(error = %first, "migration raced with another instance; already applied");
+    }
+    Ok(())
+}
+
+/// Opens the database for a one-off command (migrations applied).
+pub async fn open_service(cfg: &DbConfig) -> anyhow::Result<Service> {
+    let db = db::connect(cfg, false).await?;
+    migrate(&db).await?;
+    Ok(Service::new(db, None))
+}
+
+/// On a fresh install (no users at all) creates `root` and prints its token once.
+async fn first_root_user(service: &Service) -> anyhow::Result<()> {
+    if service.count_users().await? > 0 {
+        return Ok(());
+    }
+    let user = service.create_user("root", Role::Root).await?;
+    print_new_user("No users yet: created the first one.", &user);
+    Ok(())
+}
+
+/// Prints a new user's id and token (the only time the token is shown).
+pub fn print_new_user(headline: &str, user: &NewUser) {
+    println!("{headline}");
+    println!("  username: {}", user.username);
+    println!("  role:     {:?}", user.role);
+    println!("  id:       {}", user.id);
+    println!("  token:    {}", user.access_token);
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    rest::router()
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Liveness plus a database ping: 200 when the database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.service.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"status": "ok", "database": "ok"})),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "degraded", "database": "unavailable"})),
+        ),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(Error::NotFound, Lang::En)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(Error::MethodNotAllowed, Lang::En)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,98 @@
+//! The command-line commands other than `serve`: users, import, demo, migrate.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::io::BufReader;
+
+use crate::app::{self, App};
+use crate::config::{DbConfig, ImportArgs, ServeArgs, UserCreateArgs};
+use crate::service::Role;
+
+/// `mj-tasks user create`.
+pub async fn user_create(args: &UserCreateArgs) -> anyhow::Result<()> {
+    let role = Role::from_name(&args.role).context("role is one of user, admin, root")?;
+    let service = app::open_service(&args.db).await?;
+    let user = service
+        .create_user(&args.username, role)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not create the user: {e}"))?;
+    app::print_new_user("Created user.", &user);
+    Ok(())
+}
+
+/// `mj-tasks import FILE|-`.
+pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
+    let service = app::open_service(&args.db).await?;
+    let stored = if args.file.as_os_str() == "-" {
+        service
+            .import_tasks(BufReader::new(tokio::io::stdin()))
+            .await?
+    } else {
+        let file = tokio::fs::File::open(&args.file)
+            .await
+            .with_context(|| format!("opening {}", args.file.display()))?;
+        service.import_tasks(BufReader::new(file)).await?
+    };
+    println!("Imported {stored} tasks.");
+    Ok(())
+}
+
+/// `mj-tasks migrate`.
+pub async fn migrate(db: &DbConfig) -> anyhow::Result<()> {
+    app::open_service(db).await?;
+    println!("Migrations applied.");
+    Ok(())
+}
+
+/// `mj-tasks demo`: a fresh temporary SQLite database with seeded tasks, served until
+/// stopped; prints tokens and ready-to-paste curl lines.
+pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display());
+    let db = DbConfig::for_url(url);
+    let service = app::open_service(&db).await?;
+    let seeded = service
+        .seed_demo(tasks as usize)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the demo database: {e}"))?;
+    let mut cfg = ServeArgs::new(db, listen);
+    cfg.no_migrate = true;
+    let app = App::build(&cfg).await?;
+    let base = format!("http://{}", app.local_addr()?);
+    let admin = &seeded.admin;
+    println!(
+        "Demo database with {tasks} tasks in {}",
+        dir.path().display()
+    );
+    println!();
+    for (who, user) in
+        std::iter::once(("admin", admin)).chain(seeded.users.iter().map(|u| ("user", u)))
+    {
+        println!(
+            "{who:<5} {:<6} id {:<3} token {}",
+            user.username, user.id, user.access_token
+        );
+    }
+    let alice = seeded.users.first().unwrap_or(admin);
+    println!();
+    println!("# alice's own tasks, 5 per page:");
+    println!(
+        "curl -s '{base}/api/mj/self?p=1&page_size=5' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}'",
+        alice.access_token, alice.id
+    );
+    println!("# every task on channel 2 (admin):");
+    println!(
+        "curl -s '{base}/api/mj/?p=1&page_size=5&channel_id=2' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}'",
+        admin.access_token, admin.id
+    );
+    println!("# the same in English, with a bad parameter:");
+    println!(
+        "curl -s '{base}/api/mj/self?start_timestamp=NaN' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}' -H 'Accept-Language: en'",
+        alice.access_token, alice.id
+    );
+    println!();
+    let result = app.run_until_stopped().await;
+    drop(dir);
+    Ok(result?)
+}

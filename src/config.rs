@@ -1,0 +1,147 @@
+//! Every runtime setting: clap flags, each also readable from an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Midjourney task logs over the legacy new-api REST routes (and GraphQL), on SQLite,
+/// PostgreSQL or MySQL/MariaDB, including a live new-api database.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mj-tasks",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings for `serve`, the default command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default when no command is given).
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Load tasks from JSON lines (the admin item shape of /api/mj/); all or nothing.
+    Import(ImportArgs),
+    /// Serve a fresh temporary SQLite database seeded with realistic tasks.
+    Demo(DemoArgs),
+    /// Apply the migrations and exit.
+    Migrate(DbOnlyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user and print its id and a new random 32-character access token.
+    Create(UserCreateArgs),
+}
+
+/// Where the database is and how the pool behaves.
+#[derive(Clone, Debug, Args)]
+pub struct DbConfig {
+    /// Database URL: sqlite://FILE?mode=rwc, postgres://USER@HOST/DB or mysql://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://mj-tasks.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Most pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    /// How long a request waits for a pooled connection (or a new one) before answering
+    /// 503, in milliseconds.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_acquire_timeout_ms: u64,
+    /// Longest a single statement may run, in milliseconds (PostgreSQL statement_timeout,
+    /// MySQL/MariaDB session limit, SQLite busy timeout); 0 disables it.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 10000)]
+    pub db_statement_timeout_ms: u64,
+    /// Log every SQL statement at DEBUG level (target `sqlx::query`).
+    #[arg(long, env = "DB_LOG_STATEMENTS")]
+    pub db_log_statements: bool,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Skip migrations entirely (read-only deployments, or a database managed elsewhere).
+    #[arg(long, env = "NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Rewrite every non-empty image_url to <BASE>/mj/image/<mj_id>, as new-api's image
+    /// forwarding does. Unset: stored URLs are returned.
+    #[arg(long, env = "IMAGE_FORWARD_BASE")]
+    pub image_forward_base: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// The new user's name (1 to 64 characters, unique).
+    #[arg(long)]
+    pub username: String,
+    /// The new user's role.
+    #[arg(long, value_parser = ["user", "admin", "root"], default_value = "user")]
+    pub role: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// A JSON-lines file, or - for standard input.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// How many tasks to seed.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub tasks: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DbOnlyArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+}
+
+impl DbConfig {
+    /// Settings for `url` with every other knob at its default.
+    pub fn for_url(url: impl Into<String>) -> DbConfig {
+        DbConfig {
+            database_url: url.into(),
+            db_max_connections: 10,
+            db_acquire_timeout_ms: 3000,
+            db_statement_timeout_ms: 10000,
+            db_log_statements: false,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Serve settings for `db` on `listen` with every other knob at its default.
+    pub fn new(db: DbConfig, listen: SocketAddr) -> ServeArgs {
+        ServeArgs {
+            db,
+            listen,
+            no_migrate: false,
+            image_forward_base: None,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Opening the connection pool with each backend's server settings.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::{AssertSqlSafe, Executor};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+use crate::config::DbConfig;
+
+/// Opens the pool described by `cfg`. With `lazy`, no connection is made until the first
+/// query, so the service can start (and answer 503) while the database is down.
+pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, DbErr> {
+    let url = cfg.database_url.as_str();
+    let mut opts = ConnectOptions::new(url);
+    let acquire = Duration::from_millis(cfg.db_acquire_timeout_ms.max(1));
+    let statement = Duration::from_millis(cfg.db_statement_timeout_ms);
+    opts.max_connections(cfg.db_max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(acquire)
+        .connect_timeout(acquire)
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy(lazy)
+        .sqlx_logging(cfg.db_log_statements)
+        .sqlx_logging_level(log::LevelFilter::Debug);
+
+    if url.starts_with("sqlite:") {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let read_only = url.contains("mode=ro");
+        if memory {
+            // Every connection to an in-memory database would be a separate database.
+            opts.max_connections(1);
+        }
+        let busy = if statement.is_zero() {
+            Duration::from_secs(5)
+        } else {
+            statement
+        };
+        opts.map_sqlx_sqlite_opts(move |o| {
+            let o = o.busy_timeout(busy).synchronous(SqliteSynchronous::Normal);
+            if memory || read_only {
+                o
+            } else {
+                // Readers keep working while a writer (new-api) writes.
+                o.journal_mode(SqliteJournalMode::Wal)
+            }
+        });
+    } else if url.starts_with("postgres") {
+        if !statement.is_zero() {
+            opts.statement_timeout(statement);
+        }
+    } else if url.starts_with("mysql") || url.starts_with("mariadb") {
+        let ms = statement.as_millis();
+        if ms > 0 {
+            opts.map_sqlx_mysql_pool_opts(move |o| {
+                o.after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        // MariaDB names it max_statement_time (seconds), MySQL
+                        // max_execution_time (milliseconds, SELECT only).
+                        let mariadb =
+                            format!("SET SESSION max_statement_time = {}", ms as f64 / 1000.0);
+                        if conn.execute(AssertSqlSafe(mariadb)).await.is_err() {
+                            let mysql = format!("SET SESSION max_execution_time = {ms}");
+                            let _ = conn.execute(AssertSqlSafe(mysql)).await;
+                        }
+                        Ok(())
+                    })
+                })
+            });
+        }
+    }
+    Database::connect(opts).await
+}

@@ -1,0 +1,146 @@
+//! The one error type: stable machine codes, messages safe to show, HTTP statuses.
+//!
+//! Database and driver text never reaches a client: a `DbErr` is logged where it is
+//! converted and becomes [`Error::Unavailable`] or [`Error::Internal`].
+
+use sea_orm::{DbErr, RuntimeErr};
+
+use crate::auth::AuthError;
+
+/// The language of client-facing messages (the legacy routes answer in Chinese by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    /// `en…` in `Accept-Language` selects English; anything else Chinese.
+    pub fn from_accept_language(value: Option<&str>) -> Lang {
+        match value {
+            Some(v) if v.trim_start().to_ascii_lowercase().starts_with("en") => Lang::En,
+            _ => Lang::Zh,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A failed authentication or role check, with the legacy message and status.
+    #[error("{}", .0.message(Lang::En))]
+    Auth(#[from] AuthError),
+    /// The caller may not use this filter or field.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A filter, parameter or other input is malformed or over a limit.
+    #[error("{0}")]
+    BadFilter(String),
+    #[error("page size is at most 100")]
+    PageTooLarge,
+    #[error(
+        "offset pages reach at most 10000 rows deep; use cursor pagination (page: {{cursor: …}}) to go further"
+    )]
+    OffsetTooDeep,
+    #[error("this cursor was made for a different order or filter")]
+    CursorMismatch,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("database unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The stable machine code (GraphQL `extensions.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Auth(a) if a.is_forbidden() => "FORBIDDEN",
+            Error::Auth(_) => "UNAUTHENTICATED",
+            Error::Forbidden(_) => "FORBIDDEN",
+            Error::BadFilter(_) => "BAD_FILTER",
+            Error::PageTooLarge => "PAGE_TOO_LARGE",
+            Error::OffsetTooDeep => "OFFSET_TOO_DEEP",
+            Error::CursorMismatch => "CURSOR_MISMATCH",
+            Error::NotFound => "NOT_FOUND",
+            Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Error::Unavailable => "UNAVAILABLE",
+            Error::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status the legacy routes answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Auth(a) => a.status(),
+            Error::Forbidden(_) => 403,
+            Error::BadFilter(_)
+            | Error::PageTooLarge
+            | Error::OffsetTooDeep
+            | Error::CursorMismatch => 400,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed => 405,
+            Error::Unavailable => 503,
+            Error::Internal => 500,
+        }
+    }
+
+    /// The client-facing message in `lang` (only authentication messages are translated).
+    pub fn message(&self, lang: Lang) -> String {
+        match self {
+            Error::Auth(a) => a.message(lang).to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<DbErr> for Error {
+    fn from(err: DbErr) -> Self {
+        if is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            Error::Unavailable
+        } else {
+            tracing::error!(error = %err, "database error");
+            Error::Internal
+        }
+    }
+}
+
+/// Whether `err` means the database cannot be reached or did not answer in time (as
+/// opposed to a bug or a bad statement).
+fn is_unavailable(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_unavailable(e)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match e {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
+        E::Protocol(_) => true,
+        E::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // PostgreSQL: 57014 statement timeout, 57P0x shutdown, 08xxx connection
+            // failures, 53xxx out of resources. MySQL/MariaDB: 1969/3024 statement
+            // timeout, 1040 too many connections, 2006/2013 server gone. SQLite: 5 busy,
+            // 6 locked.
+            code == "57014"
+                || code.starts_with("57P0")
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code.as_str(), "1969" | "3024" | "1040" | "2006" | "2013")
+                || matches!(code.as_str(), "5" | "6" | "261" | "517")
+        }
+        _ => false,
+    }
+}

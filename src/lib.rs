@@ -1,0 +1,18 @@
+//! mj-tasks: Midjourney task logs (the image and video jobs the new-api gateway submits
+//! upstream) served through the legacy REST routes `GET /api/mj/self` and `GET /api/mj/`,
+//! on SQLite, PostgreSQL or MySQL/MariaDB, including a live new-api database.
+//!
+//! - [`service`] holds all database access and every rule;
+//! - [`rest`] translates the legacy routes to and from it;
+//! - [`auth`] reads the caller from the two auth headers;
+//! - [`app`] wires it all together; [`config`] holds every setting.
+
+pub mod app;
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod rest;
+pub mod service;
+pub mod state;

@@ -1,0 +1,34 @@
+//! The `mj-tasks` binary: parse the command line, start tracing, run the command.
+
+use clap::Parser;
+use mj_tasks::app::App;
+use mj_tasks::commands;
+use mj_tasks::config::{Cli, Command, UserCommand};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        None => serve(&cli.serve).await,
+        Some(Command::Serve(args)) => serve(&args).await,
+        Some(Command::User(UserCommand::Create(args))) => commands::user_create(&args).await,
+        Some(Command::Import(args)) => commands::import(&args).await,
+        Some(Command::Demo(args)) => commands::demo(args.listen, args.tasks).await,
+        Some(Command::Migrate(args)) => commands::migrate(&args.db).await,
+    }
+}
+
+async fn serve(args: &mj_tasks::config::ServeArgs) -> anyhow::Result<()> {
+    let app = App::build(args).await?;
+    app.run_until_stopped().await?;
+    Ok(())
+}

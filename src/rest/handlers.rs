@@ -1,0 +1,76 @@
+//! The two list handlers.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+use super::envelope::{ApiError, Success, success};
+use super::items::{AdminItem, ListData, SelfItem};
+use super::params;
+use crate::auth;
+use crate::error::Lang;
+use crate::service::{PageRequest, Role, Scope, TaskQuery, TaskRecord};
+use crate::state::AppState;
+
+type ListResult<T> = Result<Json<Success<ListData<T>>>, ApiError>;
+
+/// `GET /api/mj/self`: the caller's own tasks.
+pub async fn list_own(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ListResult<SelfItem> {
+    list(&state, &headers, query.as_deref(), Role::Common).await
+}
+
+/// `GET /api/mj/`: every task (admins).
+pub async fn list_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ListResult<AdminItem> {
+    list(&state, &headers, query.as_deref(), Role::Admin).await
+}
+
+async fn list<T: From<TaskRecord> + Serialize>(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    min_role: Role,
+) -> ListResult<T> {
+    let lang =
+        Lang::from_accept_language(headers.get("accept-language").and_then(|v| v.to_str().ok()));
+    let err = |e| ApiError::new(e, lang);
+    let viewer = auth::authenticate(&state.service, headers, min_role)
+        .await
+        .map_err(err)?;
+    let params = params::parse(query, min_role >= Role::Admin).map_err(err)?;
+    let scope = if min_role >= Role::Admin {
+        Scope::Visible
+    } else {
+        Scope::Own
+    };
+    let task_query = TaskQuery {
+        scope,
+        filter: params.filter,
+        order: Vec::new(),
+        page: PageRequest::Offset(params.page),
+    };
+    let page = state
+        .service
+        .list_tasks(&viewer, &task_query)
+        .await
+        .map_err(err)?;
+    let total = state
+        .service
+        .count_tasks(&viewer, &task_query)
+        .await
+        .map_err(err)?;
+    Ok(success(ListData {
+        items: page.rows.into_iter().map(T::from).collect(),
+        total,
+        page: params.page.page,
+        page_size: params.page.page_size,
+    }))
+}

@@ -1,0 +1,24 @@
+//! The legacy routes `GET /api/mj/self` and `GET /api/mj/` of the new-api gateway, answering
+//! what its published documentation promises. Handlers parse the query string, call the
+//! service and shape the legacy JSON; no rule lives here.
+
+mod envelope;
+mod handlers;
+mod items;
+mod params;
+
+pub use envelope::ApiError;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+/// The legacy routes, both spellings of each path answering directly (no redirect).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/mj/self", get(handlers::list_own))
+        .route("/api/mj/self/", get(handlers::list_own))
+        .route("/api/mj", get(handlers::list_all))
+        .route("/api/mj/", get(handlers::list_all))
+}

@@ -1,0 +1,155 @@
+//! Realistic demo data: a few users and thousands of tasks across channels, actions and
+//! statuses, generated from a fixed seed so every demo looks the same.
+
+use entity::midjourney;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
+
+use crate::error::Error;
+use crate::service::Service;
+use crate::service::users::NewUser;
+use crate::service::viewer::Role;
+
+const ACTIONS: &[&str] = &[
+    "IMAGINE",
+    "IMAGINE",
+    "IMAGINE",
+    "UPSCALE",
+    "UPSCALE",
+    "VARIATION",
+    "REROLL",
+    "DESCRIBE",
+    "BLEND",
+    "ZOOM",
+    "PAN",
+    "VIDEO",
+    "INPAINT",
+    "SHORTEN",
+];
+const SUBJECTS: &[&str] = &[
+    "a lighthouse on a cliff at dawn",
+    "a cat astronaut floating above Saturn",
+    "watercolor map of an imaginary archipelago",
+    "cyberpunk street market in the rain",
+    "a bowl of ramen, studio lighting",
+    "portrait of an old sailor, oil painting",
+    "isometric cozy library with plants",
+    "mountain village in autumn fog",
+];
+const STYLES: &[&str] = &["--ar 16:9", "--v 6", "--style raw", "--q 2", "--niji 6", ""];
+
+/// The users a demo database gets.
+pub struct DemoUsers {
+    pub admin: NewUser,
+    pub users: Vec<NewUser>,
+}
+
+impl Service {
+    /// Creates an admin and three users, then `tasks` tasks owned by the three users (and a
+    /// few by the admin), newest last. Epoch times are milliseconds, as new-api stores them.
+    pub async fn seed_demo(&self, tasks: usize) -> Result<DemoUsers, Error> {
+        let admin = self.create_user("admin", Role::Admin).await?;
+        let mut users = Vec::new();
+        for name in ["alice", "bob", "carol"] {
+            users.push(self.create_user(name, Role::Common).await?);
+        }
+        let owners: Vec<i64> = users.iter().map(|u| u.id).chain([admin.id]).collect();
+        let mut rng = StdRng::seed_from_u64(0x6d6a);
+        let start_ms: i64 = 1_761_782_400_000; // 2025-10-30T00:00:00Z
+        let step_ms = 86_400_000 * 30 / (tasks.max(1) as i64);
+        let txn = self.db.begin().await?;
+        let mut batch = Vec::with_capacity(200);
+        for i in 0..tasks {
+            batch.push(demo_task(
+                &mut rng,
+                &owners,
+                start_ms + step_ms * i as i64,
+                i,
+            ));
+            if batch.len() == 200 || i + 1 == tasks {
+                midjourney::Entity::insert_many(std::mem::take(&mut batch))
+                    .exec(&txn)
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(DemoUsers { admin, users })
+    }
+}
+
+fn demo_task(rng: &mut StdRng, owners: &[i64], submit: i64, i: usize) -> midjourney::ActiveModel {
+    let action = ACTIONS[rng.random_range(0..ACTIONS.len())];
+    let subject = SUBJECTS[rng.random_range(0..SUBJECTS.len())];
+    let style = STYLES[rng.random_range(0..STYLES.len())];
+    let roll: u32 = rng.random_range(0..100);
+    let (status, progress, code) = match roll {
+        0..=69 => ("SUCCESS", "100%".to_owned(), 1),
+        70..=79 => ("FAILURE", "0%".to_owned(), 1),
+        80..=89 => ("IN_PROGRESS", format!("{}%", rng.random_range(1..100)), 1),
+        90..=94 => ("SUBMITTED", "0%".to_owned(), 22),
+        _ => ("NOT_START", "0%".to_owned(), 1),
+    };
+    let mj_id = format!("{:013}{:06}", submit, i);
+    let started = status != "NOT_START" && status != "SUBMITTED";
+    let start = if started {
+        submit + rng.random_range(500..20_000)
+    } else {
+        0
+    };
+    let finish = if status == "SUCCESS" || status == "FAILURE" {
+        start + rng.random_range(10_000..90_000)
+    } else {
+        0
+    };
+    let success = status == "SUCCESS";
+    let video = success && action == "VIDEO";
+    let image_url = if success && !video {
+        format!("https://cdn.example.com/mj/{mj_id}.png")
+    } else {
+        String::new()
+    };
+    let video_url = if video {
+        format!("https://cdn.example.com/mj/{mj_id}.mp4")
+    } else {
+        String::new()
+    };
+    let video_urls = if video {
+        format!("[{{\"url\":\"{video_url}\"}}]")
+    } else {
+        String::new()
+    };
+    let prompt = format!("{subject} {style}").trim().to_owned();
+    midjourney::ActiveModel {
+        code: Set(Some(code)),
+        user_id: Set(Some(owners[rng.random_range(0..owners.len())])),
+        action: Set(Some(action.to_owned())),
+        mj_id: Set(Some(mj_id)),
+        prompt: Set(Some(prompt.clone())),
+        prompt_en: Set(Some(prompt)),
+        description: Set(Some("Submit success".to_owned())),
+        state: Set(Some(String::new())),
+        submit_time: Set(Some(submit)),
+        start_time: Set(Some(start)),
+        finish_time: Set(Some(finish)),
+        image_url: Set(Some(image_url)),
+        video_url: Set(Some(video_url)),
+        video_urls: Set(Some(video_urls)),
+        status: Set(Some(status.to_owned())),
+        progress: Set(Some(progress)),
+        fail_reason: Set(Some(if status == "FAILURE" {
+            "Banned prompt detected".to_owned()
+        } else {
+            String::new()
+        })),
+        channel_id: Set(Some(rng.random_range(1..=5))),
+        quota: Set(Some(if success {
+            rng.random_range(1..=5) * 250
+        } else {
+            0
+        })),
+        buttons: Set(Some("[]".to_owned())),
+        properties: Set(Some("{}".to_owned())),
+        ..Default::default()
+    }
+}

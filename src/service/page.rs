@@ -1,0 +1,104 @@
+//! Page requests (offset pages and keyset cursors) and the page a query returns.
+
+use crate::error::Error;
+use crate::service::record::TaskRecord;
+
+/// The legacy routes' and the GraphQL default page size.
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+/// The largest page.
+pub const MAX_PAGE_SIZE: u64 = 100;
+/// Deepest offset window (`page × pageSize`) GraphQL allows; deeper browsing uses cursors.
+pub const MAX_OFFSET_WINDOW: u64 = 10_000;
+/// Longest cursor string accepted.
+pub const MAX_CURSOR_LEN: usize = 1024;
+
+/// A numbered page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffsetPage {
+    /// 1-based.
+    pub page: u64,
+    /// 1 to [`MAX_PAGE_SIZE`].
+    pub page_size: u64,
+}
+
+impl OffsetPage {
+    /// The legacy routes' rules: a missing or non-positive page is 1; a missing or
+    /// non-positive size is the default; a size above the maximum is clamped.
+    pub fn legacy(page: Option<i64>, page_size: Option<i64>) -> OffsetPage {
+        let page = page.filter(|p| *p >= 1).map_or(1, |p| p as u64);
+        let page_size = match page_size {
+            Some(s) if s >= 1 => (s as u64).min(MAX_PAGE_SIZE),
+            _ => DEFAULT_PAGE_SIZE,
+        };
+        OffsetPage { page, page_size }
+    }
+
+    /// GraphQL's rules: errors instead of silent changes, and a bounded window.
+    pub fn strict(page: i64, page_size: i64) -> Result<OffsetPage, Error> {
+        let page_size = check_size(page_size, "pageSize")?;
+        if page < 1 {
+            return Err(Error::BadFilter("page starts at 1".into()));
+        }
+        let page = page as u64;
+        if page.saturating_mul(page_size) > MAX_OFFSET_WINDOW {
+            return Err(Error::OffsetTooDeep);
+        }
+        Ok(OffsetPage { page, page_size })
+    }
+
+    /// Rows skipped; saturates (and stays within what every backend accepts) for huge pages.
+    pub fn offset(&self) -> u64 {
+        (self.page - 1)
+            .saturating_mul(self.page_size)
+            .min(i64::MAX as u64)
+    }
+}
+
+/// Checks a requested page size: 1 to [`MAX_PAGE_SIZE`].
+pub fn check_size(size: i64, name: &str) -> Result<u64, Error> {
+    if size < 1 {
+        return Err(Error::BadFilter(format!("{name} must be at least 1")));
+    }
+    if size as u64 > MAX_PAGE_SIZE {
+        return Err(Error::PageTooLarge);
+    }
+    Ok(size as u64)
+}
+
+/// A keyset page: `first` rows after `after`, or `last` rows before `before`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CursorPage {
+    pub first: Option<i64>,
+    pub after: Option<String>,
+    pub last: Option<i64>,
+    pub before: Option<String>,
+}
+
+/// How to page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageRequest {
+    Offset(OffsetPage),
+    Cursor(CursorPage),
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest::Offset(OffsetPage {
+            page: 1,
+            page_size: DEFAULT_PAGE_SIZE,
+        })
+    }
+}
+
+/// One page of tasks.
+#[derive(Clone, Debug)]
+pub struct TaskPage {
+    pub rows: Vec<TaskRecord>,
+    /// An opaque cursor for each row, in order.
+    pub cursors: Vec<String>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    /// The page number in offset mode.
+    pub page: Option<u64>,
+    pub page_size: u64,
+}

@@ -1,0 +1,145 @@
+//! Listing and counting tasks for a viewer.
+
+use entity::midjourney::{self, Column};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Select};
+
+use crate::error::Error;
+use crate::service::cursor;
+use crate::service::filter::TaskFilter;
+use crate::service::order::{self, TaskOrder};
+use crate::service::page::{self, PageRequest, TaskPage};
+use crate::service::record::TaskRecord;
+use crate::service::viewer::Viewer;
+use crate::service::{Direction, Service};
+
+/// Whose tasks a query ranges over (always intersected with what the viewer may see).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything the viewer may see: all tasks for admins, their own for everyone else.
+    #[default]
+    Visible,
+    /// Only the viewer's own tasks, whatever their role (`/api/mj/self`).
+    Own,
+}
+
+/// What to list: a scope, a filter, an order and a page.
+#[derive(Clone, Debug, Default)]
+pub struct TaskQuery {
+    pub scope: Scope,
+    pub filter: TaskFilter,
+    /// Empty means `ID DESC`.
+    pub order: Vec<TaskOrder>,
+    pub page: PageRequest,
+}
+
+/// The rows `viewer` may reach under `scope`: admins asking for everything see every row,
+/// anyone else only rows they own. Added by the server, never taken from the client.
+fn scope_condition(viewer: &Viewer, scope: Scope) -> Condition {
+    if viewer.is_admin() && scope == Scope::Visible {
+        Condition::all()
+    } else {
+        Condition::all().add(Column::UserId.eq(viewer.id))
+    }
+}
+
+fn scoped(viewer: &Viewer, query: &TaskQuery) -> Select<midjourney::Entity> {
+    midjourney::Entity::find()
+        .filter(scope_condition(viewer, query.scope))
+        .filter(query.filter.condition())
+}
+
+fn sea_order(d: Direction) -> Order {
+    match d {
+        Direction::Asc => Order::Asc,
+        Direction::Desc => Order::Desc,
+    }
+}
+
+impl Service {
+    /// One page of the tasks `viewer` may see that match the query, in one SQL query
+    /// (one row more than the page is fetched to learn whether another page follows).
+    pub async fn list_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<TaskPage, Error> {
+        query.filter.validate(viewer)?;
+        let order = order::normalize(&query.order)?;
+        let fp = cursor::fingerprint(&order, &query.filter);
+        let mut select = scoped(viewer, query);
+
+        let (limit, backwards, offset_page) = match &query.page {
+            PageRequest::Offset(p) => {
+                select = select.offset(p.offset());
+                (p.page_size, false, Some(*p))
+            }
+            PageRequest::Cursor(c) => {
+                let (limit, backwards) = match (c.first, c.last) {
+                    (Some(_), Some(_)) => {
+                        return Err(Error::BadFilter("give first or last, not both".into()));
+                    }
+                    (None, Some(n)) => (page::check_size(n, "last")?, true),
+                    (Some(n), None) => (page::check_size(n, "first")?, false),
+                    (None, None) => (page::DEFAULT_PAGE_SIZE, false),
+                };
+                if let Some(after) = &c.after {
+                    let values = cursor::decode(after, &order, &fp)?;
+                    select = select.filter(cursor::beyond(&order, &values, true));
+                }
+                if let Some(before) = &c.before {
+                    let values = cursor::decode(before, &order, &fp)?;
+                    select = select.filter(cursor::beyond(&order, &values, false));
+                }
+                (limit, backwards, None)
+            }
+        };
+
+        for key in &order {
+            let dir = if backwards {
+                key.direction.reversed()
+            } else {
+                key.direction
+            };
+            select = select.order_by(key.field.expr(), sea_order(dir));
+        }
+        let models = select.limit(limit.saturating_add(1)).all(&self.db).await?;
+        let more = models.len() as u64 > limit;
+        let forward = self.image_forward_base.as_deref();
+        let mut rows: Vec<TaskRecord> = models
+            .into_iter()
+            .take(limit as usize)
+            .map(|m| TaskRecord::from_model(m, forward))
+            .collect();
+        if backwards {
+            rows.reverse();
+        }
+        let cursors = rows
+            .iter()
+            .map(|r| cursor::encode(r, &order, &fp))
+            .collect();
+
+        let (has_next_page, has_previous_page) = match &query.page {
+            PageRequest::Offset(p) => (more, p.page > 1),
+            PageRequest::Cursor(c) if backwards => (c.before.is_some(), more),
+            PageRequest::Cursor(c) => (more, c.after.is_some()),
+        };
+        Ok(TaskPage {
+            rows,
+            cursors,
+            has_next_page,
+            has_previous_page,
+            page: offset_page.map(|p| p.page),
+            page_size: limit,
+        })
+    }
+
+    /// How many tasks match the query's scope and filter (its order and page are
+    /// ignored): exact, one `COUNT(*)` query.
+    pub async fn count_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<u64, Error> {
+        query.filter.validate(viewer)?;
+        let n: Option<i64> = scoped(viewer, query)
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+}

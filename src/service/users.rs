@@ -1,0 +1,98 @@
+//! Users: the token lookup authentication needs, and creating users from the command line.
+
+use entity::user::{self, Column};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sea_orm::sea_query::ExprTrait;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+};
+
+use crate::error::Error;
+use crate::service::Service;
+use crate::service::viewer::Role;
+
+/// Length of generated access tokens (new-api stores them in `char(32)`).
+pub const TOKEN_LEN: usize = 32;
+
+/// What authentication reads about a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub username: String,
+    /// As stored; may be a value new-api does not define.
+    pub role: i64,
+    pub status: i64,
+}
+
+/// A user created by `mj-tasks user create` (or at first start).
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub access_token: String,
+}
+
+impl Service {
+    /// The live (not soft-deleted) user holding `token`, if any. An empty token matches
+    /// nobody.
+    pub async fn user_by_token(&self, token: &str) -> Result<Option<UserRecord>, Error> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let found = user::Entity::find()
+            .filter(Column::AccessToken.eq(token))
+            .filter(user::deleted_at().is_null())
+            .one(&self.db)
+            .await?;
+        Ok(found.map(|m| UserRecord {
+            id: m.id,
+            username: m.username.unwrap_or_default(),
+            role: m.role.unwrap_or_default(),
+            status: m.status.unwrap_or_default(),
+        }))
+    }
+
+    /// How many users exist (soft-deleted ones included).
+    pub async fn count_users(&self) -> Result<u64, Error> {
+        Ok(user::Entity::find().count(&self.db).await?)
+    }
+
+    /// Creates an enabled user with a fresh random 32-character access token.
+    pub async fn create_user(&self, username: &str, role: Role) -> Result<NewUser, Error> {
+        let username = username.trim();
+        if username.is_empty() || username.chars().count() > 64 {
+            return Err(Error::BadFilter("a username is 1 to 64 characters".into()));
+        }
+        let exists = user::Entity::find()
+            .filter(Column::Username.eq(username))
+            .count(&self.db)
+            .await?;
+        if exists > 0 {
+            return Err(Error::BadFilter(format!(
+                "user {username:?} already exists"
+            )));
+        }
+        let token: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(TOKEN_LEN)
+            .map(char::from)
+            .collect();
+        let model = user::ActiveModel {
+            username: Set(Some(username.to_owned())),
+            role: Set(Some(role.stored())),
+            status: Set(Some(1)),
+            access_token: Set(Some(token.clone())),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(NewUser {
+            id: model.id,
+            username: username.to_owned(),
+            role,
+            access_token: token,
+        })
+    }
+}
