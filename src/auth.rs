@@ -90,9 +90,13 @@ impl AuthError {
 /// Longest header value considered; longer ones are treated as invalid.
 const MAX_HEADER: usize = 256;
 
-/// Strips an optional, case-insensitive `Bearer ` scheme and surrounding spaces.
+/// Strips an optional, case-insensitive `Bearer ` scheme and surrounding spaces. A bare
+/// `Bearer` (HTTP trims the space after it) is a scheme without a token: empty.
 fn strip_bearer(value: &str) -> &str {
     let v = value.trim();
+    if v.eq_ignore_ascii_case("bearer") {
+        return "";
+    }
     match v.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => v[7..].trim(),
         _ => v,

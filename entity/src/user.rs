@@ -27,5 +27,5 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// The `users.deleted_at` column as an expression, for `IS NULL` tests.
 pub fn deleted_at() -> SimpleExpr {
-    Expr::col((Entity, Alias::new("deleted_at"))).into()
+    Expr::col((Entity, Alias::new("deleted_at")))
 }

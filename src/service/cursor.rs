@@ -44,7 +44,7 @@ pub fn encode(row: &TaskRecord, order: &[TaskOrder], fp: &str) -> String {
 /// The key values a cursor holds, checked against the current order and fingerprint.
 pub fn decode(cursor: &str, order: &[TaskOrder], fp: &str) -> Result<Vec<i64>, Error> {
     let bad = || Error::BadFilter("malformed cursor".into());
-    if cursor.len() > MAX_CURSOR_LEN || cursor.len() % 2 != 0 {
+    if cursor.len() > MAX_CURSOR_LEN || !cursor.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..cursor.len())

@@ -259,9 +259,13 @@ fn always(holds: bool) -> Condition {
     Condition::all().add(if holds { v.eq(1) } else { Expr::val(1).eq(0) })
 }
 
+/// A comparison as SQL, and the same comparison on a value in Rust.
+type SqlCmp = fn(Column, i64) -> Expr;
+type RustCmp = fn(i64, i64) -> bool;
+
 fn num_condition(col: Column, f: &NumFilter, nullable: bool) -> Condition {
     let mut c = Condition::all();
-    let cmp: [(Option<i64>, fn(Column, i64) -> Expr, fn(i64, i64) -> bool); 6] = [
+    let cmp: [(Option<i64>, SqlCmp, RustCmp); 6] = [
         (f.eq, |c, v| c.eq(v), |x, v| x == v),
         (f.ne, |c, v| c.ne(v), |x, v| x != v),
         (f.gt, |c, v| c.gt(v), |x, v| x > v),
@@ -283,16 +287,9 @@ fn num_condition(col: Column, f: &NumFilter, nullable: bool) -> Condition {
             })
         });
     }
-    if let Some(list) = &f.not_in {
-        if !list.is_empty() {
-            c = c.add(with_null(
-                col,
-                nullable,
-                col.is_not_in(list.clone()),
-                0,
-                |x| !list.contains(x),
-            ));
-        }
+    if let Some(list) = f.not_in.as_ref().filter(|l| !l.is_empty()) {
+        let sql = col.is_not_in(list.clone());
+        c = c.add(with_null(col, nullable, sql, 0, |x| !list.contains(x)));
     }
     c
 }
@@ -315,13 +312,11 @@ fn string_condition(col: Column, f: &StringFilter) -> Condition {
             })
         });
     }
-    if let Some(list) = &f.not_in {
-        if !list.is_empty() {
-            let values: Vec<Value> = list.iter().map(|s| s.as_str().into()).collect();
-            c = c.add(with_null(col, true, col.is_not_in(values), "", |x| {
-                !list.iter().any(|v| v == x)
-            }));
-        }
+    if let Some(list) = f.not_in.as_ref().filter(|l| !l.is_empty()) {
+        let values: Vec<Value> = list.iter().map(|s| s.as_str().into()).collect();
+        c = c.add(with_null(col, true, col.is_not_in(values), "", |x| {
+            !list.iter().any(|v| v == x)
+        }));
     }
     c
 }

@@ -96,7 +96,6 @@ impl Service {
         let mut lines = input.lines();
         let mut line_no = 0usize;
         let mut stored = 0u64;
-        let mut explicit_ids = false;
         while let Some(line) = lines.next_line().await? {
             line_no += 1;
             if line.trim().is_empty() {
@@ -113,7 +112,7 @@ impl Service {
                     line: line_no,
                     message: e.to_string(),
                 })?;
-            explicit_ids |= task.id.is_some();
+            let explicit_id = task.id.is_some();
             task.into_active()
                 .insert(&txn)
                 .await
@@ -121,17 +120,18 @@ impl Service {
                     line: line_no,
                     message: format!("could not be stored: {e}"),
                 })?;
+            if explicit_id && txn.get_database_backend() == DbBackend::Postgres {
+                // An explicit id does not advance PostgreSQL's sequence (SQLite and MySQL
+                // move past it by themselves): move it, so later rows get higher ids.
+                txn.execute_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT setval(pg_get_serial_sequence('midjourneys', 'id'), \
+                     (SELECT COALESCE(MAX(id), 1) FROM midjourneys))",
+                ))
+                .await
+                .map_err(Error::from)?;
+            }
             stored += 1;
-        }
-        if explicit_ids && txn.get_database_backend() == DbBackend::Postgres {
-            // Explicit ids do not advance PostgreSQL's sequence; move it past them.
-            txn.execute_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT setval(pg_get_serial_sequence('midjourneys', 'id'), \
-                 (SELECT COALESCE(MAX(id), 1) FROM midjourneys))",
-            ))
-            .await
-            .map_err(Error::from)?;
         }
         txn.commit().await.map_err(Error::from)?;
         Ok(stored)

@@ -1,0 +1,388 @@
+//! Test helpers: a fresh database per test (SQLite always; PostgreSQL or MySQL when
+//! `TEST_DATABASE_URL` names a server), the real server on a random port, and request
+//! helpers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use entity::midjourney;
+use mj_tasks::app::App;
+use mj_tasks::config::{DbConfig, ServeArgs};
+use mj_tasks::service::{Role, Service};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, Database, DatabaseConnection};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Which server the suite runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("mjt_{}_{}_{}", std::process::id(), n, nanos)
+}
+
+/// Replaces the database name (the URL path) of a server URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{}", &base[..host_end], name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+impl TestDb {
+    /// A fresh database on the backend `TEST_DATABASE_URL` names (SQLite when unset).
+    /// A URL that is given but unreachable fails the test.
+    pub async fn new() -> TestDb {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) => TestDb::on_server(&url).await,
+            None => TestDb::sqlite(),
+        }
+    }
+
+    /// A fresh SQLite file in a temporary directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+        TestDb {
+            url,
+            backend: Backend::Sqlite,
+            admin_url: None,
+            name: String::new(),
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh database created on the server at `admin_url`.
+    pub async fn on_server(admin_url: &str) -> TestDb {
+        let backend = if admin_url.starts_with("postgres") {
+            Backend::Postgres
+        } else if admin_url.starts_with("mysql") || admin_url.starts_with("mariadb") {
+            Backend::MySql
+        } else {
+            panic!("TEST_DATABASE_URL must be a postgres:// or mysql:// URL: {admin_url}");
+        };
+        let name = unique_name();
+        let admin = Database::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("database server {admin_url} unreachable: {e}"));
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        TestDb {
+            url: with_database(admin_url, &name),
+            backend,
+            admin_url: Some(admin_url.to_owned()),
+            name,
+            _dir: None,
+        }
+    }
+
+    /// A plain connection to this test's database (for setup and inspection).
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(self.url.as_str())
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
+        let name = self.name.clone();
+        let backend = self.backend;
+        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(admin) = Database::connect(admin_url.as_str()).await {
+                    let sql = match backend {
+                        Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        _ => format!("DROP DATABASE IF EXISTS {name}"),
+                    };
+                    let _ = admin.execute_unprepared(&sql).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A user with credentials.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: i64,
+    pub token: String,
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub service: Service,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts the real server on a fresh database with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestDb::new().await, |_| {}).await
+}
+
+/// Starts the real server on `db`, after `tweak` adjusts the settings.
+pub async fn spawn_app_with(db: TestDb, tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let mut cfg = ServeArgs::new(
+        DbConfig::for_url(db.url.clone()),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
+    tweak(&mut cfg);
+    let app = App::build(&cfg).await.expect("build app");
+    let addr = app.local_addr().expect("local addr");
+    let service = app.service().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        db,
+        service,
+        client: reqwest::Client::new(),
+        stop: Some(tx),
+    }
+}
+
+/// An answer: status, raw body and parsed JSON (Null when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub text: String,
+    pub json: Value,
+    pub content_type: String,
+}
+
+impl Answer {
+    pub fn items(&self) -> &Vec<Value> {
+        self.json["data"]["items"].as_array().expect("items array")
+    }
+    pub fn ids(&self) -> Vec<i64> {
+        self.items()
+            .iter()
+            .map(|i| i["id"].as_i64().expect("id"))
+            .collect()
+    }
+    pub fn total(&self) -> i64 {
+        self.json["data"]["total"].as_i64().expect("total")
+    }
+    pub fn message(&self) -> &str {
+        self.json["message"].as_str().expect("message")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Creates a user through the service.
+    pub async fn user(&self, name: &str, role: Role) -> TestUser {
+        let u = self
+            .service
+            .create_user(name, role)
+            .await
+            .expect("create user");
+        TestUser {
+            id: u.id,
+            token: u.access_token,
+        }
+    }
+
+    /// Stores a task and returns its id.
+    pub async fn task(&self, t: Task) -> i64 {
+        let conn = self.db.connect().await;
+        let id = t.into_active().insert(&conn).await.expect("insert task").id;
+        conn.close().await.ok();
+        id
+    }
+
+    /// Runs raw SQL against the test database.
+    pub async fn sql(&self, sql: &str) {
+        let conn = self.db.connect().await;
+        conn.execute_unprepared(sql).await.expect("sql");
+        conn.close().await.ok();
+    }
+
+    /// GET `path` with the given headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.client.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        into_answer(req.send().await.expect("request")).await
+    }
+
+    /// GET `path` as `user` (Authorization: Bearer token, New-Api-User: id).
+    pub async fn get_as(&self, user: &TestUser, path: &str) -> Answer {
+        let id = user.id.to_string();
+        self.get_with(
+            path,
+            &[
+                ("Authorization", &format!("Bearer {}", user.token)),
+                ("New-Api-User", &id),
+            ],
+        )
+        .await
+    }
+}
+
+pub async fn into_answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = resp.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        text,
+        json,
+        content_type,
+    }
+}
+
+/// A task to store; unset fields get plausible values.
+#[derive(Clone, Debug, Default)]
+pub struct Task {
+    pub user_id: i64,
+    pub mj_id: Option<String>,
+    pub action: Option<String>,
+    pub status: Option<String>,
+    pub progress: Option<String>,
+    pub channel_id: i64,
+    pub submit_time: i64,
+    pub quota: i64,
+    pub image_url: Option<String>,
+}
+
+impl Task {
+    pub fn of(user_id: i64) -> Task {
+        Task {
+            user_id,
+            ..Default::default()
+        }
+    }
+    pub fn mj(mut self, mj_id: &str) -> Task {
+        self.mj_id = Some(mj_id.to_owned());
+        self
+    }
+    pub fn channel(mut self, c: i64) -> Task {
+        self.channel_id = c;
+        self
+    }
+    pub fn submitted(mut self, t: i64) -> Task {
+        self.submit_time = t;
+        self
+    }
+    pub fn image(mut self, url: &str) -> Task {
+        self.image_url = Some(url.to_owned());
+        self
+    }
+
+    fn into_active(self) -> midjourney::ActiveModel {
+        let mj_id = self
+            .mj_id
+            .unwrap_or_else(|| format!("mj-{}-{}", self.user_id, unique_name()));
+        midjourney::ActiveModel {
+            code: Set(Some(1)),
+            user_id: Set(Some(self.user_id)),
+            action: Set(Some(self.action.unwrap_or_else(|| "IMAGINE".into()))),
+            mj_id: Set(Some(mj_id)),
+            prompt: Set(Some("a cat".into())),
+            prompt_en: Set(Some("a cat".into())),
+            description: Set(Some("Submit success".into())),
+            state: Set(Some(String::new())),
+            submit_time: Set(Some(self.submit_time)),
+            start_time: Set(Some(self.submit_time + 10)),
+            finish_time: Set(Some(self.submit_time + 20)),
+            image_url: Set(Some(self.image_url.unwrap_or_default())),
+            video_url: Set(Some(String::new())),
+            video_urls: Set(Some("[]".into())),
+            status: Set(Some(self.status.unwrap_or_else(|| "SUCCESS".into()))),
+            progress: Set(Some(self.progress.unwrap_or_else(|| "100%".into()))),
+            fail_reason: Set(Some(String::new())),
+            channel_id: Set(Some(self.channel_id)),
+            quota: Set(Some(self.quota)),
+            buttons: Set(Some("[]".into())),
+            properties: Set(Some("{}".into())),
+            ..Default::default()
+        }
+    }
+}
+
+impl TestApp {
+    /// Stops the server and hands back its database (for a second start on it).
+    pub fn into_db(mut self) -> TestDb {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let placeholder = TestDb {
+            url: String::new(),
+            backend: self.db.backend,
+            admin_url: None,
+            name: String::new(),
+            _dir: None,
+        };
+        std::mem::replace(&mut self.db, placeholder)
+    }
+}

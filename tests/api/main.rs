@@ -1,0 +1,14 @@
+//! Black-box tests: the real server on a random port, each test on a fresh database.
+//! SQLite by default; `TEST_DATABASE_URL=postgres://…` or `mysql://…` runs the same suite
+//! on that server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod attach;
+mod auth;
+mod cli;
+mod errors;
+mod filters;
+mod helpers;
+mod items;
+mod paging;
