@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::{DbConfig, ServeArgs};
 use crate::db;
 use crate::error::{Error, Lang};
+use crate::graphql;
 use crate::rest::{self, ApiError};
 use crate::service::{NewUser, Role, Service};
 use crate::state::AppState;
@@ -42,6 +43,7 @@ impl App {
         let listener = TcpListener::bind(cfg.listen).await?;
         let state = AppState {
             service: service.clone(),
+            schema: graphql::build_schema(!cfg.no_introspection),
         };
         Ok(App {
             listener,
@@ -119,6 +121,7 @@ pub fn print_new_user(headline: &str, user: &NewUser) {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     rest::router()
+        .merge(graphql::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

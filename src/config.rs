@@ -35,6 +35,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Apply the migrations and exit.
     Migrate(DbOnlyArgs),
+    /// Print the GraphQL schema (SDL), as committed in schema.graphql.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +85,9 @@ pub struct ServeArgs {
     /// forwarding does. Unset: stored URLs are returned.
     #[arg(long, env = "IMAGE_FORWARD_BASE")]
     pub image_forward_base: Option<String>,
+    /// Turn GraphQL introspection off (the playground then cannot show the schema).
+    #[arg(long, env = "GRAPHQL_NO_INTROSPECTION")]
+    pub no_introspection: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +147,7 @@ impl ServeArgs {
             listen,
             no_migrate: false,
             image_forward_base: None,
+            no_introspection: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`service`] holds all database access and every rule;
 //! - [`rest`] translates the legacy routes to and from it;
+//! - [`graphql`] is the GraphQL API over the same service;
 //! - [`auth`] reads the caller from the two auth headers;
 //! - [`app`] wires it all together; [`config`] holds every setting.
 
@@ -13,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod graphql;
 pub mod rest;
 pub mod service;
 pub mod state;

@@ -56,8 +56,10 @@ impl Service {
         }
         let owners: Vec<i64> = users.iter().map(|u| u.id).chain([admin.id]).collect();
         let mut rng = StdRng::seed_from_u64(0x6d6a);
-        let start_ms: i64 = 1_761_782_400_000; // 2025-10-30T00:00:00Z
+        // Spread over the last 30 days, so time windows and daily stats show data.
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let step_ms = 86_400_000 * 30 / (tasks.max(1) as i64);
+        let start_ms = now_ms - step_ms * tasks as i64;
         let txn = self.db.begin().await?;
         let mut batch = Vec::with_capacity(200);
         for i in 0..tasks {

@@ -8,7 +8,8 @@ pub mod filter;
 pub mod import;
 pub mod order;
 pub mod page;
-mod record;
+pub mod record;
+pub mod stats;
 mod tasks;
 mod users;
 mod viewer;
@@ -17,9 +18,12 @@ pub use filter::{NumFilter, StringFilter, TaskFilter, TextFilter};
 pub use order::{Direction, OrderField, TaskOrder};
 pub use page::{CursorPage, OffsetPage, PageRequest, TaskPage};
 pub use record::TaskRecord;
-pub use tasks::{Scope, TaskQuery};
+pub use tasks::{Scope, TaskKey, TaskQuery};
 pub use users::{NewUser, UserRecord};
 pub use viewer::{Role, Viewer};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::DatabaseConnection;
 
@@ -29,6 +33,23 @@ use sea_orm::DatabaseConnection;
 pub struct Service {
     db: DatabaseConnection,
     image_forward_base: Option<String>,
+    counters: Arc<Counters>,
+}
+
+/// How many task queries this service has run, by kind (shared by its clones).
+#[derive(Debug, Default)]
+struct Counters {
+    rows: AtomicU64,
+    aggregates: AtomicU64,
+}
+
+/// A reading of the query counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryCounts {
+    /// Queries that fetched task rows (one per page).
+    pub rows: u64,
+    /// Count, sum and grouping queries.
+    pub aggregates: u64,
 }
 
 impl Service {
@@ -37,7 +58,24 @@ impl Service {
         Service {
             db,
             image_forward_base: image_forward_base.filter(|b| !b.trim().is_empty()),
+            counters: Arc::default(),
         }
+    }
+
+    /// How many task queries have run so far (for logs, metrics and tests).
+    pub fn query_counts(&self) -> QueryCounts {
+        QueryCounts {
+            rows: self.counters.rows.load(Ordering::Relaxed),
+            aggregates: self.counters.aggregates.load(Ordering::Relaxed),
+        }
+    }
+
+    fn rows_query(&self) {
+        self.counters.rows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_query(&self) {
+        self.counters.aggregates.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The underlying connection (for start-up work such as migrations).

@@ -66,3 +66,62 @@ impl TaskRecord {
         }
     }
 }
+
+/// Epoch values at or above this are milliseconds; below it, seconds.
+pub const MS_THRESHOLD: i64 = 100_000_000_000;
+
+/// A stored epoch value in milliseconds: read as ms when >= 1e11, else as seconds; `None`
+/// when unset (0 or negative).
+pub fn epoch_ms(value: i64) -> Option<i64> {
+    match value {
+        v if v <= 0 => None,
+        v if v >= MS_THRESHOLD => Some(v),
+        v => v.checked_mul(1000),
+    }
+}
+
+impl TaskRecord {
+    /// `progress` as a number: the leading digits of e.g. `"45%"`, clamped to 0..=100.
+    pub fn progress_percent(&self) -> i32 {
+        let digits: String = self
+            .progress
+            .trim()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .take(3)
+            .collect();
+        digits.parse::<i32>().map_or(0, |p| p.clamp(0, 100))
+    }
+
+    /// Whether the task is done: `progress = "100%"`.
+    pub fn finished(&self) -> bool {
+        self.progress == "100%"
+    }
+
+    /// `video_urls` parsed: a JSON array of strings or of `{"url": …}` objects; anything
+    /// else gives an empty list.
+    pub fn video_url_list(&self) -> Vec<String> {
+        let Ok(serde_json::Value::Array(items)) = serde_json::from_str(&self.video_urls) else {
+            return Vec::new();
+        };
+        items
+            .into_iter()
+            .filter_map(|item| match item {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Object(mut o) => match o.remove("url") {
+                    Some(serde_json::Value::String(s)) => Some(s),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `finish - submit` in milliseconds, when both are set.
+    pub fn duration_ms(&self) -> Option<i64> {
+        let (Some(s), Some(f)) = (epoch_ms(self.submit_time), epoch_ms(self.finish_time)) else {
+            return None;
+        };
+        Some(f - s)
+    }
+}

@@ -43,7 +43,7 @@ fn scope_condition(viewer: &Viewer, scope: Scope) -> Condition {
     }
 }
 
-fn scoped(viewer: &Viewer, query: &TaskQuery) -> Select<midjourney::Entity> {
+pub(crate) fn scoped(viewer: &Viewer, query: &TaskQuery) -> Select<midjourney::Entity> {
     midjourney::Entity::find()
         .filter(scope_condition(viewer, query.scope))
         .filter(query.filter.condition())
@@ -99,6 +99,7 @@ impl Service {
             };
             select = select.order_by(key.field.expr(), sea_order(dir));
         }
+        self.rows_query();
         let models = select.limit(limit.saturating_add(1)).all(&self.db).await?;
         let more = models.len() as u64 > limit;
         let forward = self.image_forward_base.as_deref();
@@ -134,6 +135,7 @@ impl Service {
     /// ignored): exact, one `COUNT(*)` query.
     pub async fn count_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
+        self.count_query();
         let n: Option<i64> = scoped(viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n")
@@ -141,5 +143,54 @@ impl Service {
             .one(&self.db)
             .await?;
         Ok(n.unwrap_or(0).max(0) as u64)
+    }
+}
+
+/// How to find one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskKey {
+    Id(i64),
+    /// `mj_id` is not unique: the newest visible task with it.
+    MjId(String),
+}
+
+impl Service {
+    /// The task `key` names, if `viewer` may see it.
+    pub async fn find_task(
+        &self,
+        viewer: &Viewer,
+        key: TaskKey,
+    ) -> Result<Option<TaskRecord>, Error> {
+        use crate::service::filter::{NumFilter, StringFilter};
+        let filter = match key {
+            TaskKey::Id(id) => TaskFilter {
+                id: Some(NumFilter {
+                    eq: Some(id),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            TaskKey::MjId(mj_id) => TaskFilter {
+                mj_id: Some(StringFilter {
+                    eq: Some(mj_id),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        };
+        let query = TaskQuery {
+            filter,
+            page: PageRequest::Offset(page::OffsetPage {
+                page: 1,
+                page_size: 1,
+            }),
+            ..Default::default()
+        };
+        Ok(self
+            .list_tasks(viewer, &query)
+            .await?
+            .rows
+            .into_iter()
+            .next())
     }
 }

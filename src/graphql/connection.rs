@@ -1,0 +1,114 @@
+//! The task connection: nodes, edges, page info, and a lazily counted total.
+
+use async_graphql::{Context, Object, SimpleObject};
+use tokio::sync::OnceCell;
+
+use crate::graphql::context::caller;
+use crate::graphql::errors::Gql;
+use crate::graphql::task::MidjourneyTask;
+use crate::service::{TaskPage, TaskQuery, Viewer};
+
+/// One page of tasks. `totalCount` and `pageInfo.totalPages` run a count query only when
+/// selected.
+pub struct MidjourneyTaskConnection {
+    pub page: TaskPage,
+    pub query: TaskQuery,
+    pub viewer: Viewer,
+    pub total: OnceCell<u64>,
+}
+
+impl MidjourneyTaskConnection {
+    async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        let (service, _, lang) = caller(ctx)?;
+        self.total
+            .get_or_try_init(|| async {
+                service
+                    .count_tasks(&self.viewer, &self.query)
+                    .await
+                    .gql(lang)
+            })
+            .await
+            .copied()
+    }
+
+    fn tasks(&self) -> impl Iterator<Item = MidjourneyTask> + '_ {
+        let admin = self.viewer.is_admin();
+        self.page.rows.iter().map(move |r| MidjourneyTask {
+            record: r.clone(),
+            admin,
+        })
+    }
+}
+
+/// A task with its cursor.
+#[derive(SimpleObject)]
+pub struct MidjourneyTaskEdge {
+    /// Pass as `after` or `before` (with the same order and filter) to page from here.
+    pub cursor: String,
+    /// The task.
+    pub node: MidjourneyTask,
+}
+
+/// Where a page stands.
+pub struct PageInfo<'a>(&'a MidjourneyTaskConnection);
+
+/// Where this page stands among all matching tasks.
+#[Object]
+impl PageInfo<'_> {
+    /// Whether more tasks follow this page.
+    async fn has_next_page(&self) -> bool {
+        self.0.page.has_next_page
+    }
+    /// Whether tasks precede this page.
+    async fn has_previous_page(&self) -> bool {
+        self.0.page.has_previous_page
+    }
+    /// The first task's cursor (null on an empty page).
+    async fn start_cursor(&self) -> Option<&str> {
+        self.0.page.cursors.first().map(String::as_str)
+    }
+    /// The last task's cursor (null on an empty page).
+    async fn end_cursor(&self) -> Option<&str> {
+        self.0.page.cursors.last().map(String::as_str)
+    }
+    /// The page number (offset pages only; null with cursors).
+    async fn page(&self) -> Option<u64> {
+        self.0.page.page
+    }
+    /// Rows per page.
+    async fn page_size(&self) -> u64 {
+        self.0.page.page_size
+    }
+    /// How many pages of this size the matching tasks fill (runs the count query).
+    async fn total_pages(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        let total = self.0.total(ctx).await?;
+        Ok(total.div_ceil(self.0.page.page_size.max(1)))
+    }
+}
+
+/// A page of tasks.
+#[Object]
+impl MidjourneyTaskConnection {
+    /// The tasks of this page.
+    async fn nodes(&self) -> Vec<MidjourneyTask> {
+        self.tasks().collect()
+    }
+    /// The tasks of this page with their cursors.
+    async fn edges(&self) -> Vec<MidjourneyTaskEdge> {
+        self.tasks()
+            .zip(self.page.cursors.iter())
+            .map(|(node, cursor)| MidjourneyTaskEdge {
+                cursor: cursor.clone(),
+                node,
+            })
+            .collect()
+    }
+    /// Where this page stands.
+    async fn page_info(&self) -> PageInfo<'_> {
+        PageInfo(self)
+    }
+    /// How many tasks match in all (an exact count, run only when selected).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        self.total(ctx).await
+    }
+}

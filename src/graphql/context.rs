@@ -1,0 +1,32 @@
+//! What a resolver knows about the request: the caller (or why there is none) and the
+//! language of messages.
+
+use async_graphql::Context;
+
+use crate::error::{Error, Lang};
+use crate::graphql::errors::to_gql;
+use crate::service::{Service, Viewer};
+
+/// Per-request data, attached by the HTTP handler.
+pub struct RequestContext {
+    pub service: Service,
+    /// The authenticated caller, or the authentication failure. Introspection never looks
+    /// at it; every data field does.
+    pub viewer: Result<Viewer, Error>,
+    pub lang: Lang,
+}
+
+/// The service and the caller, or `UNAUTHENTICATED` / `FORBIDDEN`.
+pub fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Service, &'a Viewer, Lang)> {
+    let req = ctx.data::<std::sync::Arc<RequestContext>>()?;
+    match &req.viewer {
+        Ok(v) => Ok((&req.service, v, req.lang)),
+        Err(e) => Err(to_gql(e, req.lang)),
+    }
+}
+
+/// The language of messages.
+pub fn lang(ctx: &Context<'_>) -> Lang {
+    ctx.data_opt::<std::sync::Arc<RequestContext>>()
+        .map_or(Lang::En, |r| r.lang)
+}

@@ -1,0 +1,181 @@
+//! GraphQL over HTTP: `POST /graphql` (JSON, single or batched) and `GET /graphql?query=…`,
+//! the playground for browsers, and the request limits (body size, batch size).
+
+use std::sync::Arc;
+
+use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse, Value};
+use axum::body::{Body, to_bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::{self, AuthError};
+use crate::error::Lang;
+use crate::graphql::context::RequestContext;
+use crate::graphql::errors::{ensure_codes, server_error};
+use crate::graphql::limits::OverGet;
+use crate::graphql::playground;
+use crate::service::Role;
+use crate::state::AppState;
+
+/// Largest request body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most operations in one batched request.
+pub const MAX_BATCH: usize = 5;
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains(media))
+}
+
+/// A response made of request-level errors only (no execution took place).
+fn request_error(
+    status: StatusCode,
+    message: &str,
+    code: &'static str,
+    headers: &HeaderMap,
+) -> Response {
+    let body = GqlResponse::from_errors(vec![server_error(message, code)]);
+    render(status, &BatchResponse::Single(body), headers)
+}
+
+fn render(status: StatusCode, body: &BatchResponse, headers: &HeaderMap) -> Response {
+    let content_type = if accepts(headers, GRAPHQL_RESPONSE) {
+        "application/graphql-response+json; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "serializing a GraphQL response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `GET /graphql`: the playground for browsers, else a query from the query string.
+pub async fn get_graphql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    if accepts(&headers, "text/html") {
+        return playground::page().await.into_response();
+    }
+    if query.len() > MAX_BODY {
+        return request_error(
+            StatusCode::URI_TOO_LONG,
+            "query string too long",
+            "BAD_REQUEST",
+            &headers,
+        );
+    }
+    match async_graphql::http::parse_query_string(&query) {
+        Ok(req) => execute(&state, &headers, BatchRequest::Single(req.data(OverGet))).await,
+        Err(e) => request_error(
+            StatusCode::BAD_REQUEST,
+            &e.to_string(),
+            "BAD_REQUEST",
+            &headers,
+        ),
+    }
+}
+
+/// `POST /graphql`: a JSON body holding one request or a batch of at most [`MAX_BATCH`].
+pub async fn post_graphql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request as Content-Type: application/json",
+            "BAD_REQUEST",
+            &headers,
+        );
+    }
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body larger than 64 KiB",
+            "BAD_REQUEST",
+            &headers,
+        );
+    };
+    match serde_json::from_slice::<BatchRequest>(&bytes) {
+        Ok(batch) => execute(&state, &headers, batch).await,
+        Err(_) => request_error(
+            StatusCode::BAD_REQUEST,
+            "the body is not a GraphQL request (JSON with a \"query\" string) or a list of them",
+            "BAD_REQUEST",
+            &headers,
+        ),
+    }
+}
+
+async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> Response {
+    let (requests, batched) = match batch {
+        BatchRequest::Single(r) => (vec![r], false),
+        BatchRequest::Batch(v) => (v, true),
+    };
+    if requests.is_empty() || requests.len() > MAX_BATCH {
+        let msg = format!("a batch holds 1 to {MAX_BATCH} operations");
+        return request_error(StatusCode::BAD_REQUEST, &msg, "BATCH_TOO_LARGE", headers);
+    }
+    let lang = Lang::from_accept_language(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    // One user lookup per HTTP request, none without credentials (introspection).
+    let viewer = if auth::has_credentials(headers) {
+        auth::authenticate(&state.service, headers, Role::Common).await
+    } else {
+        Err(AuthError::NoToken.into())
+    };
+    let ctx = Arc::new(RequestContext {
+        service: state.service.clone(),
+        viewer,
+        lang,
+    });
+
+    let mut responses = Vec::with_capacity(requests.len());
+    let mut all_failed = true;
+    for req in requests {
+        let mut resp = state.schema.execute(req.data(ctx.clone())).await;
+        // Errors without a path come from parsing or validation: nothing was executed.
+        let failed = resp.data == Value::Null
+            && !resp.errors.is_empty()
+            && resp.errors.iter().all(|e| e.path.is_empty());
+        ensure_codes(&mut resp.errors, failed);
+        all_failed &= failed;
+        responses.push(resp);
+    }
+    // GraphQL-over-HTTP: with the new media type, a request that could not execute is 4xx.
+    let status = if all_failed && accepts(headers, GRAPHQL_RESPONSE) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = if batched {
+        BatchResponse::Batch(responses)
+    } else {
+        match responses.pop() {
+            Some(r) => BatchResponse::Single(r),
+            None => BatchResponse::Batch(Vec::new()),
+        }
+    };
+    render(status, &body, headers)
+}

@@ -1,0 +1,159 @@
+//! The query root.
+
+use async_graphql::{Context, Enum, Object, SimpleObject};
+use tokio::sync::OnceCell;
+
+use crate::error::Error;
+use crate::graphql::connection::MidjourneyTaskConnection;
+use crate::graphql::context::caller;
+use crate::graphql::errors::{Gql, to_gql};
+use crate::graphql::inputs::{MidjourneyTaskFilter, MidjourneyTaskOrder, PageInput, page_rows};
+use crate::graphql::stats::MidjourneyTaskStats;
+use crate::graphql::task::MidjourneyTask;
+use crate::service::filter::MAX_VALUE;
+use crate::service::{Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
+
+/// The root of every query.
+pub struct Query;
+
+/// A user's role.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserRole {
+    /// A guest (role 0).
+    Guest,
+    /// A common user (role 1).
+    User,
+    /// An admin (role 10): sees every task.
+    Admin,
+    /// The root user (role 100): sees every task.
+    Root,
+}
+
+/// The authenticated caller.
+#[derive(SimpleObject)]
+pub struct Viewer {
+    /// The user id (the `New-Api-User` header).
+    pub id: i64,
+    /// The user name.
+    pub username: String,
+    /// The role.
+    pub role: UserRole,
+    /// Whether the caller sees every user's tasks and the admin-only fields.
+    pub is_admin: bool,
+}
+
+fn task_query(
+    filter: Option<MidjourneyTaskFilter>,
+    order_by: Option<Vec<MidjourneyTaskOrder>>,
+    page: Option<PageInput>,
+) -> Result<TaskQuery, Error> {
+    Ok(TaskQuery {
+        scope: Scope::Visible,
+        filter: filter
+            .map(MidjourneyTaskFilter::into_service)
+            .transpose()?
+            .unwrap_or_default(),
+        order: order_by
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        page: PageInput::into_service(page)?,
+    })
+}
+
+#[Object]
+impl Query {
+    /// Tasks visible to the caller, newest first unless `orderBy` says otherwise. Admins see
+    /// all tasks; everyone else sees only their own.
+    #[graphql(complexity = "page_rows(&page) * child_complexity + 1")]
+    async fn midjourney_tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the tasks must meet (all of them).")] filter: Option<
+            MidjourneyTaskFilter,
+        >,
+        #[graphql(
+            desc = "Sort keys, at most 3 (default ID DESC); id is always the last tie-breaker."
+        )]
+        order_by: Option<Vec<MidjourneyTaskOrder>>,
+        #[graphql(desc = "Offset page or keyset cursor (default: offset page 1 of 20).")]
+        page: Option<PageInput>,
+    ) -> async_graphql::Result<MidjourneyTaskConnection> {
+        let (service, viewer, lang) = caller(ctx)?;
+        let query = task_query(filter, order_by, page).gql(lang)?;
+        let page = service.list_tasks(viewer, &query).await.gql(lang)?;
+        Ok(MidjourneyTaskConnection {
+            page,
+            query,
+            viewer: viewer.clone(),
+            total: OnceCell::new(),
+        })
+    }
+
+    /// One task by row id or by mjId (give exactly one). null when there is no such task or
+    /// the caller may not see it. mjId is not unique: the newest visible task with it.
+    async fn midjourney_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The row id.")] id: Option<i64>,
+        #[graphql(desc = "The upstream task id.")] mj_id: Option<String>,
+    ) -> async_graphql::Result<Option<MidjourneyTask>> {
+        let (service, viewer, lang) = caller(ctx)?;
+        let key = match (id, mj_id) {
+            (Some(id), None) => TaskKey::Id(id),
+            (None, Some(m)) if m.chars().count() <= MAX_VALUE => TaskKey::MjId(m),
+            (None, Some(_)) => {
+                let err = Error::BadFilter(format!("mjId is at most {MAX_VALUE} characters"));
+                return Err(to_gql(&err, lang));
+            }
+            _ => {
+                let err = Error::BadFilter("give exactly one of id and mjId".into());
+                return Err(to_gql(&err, lang));
+            }
+        };
+        let found = service.find_task(viewer, key).await.gql(lang)?;
+        Ok(found.map(|record| MidjourneyTask {
+            record,
+            admin: viewer.is_admin(),
+        }))
+    }
+
+    /// Counts and sums over the same filter and scope as `midjourneyTasks`.
+    async fn midjourney_task_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the tasks must meet (all of them).")] filter: Option<
+            MidjourneyTaskFilter,
+        >,
+    ) -> async_graphql::Result<MidjourneyTaskStats> {
+        let (_, viewer, lang) = caller(ctx)?;
+        let query = task_query(filter, None, None).gql(lang)?;
+        query.filter.validate(viewer).gql(lang)?;
+        Ok(MidjourneyTaskStats {
+            query,
+            viewer: viewer.clone(),
+            totals: OnceCell::new(),
+        })
+    }
+
+    /// The authenticated caller.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
+        let (_, v, _) = caller(ctx)?;
+        Ok(viewer_of(v))
+    }
+}
+
+fn viewer_of(v: &SvcViewer) -> Viewer {
+    Viewer {
+        id: v.id,
+        username: v.username.clone(),
+        role: match v.role {
+            Role::Guest => UserRole::Guest,
+            Role::Common => UserRole::User,
+            Role::Admin => UserRole::Admin,
+            Role::Root => UserRole::Root,
+        },
+        is_admin: v.is_admin(),
+    }
+}

@@ -1,0 +1,131 @@
+//! The statistics type: totals, groupings and a daily series over one filter and scope.
+
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use tokio::sync::OnceCell;
+
+use crate::graphql::context::caller;
+use crate::graphql::errors::Gql;
+use crate::graphql::scalars::Long;
+use crate::service::stats::{Bucket as SvcBucket, GroupBy, Totals};
+use crate::service::{TaskQuery, Viewer};
+
+/// Statistics over the tasks a filter matches (with the same scope as `midjourneyTasks`).
+/// Each part runs its query only when selected; the four totals share one query.
+pub struct MidjourneyTaskStats {
+    pub query: TaskQuery,
+    pub viewer: Viewer,
+    pub totals: OnceCell<Totals>,
+}
+
+/// A group of tasks sharing a key.
+#[derive(SimpleObject)]
+pub struct Bucket {
+    /// The status or action ("" for tasks without one).
+    pub key: String,
+    /// How many tasks.
+    pub count: i64,
+    /// Their quota sum.
+    pub quota_sum: Long,
+}
+
+/// One UTC day.
+#[derive(SimpleObject)]
+pub struct TimeBucket {
+    /// The day's start (00:00 UTC).
+    pub start: DateTime<Utc>,
+    /// Tasks submitted that day.
+    pub count: i64,
+    /// Their quota sum.
+    pub quota_sum: Long,
+}
+
+impl MidjourneyTaskStats {
+    async fn totals(&self, ctx: &Context<'_>) -> async_graphql::Result<Totals> {
+        let (service, _, lang) = caller(ctx)?;
+        self.totals
+            .get_or_try_init(|| async {
+                service
+                    .task_totals(&self.viewer, &self.query)
+                    .await
+                    .gql(lang)
+            })
+            .await
+            .copied()
+    }
+
+    async fn buckets(&self, ctx: &Context<'_>, by: GroupBy) -> async_graphql::Result<Vec<Bucket>> {
+        let (service, _, lang) = caller(ctx)?;
+        let rows = service
+            .task_buckets(&self.viewer, &self.query, by)
+            .await
+            .gql(lang)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |SvcBucket {
+                     key,
+                     count,
+                     quota_sum,
+                 }| Bucket {
+                    key,
+                    count,
+                    quota_sum: Long(quota_sum),
+                },
+            )
+            .collect())
+    }
+}
+
+/// Counts and sums over the matching tasks.
+#[Object]
+impl MidjourneyTaskStats {
+    /// How many tasks match.
+    async fn count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self.totals(ctx).await?.count)
+    }
+    /// Their total quota.
+    async fn quota_sum(&self, ctx: &Context<'_>) -> async_graphql::Result<Long> {
+        Ok(Long(self.totals(ctx).await?.quota_sum))
+    }
+    /// How many have status SUCCESS.
+    async fn success_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self.totals(ctx).await?.success_count)
+    }
+    /// How many have status FAILURE.
+    async fn failure_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self.totals(ctx).await?.failure_count)
+    }
+    /// Counts per status, most frequent first (at most 100).
+    async fn by_status(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
+        self.buckets(ctx, GroupBy::Status).await
+    }
+    /// Counts per action, most frequent first (at most 100).
+    async fn by_action(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
+        self.buckets(ctx, GroupBy::Action).await
+    }
+    /// One bucket per UTC day on the submit time, for the `days` days ending today, oldest
+    /// first, days without tasks included.
+    async fn by_day(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many days, 1 to 366.", default = 30)] days: i64,
+    ) -> async_graphql::Result<Vec<TimeBucket>> {
+        let (service, _, lang) = caller(ctx)?;
+        let now = Utc::now().timestamp_millis();
+        let rows = service
+            .tasks_by_day(&self.viewer, &self.query, days, now)
+            .await
+            .gql(lang)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|b| {
+                Some(TimeBucket {
+                    start: DateTime::from_timestamp_millis(b.start_ms)?,
+                    count: b.count,
+                    quota_sum: Long(b.quota_sum),
+                })
+            })
+            .collect())
+    }
+}

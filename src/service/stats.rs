@@ -1,0 +1,186 @@
+//! Counts and sums over the same scope and filter as a task list.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{DbBackend, Order, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::error::Error;
+use crate::service::Service;
+use crate::service::tasks::{TaskQuery, scoped};
+use crate::service::viewer::Viewer;
+
+/// Most buckets returned for one grouping (the most frequent ones).
+pub const MAX_BUCKETS: u64 = 100;
+/// Widest `byDay` window, in days.
+pub const MAX_DAYS: i64 = 366;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Totals over the matching tasks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub count: i64,
+    pub quota_sum: i64,
+    pub success_count: i64,
+    pub failure_count: i64,
+}
+
+/// One group: a key (status or action; `""` for NULL), its task count and quota sum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    pub key: String,
+    pub count: i64,
+    pub quota_sum: i64,
+}
+
+/// One UTC day: its start (epoch ms), task count and quota sum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayBucket {
+    pub start_ms: i64,
+    pub count: i64,
+    pub quota_sum: i64,
+}
+
+/// A column to group by.
+#[derive(Clone, Copy, Debug)]
+pub enum GroupBy {
+    Status,
+    Action,
+}
+
+/// `SUM(expr)` as a 64-bit integer on every backend (PostgreSQL sums to numeric, MySQL to
+/// decimal), 0 over no rows.
+fn sum(backend: DbBackend, expr: &str) -> Expr {
+    let inner = format!("COALESCE(SUM({expr}), 0)");
+    Expr::cust(match backend {
+        DbBackend::MySql => format!("CAST({inner} AS SIGNED)"),
+        DbBackend::Postgres => format!("CAST({inner} AS BIGINT)"),
+        _ => inner,
+    })
+}
+
+/// `submit_time` in milliseconds: values below
+/// [`MS_THRESHOLD`](crate::service::record::MS_THRESHOLD) are read as seconds.
+fn submit_ms() -> &'static str {
+    "(CASE WHEN COALESCE(submit_time, 0) >= 100000000000 THEN submit_time ELSE COALESCE(submit_time, 0) * 1000 END)"
+}
+
+impl Service {
+    /// Count, quota sum, successes and failures of the matching tasks.
+    pub async fn task_totals(&self, viewer: &Viewer, query: &TaskQuery) -> Result<Totals, Error> {
+        query.filter.validate(viewer)?;
+        let backend = self.db.get_database_backend();
+        self.count_query();
+        let row: Option<(i64, i64, i64, i64)> = scoped(viewer, query)
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .column_as(sum(backend, "quota"), "q")
+            .column_as(
+                sum(backend, "CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END"),
+                "s",
+            )
+            .column_as(
+                sum(backend, "CASE WHEN status = 'FAILURE' THEN 1 ELSE 0 END"),
+                "f",
+            )
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
+        Ok(Totals {
+            count,
+            quota_sum,
+            success_count,
+            failure_count,
+        })
+    }
+
+    /// The matching tasks grouped by `by`, most frequent first (ties by key), at most
+    /// [`MAX_BUCKETS`] groups.
+    pub async fn task_buckets(
+        &self,
+        viewer: &Viewer,
+        query: &TaskQuery,
+        by: GroupBy,
+    ) -> Result<Vec<Bucket>, Error> {
+        query.filter.validate(viewer)?;
+        let backend = self.db.get_database_backend();
+        let key = match by {
+            GroupBy::Status => "COALESCE(status, '')",
+            GroupBy::Action => "COALESCE(action, '')",
+        };
+        self.count_query();
+        let rows: Vec<(String, i64, i64)> = scoped(viewer, query)
+            .select_only()
+            .column_as(Expr::cust(key), "k")
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .column_as(sum(backend, "quota"), "q")
+            .group_by(Expr::cust(key))
+            .order_by(Expr::cust("COUNT(*)"), Order::Desc)
+            .order_by(Expr::cust(key), Order::Asc)
+            .limit(MAX_BUCKETS)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, count, quota_sum)| Bucket {
+                key,
+                count,
+                quota_sum,
+            })
+            .collect())
+    }
+
+    /// One bucket per UTC day for the `days` days ending today (oldest first, days without
+    /// tasks included), on `submit_time`, with integer arithmetic on every backend.
+    pub async fn tasks_by_day(
+        &self,
+        viewer: &Viewer,
+        query: &TaskQuery,
+        days: i64,
+        now_ms: i64,
+    ) -> Result<Vec<DayBucket>, Error> {
+        if !(1..=MAX_DAYS).contains(&days) {
+            return Err(Error::BadFilter(format!("days is 1 to {MAX_DAYS}")));
+        }
+        query.filter.validate(viewer)?;
+        let backend = self.db.get_database_backend();
+        let today = now_ms.div_euclid(DAY_MS);
+        let first = today - days + 1;
+        let div = if backend == DbBackend::MySql {
+            "DIV"
+        } else {
+            "/"
+        };
+        let day = format!("({} {div} {DAY_MS})", submit_ms());
+        self.count_query();
+        let rows: Vec<(i64, i64, i64)> = scoped(viewer, query)
+            .filter(Expr::cust(format!("{} >= {}", submit_ms(), first * DAY_MS)))
+            .filter(Expr::cust(format!(
+                "{} < {}",
+                submit_ms(),
+                (today + 1) * DAY_MS
+            )))
+            .select_only()
+            .column_as(Expr::cust(day.clone()), "d")
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .column_as(sum(backend, "quota"), "q")
+            .group_by(Expr::cust(day))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok((first..=today)
+            .map(|d| {
+                let (count, quota_sum) = rows
+                    .iter()
+                    .find(|(day, _, _)| *day == d)
+                    .map_or((0, 0), |(_, n, q)| (*n, *q));
+                DayBucket {
+                    start_ms: d * DAY_MS,
+                    count,
+                    quota_sum,
+                }
+            })
+            .collect())
+    }
+}
