@@ -114,7 +114,15 @@ pub async fn post_graphql(
             &headers,
         );
     };
-    match serde_json::from_slice::<BatchRequest>(&bytes) {
+    // A list is a batch; anything else must be one request object (serde would read `[]`
+    // as an empty request object).
+    let is_list = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_list {
+        serde_json::from_slice::<Vec<async_graphql::Request>>(&bytes).map(BatchRequest::Batch)
+    } else {
+        serde_json::from_slice::<async_graphql::Request>(&bytes).map(BatchRequest::Single)
+    };
+    match parsed {
         Ok(batch) => execute(&state, &headers, batch).await,
         Err(_) => request_error(
             StatusCode::BAD_REQUEST,
@@ -133,6 +141,10 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
     if requests.is_empty() || requests.len() > MAX_BATCH {
         let msg = format!("a batch holds 1 to {MAX_BATCH} operations");
         return request_error(StatusCode::BAD_REQUEST, &msg, "BATCH_TOO_LARGE", headers);
+    }
+    if requests.iter().any(|r| r.query.trim().is_empty()) {
+        let msg = "a GraphQL request needs a non-empty \"query\"";
+        return request_error(StatusCode::BAD_REQUEST, msg, "BAD_REQUEST", headers);
     }
     let lang = Lang::from_accept_language(
         headers

@@ -62,6 +62,8 @@ fn task_query(
     })
 }
 
+/// Midjourney task logs: lists, lookups and statistics. Every data field needs the two auth
+/// headers (`Authorization: Bearer <access token>`, `New-Api-User: <user id>`).
 #[Object]
 impl Query {
     /// Tasks visible to the caller, newest first unless `orderBy` says otherwise. Admins see

@@ -313,6 +313,9 @@ pub struct Task {
     pub submit_time: i64,
     pub quota: i64,
     pub image_url: Option<String>,
+    pub prompt: Option<String>,
+    pub fail_reason: Option<String>,
+    pub finish_time: Option<i64>,
 }
 
 impl Task {
@@ -338,6 +341,34 @@ impl Task {
         self.image_url = Some(url.to_owned());
         self
     }
+    pub fn action(mut self, a: &str) -> Task {
+        self.action = Some(a.to_owned());
+        self
+    }
+    pub fn status(mut self, s: &str) -> Task {
+        self.status = Some(s.to_owned());
+        self
+    }
+    pub fn progress(mut self, p: &str) -> Task {
+        self.progress = Some(p.to_owned());
+        self
+    }
+    pub fn quota(mut self, q: i64) -> Task {
+        self.quota = q;
+        self
+    }
+    pub fn prompt(mut self, p: &str) -> Task {
+        self.prompt = Some(p.to_owned());
+        self
+    }
+    pub fn fail(mut self, reason: &str) -> Task {
+        self.fail_reason = Some(reason.to_owned());
+        self
+    }
+    pub fn finished_at(mut self, t: i64) -> Task {
+        self.finish_time = Some(t);
+        self
+    }
 
     fn into_active(self) -> midjourney::ActiveModel {
         let mj_id = self
@@ -348,19 +379,19 @@ impl Task {
             user_id: Set(Some(self.user_id)),
             action: Set(Some(self.action.unwrap_or_else(|| "IMAGINE".into()))),
             mj_id: Set(Some(mj_id)),
-            prompt: Set(Some("a cat".into())),
-            prompt_en: Set(Some("a cat".into())),
+            prompt: Set(Some(self.prompt.clone().unwrap_or_else(|| "a cat".into()))),
+            prompt_en: Set(Some(self.prompt.unwrap_or_else(|| "a cat".into()))),
             description: Set(Some("Submit success".into())),
             state: Set(Some(String::new())),
             submit_time: Set(Some(self.submit_time)),
             start_time: Set(Some(self.submit_time + 10)),
-            finish_time: Set(Some(self.submit_time + 20)),
+            finish_time: Set(Some(self.finish_time.unwrap_or(self.submit_time + 20))),
             image_url: Set(Some(self.image_url.unwrap_or_default())),
             video_url: Set(Some(String::new())),
             video_urls: Set(Some("[]".into())),
             status: Set(Some(self.status.unwrap_or_else(|| "SUCCESS".into()))),
             progress: Set(Some(self.progress.unwrap_or_else(|| "100%".into()))),
-            fail_reason: Set(Some(String::new())),
+            fail_reason: Set(Some(self.fail_reason.unwrap_or_default())),
             channel_id: Set(Some(self.channel_id)),
             quota: Set(Some(self.quota)),
             buttons: Set(Some("[]".into())),
@@ -384,5 +415,55 @@ impl TestApp {
             _dir: None,
         };
         std::mem::replace(&mut self.db, placeholder)
+    }
+}
+
+impl TestApp {
+    /// POSTs a GraphQL query with `variables`, as `user` (or without credentials).
+    pub async fn gql_vars(&self, user: Option<&TestUser>, query: &str, variables: Value) -> Answer {
+        let mut req = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&serde_json::json!({ "query": query, "variables": variables }));
+        if let Some(u) = user {
+            req = req
+                .header("Authorization", format!("Bearer {}", u.token))
+                .header("New-Api-User", u.id.to_string());
+        }
+        into_answer(req.send().await.expect("request")).await
+    }
+
+    /// POSTs a GraphQL query as `user`.
+    pub async fn gql(&self, user: &TestUser, query: &str) -> Answer {
+        self.gql_vars(Some(user), query, Value::Null).await
+    }
+}
+
+impl Answer {
+    /// The `extensions.code` of every GraphQL error.
+    pub fn codes(&self) -> Vec<String> {
+        self.json["errors"]
+            .as_array()
+            .map(|errs| {
+                errs.iter()
+                    .map(|e| {
+                        e["extensions"]["code"]
+                            .as_str()
+                            .unwrap_or("<none>")
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The ids of `data.midjourneyTasks.nodes`.
+    pub fn node_ids(&self) -> Vec<i64> {
+        self.json["data"]["midjourneyTasks"]["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("nodes in {}", self.text))
+            .iter()
+            .map(|n| n["id"].as_i64().expect("id"))
+            .collect()
     }
 }

@@ -9,6 +9,8 @@ mod auth;
 mod cli;
 mod errors;
 mod filters;
+mod gql_http;
+mod gql_tasks;
 mod helpers;
 mod items;
 mod paging;
