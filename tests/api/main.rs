@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod filters;
 mod gql_http;
+mod gql_limits_stats;
 mod gql_tasks;
 mod helpers;
 mod items;
