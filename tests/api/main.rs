@@ -6,6 +6,7 @@
 
 mod attach;
 mod auth;
+mod browser;
 mod cli;
 mod errors;
 mod filters;

@@ -1,0 +1,210 @@
+//! The GraphiQL playground in a real headless Chromium, driven over WebDriver: it loads
+//! with no internet access, runs a query with the two auth headers, and shows task data.
+//!
+//! Runs when `BROWSER_TEST=1` (as `.ci/run` sets it, after installing Debian's `chromium`
+//! and `chromium-driver`); then a missing browser fails the test. Otherwise it is skipped
+//! with a notice.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use mj_tasks::service::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{Task, spawn_app};
+
+struct Driver {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed");
+        let driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
+        // chromedriver is an external process: poll its status endpoint until it answers.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = driver
+                .client
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return driver;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        let req = if body.is_null() { req } else { req.json(&body) };
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+}
+
+/// Polls `script` in the page until `done` accepts its result.
+async fn wait_for(
+    driver: &Driver,
+    session: &str,
+    script: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = driver
+            .call(
+                reqwest::Method::POST,
+                &format!("/session/{session}/execute/sync"),
+                json!({"script": script, "args": []}),
+            )
+            .await;
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for: {script} (last: {v})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
+    if std::env::var("BROWSER_TEST").ok().as_deref() != Some("1") {
+        eprintln!(
+            "browser test skipped: set BROWSER_TEST=1 (with chromium and chromium-driver installed)"
+        );
+        return;
+    }
+    let app = spawn_app().await;
+    let u = app.user("alice", Role::Common).await;
+    app.task(
+        Task::of(u.id)
+            .mj("browser-visible-task")
+            .prompt("a lighthouse at dawn"),
+    )
+    .await;
+
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let session = driver
+        .call(
+            reqwest::Method::POST,
+            "/session",
+            json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1400,900", format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }}}}),
+        )
+        .await;
+    let sid = session["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("session: {session}"))
+        .to_owned();
+
+    let query = "{ midjourneyTasks { totalCount nodes { id mjId prompt status } } }";
+    let headers =
+        json!({"Authorization": format!("Bearer {}", u.token), "New-Api-User": u.id.to_string()})
+            .to_string();
+    let mut url = reqwest::Url::parse(&app.url("/graphql")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("query", query)
+        .append_pair("headers", &headers);
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/session/{sid}/url"),
+            json!({"url": url.as_str()}),
+        )
+        .await;
+
+    // The playground renders (its scripts came from the service itself), then runs.
+    wait_for(
+        &driver,
+        &sid,
+        "return !!document.querySelector('.graphiql-execute-button');",
+        |v| v == &json!(true),
+    )
+    .await;
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/session/{sid}/execute/sync"),
+            json!({"script": "document.querySelector('.graphiql-execute-button').click();", "args": []}),
+        )
+        .await;
+    let result = wait_for(
+        &driver,
+        &sid,
+        "const r = document.querySelector('.result-window'); return r ? r.innerText : '';",
+        |v| {
+            v.as_str()
+                .is_some_and(|s| s.contains("browser-visible-task"))
+        },
+    )
+    .await;
+    let text = result.as_str().unwrap();
+    assert!(text.contains("a lighthouse at dawn"), "{text}");
+    assert!(text.contains("\"totalCount\": 1"), "{text}");
+
+    let png = driver
+        .call(
+            reqwest::Method::GET,
+            &format!("/session/{sid}/screenshot"),
+            Value::Null,
+        )
+        .await;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap())
+        .unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join("graphiql-playground.png");
+    std::fs::write(&path, &bytes).unwrap();
+    println!(
+        "playground screenshot: {} ({} bytes); result pane:\n{text}",
+        path.display(),
+        bytes.len()
+    );
+    driver
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/session/{sid}"),
+            Value::Null,
+        )
+        .await;
+}
