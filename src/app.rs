@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, extract::State};
-use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -79,16 +78,9 @@ impl App {
     }
 }
 
-/// Applies pending migrations. Several instances may start at once on one database: if
-/// another instance won the race, the migrations are applied and the error is moot.
+/// Applies pending migrations (safe when several instances start at once).
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    if let Err(first) = Migrator::up(db, None).await {
-        let pending = Migrator::get_pending_migrations(db).await?;
-        if !pending.is_empty() {
-            return Err(first.into());
-        }
-        tracing::warn!(error = %first, "migration raced with another instance; already applied");
-    }
+    migration::apply(db).await?;
     Ok(())
 }
 
@@ -104,8 +96,12 @@ async fn first_root_user(service: &Service) -> anyhow::Result<()> {
     if service.count_users().await? > 0 {
         return Ok(());
     }
-    let user = service.create_user("root", Role::Root).await?;
-    print_new_user("No users yet: created the first one.", &user);
+    match service.create_user("root", Role::Root).await {
+        Ok(user) => print_new_user("No users yet: created the first one.", &user),
+        // Another instance starting at the same moment created it.
+        Err(_) if service.count_users().await? > 0 => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 

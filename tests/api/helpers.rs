@@ -26,7 +26,7 @@ pub struct TestDb {
     pub url: String,
     pub backend: Backend,
     admin_url: Option<String>,
-    name: String,
+    pub name: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -42,7 +42,7 @@ fn unique_name() -> String {
 }
 
 /// Replaces the database name (the URL path) of a server URL.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -108,6 +108,18 @@ impl TestDb {
             backend,
             admin_url: Some(admin_url.to_owned()),
             name,
+            _dir: None,
+        }
+    }
+
+    /// Another handle on an existing database, which it does not drop (for a second
+    /// server instance, or a different database user).
+    pub fn borrowed(url: &str, backend: Backend) -> TestDb {
+        TestDb {
+            url: url.to_owned(),
+            backend,
+            admin_url: None,
+            name: String::new(),
             _dir: None,
         }
     }
@@ -407,13 +419,7 @@ impl TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let placeholder = TestDb {
-            url: String::new(),
-            backend: self.db.backend,
-            admin_url: None,
-            name: String::new(),
-            _dir: None,
-        };
+        let placeholder = TestDb::borrowed("", self.db.backend);
         std::mem::replace(&mut self.db, placeholder)
     }
 }

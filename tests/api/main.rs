@@ -6,6 +6,7 @@
 
 mod attach;
 mod auth;
+mod backends;
 mod browser;
 mod cli;
 mod errors;
