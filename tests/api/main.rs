@@ -9,6 +9,7 @@ mod auth;
 mod backends;
 mod browser;
 mod cli;
+mod cross_backend;
 mod errors;
 mod filters;
 mod gql_http;
