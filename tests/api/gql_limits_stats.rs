@@ -119,6 +119,20 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
         })
 }
 
+/// `[{key, count}]` as pairs.
+fn buckets(v: &Value) -> Vec<(String, i64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_owned(),
+                b["count"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 async fn pairs(app: &TestApp, sql: &str) -> Vec<(String, i64)> {
     let conn = app.db.connect().await;
     let rows = conn
@@ -205,34 +219,14 @@ async fn stats_match_direct_sql() {
     );
 
     let by_status = pairs(&app, &format!("SELECT COALESCE(status, '') AS k, COUNT(*) AS n FROM midjourneys WHERE user_id = {uid} GROUP BY COALESCE(status, '') ORDER BY n DESC, k ASC")).await;
-    let got: Vec<(String, i64)> = s["byStatus"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["key"].as_str().unwrap().to_owned(),
-                b["count"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let got = buckets(&s["byStatus"]);
     assert_eq!(got, by_status);
     assert!(
         got.iter().any(|(k, _)| k.is_empty()),
         "NULL status grouped as \"\""
     );
     let by_action = pairs(&app, &format!("SELECT COALESCE(action, '') AS k, COUNT(*) AS n FROM midjourneys WHERE user_id = {uid} GROUP BY COALESCE(action, '') ORDER BY n DESC, k ASC")).await;
-    let got: Vec<(String, i64)> = s["byAction"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["key"].as_str().unwrap().to_owned(),
-                b["count"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let got = buckets(&s["byAction"]);
     assert_eq!(got, by_action);
 
     let days = s["byDay"].as_array().unwrap();

@@ -129,6 +129,22 @@ async fn ids_for(app: &TestApp, user: &TestUser, filter: Value) -> Vec<i64> {
     a.node_ids()
 }
 
+/// Asserts that each filter returns the tasks at the given seed positions, newest first.
+async fn check<const N: usize>(
+    app: &TestApp,
+    user: &TestUser,
+    ids: &[i64],
+    cases: [(Value, Vec<usize>); N],
+) {
+    for (filter, want) in cases {
+        assert_eq!(
+            ids_for(app, user, filter.clone()).await,
+            pick(ids, &want),
+            "{filter}"
+        );
+    }
+}
+
 fn pick(ids: &[i64], positions: &[usize]) -> Vec<i64> {
     let mut v: Vec<i64> = positions.iter().map(|&p| ids[p]).collect();
     v.sort_unstable_by(|a, b| b.cmp(a));
@@ -152,13 +168,7 @@ async fn int_filter_operators() {
         (json!({"id": {"eq": ids[3]}}), vec![3]),
         (json!({"id": {"in": [ids[0], ids[9], ids[10]]}}), vec![0, 9]),
     ];
-    for (filter, want) in cases {
-        assert_eq!(
-            ids_for(&app, &u, filter.clone()).await,
-            pick(&ids, &want),
-            "{filter}"
-        );
-    }
+    check(&app, &u, &ids, cases).await;
 }
 
 #[tokio::test]
@@ -176,13 +186,7 @@ async fn long_filter_operators_on_times() {
         (json!({"startTime": {"eq": 1010}}), vec![0]),
         (json!({"finishTime": {"gte": 9020}}), vec![8, 9]),
     ];
-    for (filter, want) in cases {
-        assert_eq!(
-            ids_for(&app, &u, filter.clone()).await,
-            pick(&ids, &want),
-            "{filter}"
-        );
-    }
+    check(&app, &u, &ids, cases).await;
 }
 
 #[tokio::test]
@@ -242,13 +246,7 @@ async fn text_filters_are_case_insensitive_with_literal_wildcards() {
         (json!({"failReason": {"isEmpty": false}}), vec![2, 7]),
         (json!({"failReason": {"contains": "whale"}}), vec![2]),
     ];
-    for (filter, want) in cases {
-        assert_eq!(
-            ids_for(&app, &u, filter.clone()).await,
-            pick(&ids, &want),
-            "{filter}"
-        );
-    }
+    check(&app, &u, &ids, cases).await;
 }
 
 #[tokio::test]
@@ -297,13 +295,7 @@ async fn and_or_not_combine() {
             vec![1, 6, 8, 9],
         ),
     ];
-    for (filter, want) in cases {
-        assert_eq!(
-            ids_for(&app, &u, filter.clone()).await,
-            pick(&ids, &want),
-            "{filter}"
-        );
-    }
+    check(&app, &u, &ids, cases).await;
 }
 
 #[tokio::test]
