@@ -3,9 +3,10 @@
 use entity::user::{self, Column};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use sea_orm::sea_query::ExprTrait;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter,
 };
 
 use crate::error::Error;
@@ -41,8 +42,16 @@ impl Service {
         if token.is_empty() {
             return Ok(None);
         }
+        // PostgreSQL: compare as char(32), the column's type, so its unique index is used
+        // (a text parameter would cast the column and scan the whole table). char
+        // comparison ignores the padding PostgreSQL stores.
+        let token_matches = if self.db.get_database_backend() == DbBackend::Postgres {
+            Expr::col(Column::AccessToken).eq(Expr::val(token).cast_as(Alias::new("bpchar")))
+        } else {
+            Column::AccessToken.eq(token)
+        };
         let found = user::Entity::find()
-            .filter(Column::AccessToken.eq(token))
+            .filter(token_matches)
             .filter(user::deleted_at().is_null())
             .one(&self.db)
             .await?;
