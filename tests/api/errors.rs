@@ -104,3 +104,40 @@ async fn healthz_reports_a_reachable_database() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json["database"], "ok");
 }
+
+#[tokio::test]
+async fn reads_keep_working_while_another_writer_holds_a_transaction() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+    let app = spawn_app().await;
+    let u = app.user("alice", Role::Common).await;
+    app.task(crate::helpers::Task::of(u.id)).await;
+    // Another process (new-api, say) is in the middle of writing.
+    let writer = app.db.connect().await;
+    let txn = writer.begin().await.unwrap();
+    entity::midjourney::ActiveModel {
+        user_id: Set(Some(u.id)),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    let a = app.get_as(&u, "/api/mj/self").await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.total(), 1, "uncommitted rows are not seen");
+    txn.commit().await.unwrap();
+    assert_eq!(app.get_as(&u, "/api/mj/self").await.total(), 2);
+    if app.db.backend == crate::helpers::Backend::Sqlite {
+        use sea_orm::{ConnectionTrait, Statement};
+        let row = writer
+            .query_one_raw(Statement::from_string(
+                writer.get_database_backend(),
+                "PRAGMA journal_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let mode: String = row.try_get_by_index(0).unwrap();
+        assert_eq!(mode, "wal", "the server opens SQLite files in WAL mode");
+    }
+    writer.close().await.ok();
+}
