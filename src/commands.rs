@@ -91,6 +91,13 @@ pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
         "curl -s '{base}/api/mj/self?start_timestamp=NaN' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}' -H 'Accept-Language: en'",
         alice.access_token, alice.id
     );
+    println!(
+        "# GraphQL: alice's failed tasks with a daily count, and the playground at {base}/graphql"
+    );
+    println!(
+        "curl -s {base}/graphql -H 'Content-Type: application/json' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}' \\\n  -d '{{\"query\":\"{{ midjourneyTasks(filter: {{status: {{eq: \\\"FAILURE\\\"}}}}, page: {{offset: {{pageSize: 3}}}}) {{ totalCount nodes {{ id mjId failReason submittedAt }} }} midjourneyTaskStats {{ byDay(days: 3) {{ start count }} }} }}\"}}'",
+        alice.access_token, alice.id
+    );
     println!();
     let result = app.run_until_stopped().await;
     drop(dir);
