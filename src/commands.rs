@@ -6,7 +6,7 @@ use anyhow::Context;
 use tokio::io::BufReader;
 
 use crate::app::{self, App};
-use crate::config::{DbConfig, ImportArgs, ServeArgs, UserCreateArgs};
+use crate::config::{BenchArgs, DbConfig, ImportArgs, ServeArgs, UserCreateArgs};
 use crate::service::Role;
 
 /// `mj-tasks user create`.
@@ -102,4 +102,22 @@ pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
     let result = app.run_until_stopped().await;
     drop(dir);
     Ok(result?)
+}
+
+/// `mj-tasks bench`.
+pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        ),
+    };
+    crate::bench::run(
+        &DbConfig::for_url(url),
+        args.tasks as usize,
+        args.runs as usize,
+    )
+    .await
 }

@@ -37,6 +37,8 @@ pub enum Command {
     Migrate(DbOnlyArgs),
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
+    /// Seed a database and time representative queries (median and p95).
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +120,20 @@ pub struct DemoArgs {
     /// How many tasks to seed.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub tasks: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The database to seed: it must hold no users yet. Default: a fresh temporary SQLite
+    /// file.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// How many tasks to seed.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1000..=20_000_000))]
+    pub tasks: u32,
+    /// How many times each case runs.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub runs: u32,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod db;

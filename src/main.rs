@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Import(args)) => commands::import(&args).await,
         Some(Command::Demo(args)) => commands::demo(args.listen, args.tasks).await,
         Some(Command::Migrate(args)) => commands::migrate(&args.db).await,
+        Some(Command::Bench(args)) => commands::bench(&args).await,
         Some(Command::Schema) => {
             print!("{}", mj_tasks::graphql::sdl());
             Ok(())

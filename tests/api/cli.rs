@@ -150,3 +150,60 @@ async fn help_documents_every_setting() {
         assert!(help.contains(s), "{s} in --help:\n{help}");
     }
 }
+
+#[tokio::test]
+async fn bench_seeds_and_reports_every_case() {
+    let db = TestDb::new().await;
+    let out = mj_tasks(
+        &db,
+        &[
+            "bench",
+            "--database-url",
+            &db.url.clone(),
+            "--tasks",
+            "1000",
+            "--runs",
+            "2",
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("seeded 1000 tasks"), "{stdout}");
+    for case in [
+        "admin first page (20)",
+        "offset last page (legacy REST)",
+        "cursor last page (keyset)",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(case))
+            .unwrap_or_else(|| panic!("{case} in {stdout}"));
+        let median: f64 = line
+            .split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(median > 0.0, "{line}");
+    }
+    // Seeding refuses a database that already has users.
+    let again = mj_tasks(
+        &db,
+        &[
+            "bench",
+            "--database-url",
+            &db.url.clone(),
+            "--tasks",
+            "1000",
+        ],
+        None,
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("must hold no users"));
+}
