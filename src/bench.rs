@@ -46,6 +46,10 @@ pub async fn run(db: &DbConfig, tasks: usize, runs: usize) -> anyhow::Result<()>
         seeding.elapsed().as_secs_f64(),
         db.database_url.split(':').next().unwrap_or("?")
     );
+    service
+        .refresh_statistics()
+        .await
+        .map_err(|e| anyhow::anyhow!("analyzing the table: {e}"))?;
     let admin = Viewer {
         id: users.admin.id,
         username: users.admin.username.clone(),

@@ -4,7 +4,7 @@
 use entity::midjourney;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, TransactionTrait};
 
 use crate::error::Error;
 use crate::service::Service;
@@ -77,6 +77,18 @@ impl Service {
         }
         txn.commit().await?;
         Ok(DemoUsers { admin, users })
+    }
+
+    /// Refreshes the planner's statistics (and PostgreSQL's visibility map) after a bulk
+    /// load, as autovacuum would a little later.
+    pub async fn refresh_statistics(&self) -> Result<(), Error> {
+        let sql = match self.db.get_database_backend() {
+            DbBackend::Postgres => "VACUUM ANALYZE midjourneys",
+            DbBackend::MySql => "ANALYZE TABLE midjourneys",
+            _ => "ANALYZE",
+        };
+        self.db.execute_unprepared(sql).await?;
+        Ok(())
     }
 }
 
