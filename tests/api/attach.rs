@@ -63,6 +63,12 @@ pub fn new_api_rows(backend: Backend) -> Vec<String> {
     ]
 }
 
+/// The auth headers of `alice` (user 2) in [`new_api_rows`], whose token PostgreSQL pads.
+pub const NEW_API_ALICE: [(&str, &str); 2] = [
+    ("Authorization", "Bearer alicealicealicealicealicealic"),
+    ("New-Api-User", "2"),
+];
+
 /// Every column of the two tables with its declared type, and every row as text: what
 /// must not change when the service attaches.
 pub async fn snapshot(conn: &DatabaseConnection, backend: Backend) -> (Vec<String>, Vec<String>) {
@@ -234,10 +240,7 @@ async fn attaches_to_a_new_api_database_without_changing_it() {
     }
 
     // Answers over the attached data: padded token, NULLs, the legacy shapes.
-    let alice = [
-        ("Authorization", "Bearer alicealicealicealicealicealic"),
-        ("New-Api-User", "2"),
-    ];
+    let alice = NEW_API_ALICE;
     let a = app.get_with("/api/mj/self", &alice).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.ids(), vec![3, 2, 1]);

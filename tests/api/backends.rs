@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::attach::new_api_database;
+use crate::attach::{NEW_API_ALICE, new_api_database};
 use crate::helpers::{Backend, Task, TestDb, TestUser, spawn_app_with};
 
 /// A TCP proxy to the database server that the test can cut and restore.
@@ -226,10 +226,7 @@ async fn a_read_only_database_user_serves_with_no_migrate() {
         }
     };
     let app = spawn_app_with(TestDb::borrowed(&ro_url, backend), |c| c.no_migrate = true).await;
-    let alice = [
-        ("Authorization", "Bearer alicealicealicealicealicealic"),
-        ("New-Api-User", "2"),
-    ];
+    let alice = NEW_API_ALICE;
     let a = app.get_with("/api/mj/self", &alice).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.ids(), vec![3, 2, 1]);
