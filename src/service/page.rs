@@ -24,6 +24,14 @@ pub struct OffsetPage {
 impl OffsetPage {
     /// The legacy routes' rules: a missing or non-positive page is 1; a missing or
     /// non-positive size is the default; a size above the maximum is clamped.
+    ///
+    /// ```
+    /// use mj_tasks::service::OffsetPage;
+    /// assert_eq!(OffsetPage::legacy(None, None), OffsetPage { page: 1, page_size: 20 });
+    /// assert_eq!(OffsetPage::legacy(Some(-2), Some(500)), OffsetPage { page: 1, page_size: 100 });
+    /// // A huge page does not overflow the offset.
+    /// assert_eq!(OffsetPage::legacy(Some(i64::MAX), Some(100)).offset(), i64::MAX as u64);
+    /// ```
     pub fn legacy(page: Option<i64>, page_size: Option<i64>) -> OffsetPage {
         let page = page.filter(|p| *p >= 1).map_or(1, |p| p as u64);
         let page_size = match page_size {

@@ -72,6 +72,13 @@ pub const MS_THRESHOLD: i64 = 100_000_000_000;
 
 /// A stored epoch value in milliseconds: read as ms when >= 1e11, else as seconds; `None`
 /// when unset (0 or negative).
+///
+/// ```
+/// use mj_tasks::service::record::epoch_ms;
+/// assert_eq!(epoch_ms(1_640_908_800), Some(1_640_908_800_000)); // seconds, as documented
+/// assert_eq!(epoch_ms(1_640_908_800_000), Some(1_640_908_800_000)); // ms, as new-api stores
+/// assert_eq!(epoch_ms(0), None);
+/// ```
 pub fn epoch_ms(value: i64) -> Option<i64> {
     match value {
         v if v <= 0 => None,

@@ -263,3 +263,109 @@ async fn a_read_only_database_user_serves_with_no_migrate() {
         conn.close().await.ok();
     }
 }
+
+/// Waits until a statement of the server is blocked on a lock (seen from `conn`).
+async fn wait_for_blocked_statement(conn: &sea_orm::DatabaseConnection, backend: Backend) {
+    use sea_orm::Statement;
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%users%'"
+        }
+        _ => {
+            "SELECT COUNT(*) AS n FROM information_schema.processlist WHERE state LIKE '%lock%' AND info LIKE '%users%'"
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = conn
+            .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get::<i64>("", "n").unwrap() > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the request never blocked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_503_within_the_acquire_timeout() {
+    use sea_orm::TransactionTrait;
+    let db = TestDb::new().await;
+    if db.backend == Backend::Sqlite {
+        eprintln!("pool exhaustion test needs a database server: set TEST_DATABASE_URL");
+        return;
+    }
+    let url = db.url.clone();
+    let backend = db.backend;
+    let setup = spawn_app_with(db, |_| {}).await;
+    let u = setup.user("alice", Role::Common).await;
+    setup.task(Task::of(u.id)).await;
+    let app = Arc::new(
+        spawn_app_with(TestDb::borrowed(&url, backend), |c| {
+            c.db.db_max_connections = 1;
+            c.db.db_acquire_timeout_ms = 500;
+            c.db.db_statement_timeout_ms = 3000;
+        })
+        .await,
+    );
+
+    // Another session locks the users table: the next request's user lookup blocks while
+    // holding the pool's only connection.
+    let locker = Database::connect(url.as_str()).await.unwrap();
+    let txn = locker.begin().await.unwrap();
+    match backend {
+        Backend::Postgres => {
+            txn.execute_unprepared("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+                .await
+        }
+        _ => txn.execute_unprepared("LOCK TABLES users WRITE").await,
+    }
+    .unwrap();
+    let blocked = {
+        let (app, u) = (app.clone(), u.clone());
+        tokio::spawn(async move { app.get_as(&u, "/api/mj/self").await })
+    };
+    let observer = Database::connect(url.as_str()).await.unwrap();
+    wait_for_blocked_statement(&observer, backend).await;
+
+    let started = Instant::now();
+    let a = app.get_as(&u, "/api/mj/self").await;
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert_eq!(
+        a.text,
+        r#"{"success":false,"message":"database unavailable"}"#
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500 + 1500),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    if backend == Backend::Postgres {
+        // The statement timeout ends the blocked request: 503, not a hang.
+        let a = blocked.await.unwrap();
+        assert_eq!(a.status, 503, "{}", a.text);
+        txn.rollback().await.unwrap();
+    } else {
+        txn.execute_unprepared("UNLOCK TABLES").await.unwrap();
+        txn.rollback().await.ok();
+        let a = blocked.await.unwrap();
+        assert!(a.status == 200 || a.status == 503, "{}", a.text);
+    }
+    // With the lock gone, the same process serves again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = app.get_as(&u, "/api/mj/self").await;
+        if a.status == 200 {
+            assert_eq!(a.total(), 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", a.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    observer.close().await.ok();
+    locker.close().await.ok();
+}
