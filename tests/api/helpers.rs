@@ -3,162 +3,16 @@
 //! helpers.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use entity::midjourney;
 use mj_tasks::app::App;
 use mj_tasks::config::{DbConfig, ServeArgs};
 use mj_tasks::service::{Role, Service};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
+
+pub use crate::testdb::{Backend, TestDb, unique_name};
 use serde_json::Value;
 use tokio::sync::oneshot;
-
-/// Which server the suite runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-    MySql,
-}
-
-/// A database of its own for one test, dropped when the test ends.
-pub struct TestDb {
-    pub url: String,
-    pub backend: Backend,
-    admin_url: Option<String>,
-    pub name: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn unique_name() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("mjt_{}_{}_{}", std::process::id(), n, nanos)
-}
-
-/// Replaces the database name (the URL path) of a server URL.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{}", &base[..host_end], name);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-impl TestDb {
-    /// A fresh database on the backend `TEST_DATABASE_URL` names (SQLite when unset).
-    /// A URL that is given but unreachable fails the test.
-    pub async fn new() -> TestDb {
-        match std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        {
-            Some(url) => TestDb::on_server(&url).await,
-            None => TestDb::sqlite(),
-        }
-    }
-
-    /// A fresh SQLite file in a temporary directory.
-    pub fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-        TestDb {
-            url,
-            backend: Backend::Sqlite,
-            admin_url: None,
-            name: String::new(),
-            _dir: Some(dir),
-        }
-    }
-
-    /// A fresh database created on the server at `admin_url`.
-    pub async fn on_server(admin_url: &str) -> TestDb {
-        let backend = if admin_url.starts_with("postgres") {
-            Backend::Postgres
-        } else if admin_url.starts_with("mysql") || admin_url.starts_with("mariadb") {
-            Backend::MySql
-        } else {
-            panic!("TEST_DATABASE_URL must be a postgres:// or mysql:// URL: {admin_url}");
-        };
-        let name = unique_name();
-        let admin = Database::connect(admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("database server {admin_url} unreachable: {e}"));
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        TestDb {
-            url: with_database(admin_url, &name),
-            backend,
-            admin_url: Some(admin_url.to_owned()),
-            name,
-            _dir: None,
-        }
-    }
-
-    /// Another handle on an existing database, which it does not drop (for a second
-    /// server instance, or a different database user).
-    pub fn borrowed(url: &str, backend: Backend) -> TestDb {
-        TestDb {
-            url: url.to_owned(),
-            backend,
-            admin_url: None,
-            name: String::new(),
-            _dir: None,
-        }
-    }
-
-    /// A plain connection to this test's database (for setup and inspection).
-    pub async fn connect(&self) -> DatabaseConnection {
-        Database::connect(self.url.as_str())
-            .await
-            .expect("connect to test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(admin_url) = self.admin_url.clone() else {
-            return;
-        };
-        let name = self.name.clone();
-        let backend = self.backend;
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                    let sql = match backend {
-                        Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                        _ => format!("DROP DATABASE IF EXISTS {name}"),
-                    };
-                    let _ = admin.execute_unprepared(&sql).await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// A user with credentials.
 #[derive(Clone, Debug)]
