@@ -7,6 +7,7 @@ mod errors;
 mod http;
 mod inputs;
 mod limits;
+mod paging;
 mod playground;
 mod query;
 mod scalars;

@@ -5,6 +5,7 @@
 mod cursor;
 pub mod demo;
 pub mod filter;
+mod filter_sql;
 pub mod import;
 pub mod order;
 pub mod page;
