@@ -20,6 +20,24 @@ use crate::rest::{self, ApiError};
 use crate::service::{NewUser, Role, Service};
 use crate::state::AppState;
 
+/// Why the service could not start. Shown to the operator on the console (never to a
+/// client), so it carries the underlying detail.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connecting to the database: {0}")]
+    Connect(#[source] sea_orm::DbErr),
+    #[error("applying migrations: {0}")]
+    Migrate(#[source] sea_orm::DbErr),
+    #[error("creating the first user: {0}")]
+    FirstUser(#[source] Error),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A built application: a bound listener and its router, ready to run.
 pub struct App {
     listener: TcpListener,
@@ -31,16 +49,25 @@ impl App {
     /// Connects (lazily with `--no-migrate`, so a read-only or not-yet-reachable database
     /// does not stop the start), applies migrations, creates a first root user on an empty
     /// users table, binds the listen address and builds the router.
-    pub async fn build(cfg: &ServeArgs) -> anyhow::Result<App> {
-        let db = db::connect(&cfg.db, cfg.no_migrate).await?;
+    pub async fn build(cfg: &ServeArgs) -> Result<App, StartError> {
+        let db = db::connect(&cfg.db, cfg.no_migrate)
+            .await
+            .map_err(StartError::Connect)?;
         if !cfg.no_migrate {
             migrate(&db).await?;
         }
         let service = Service::new(db, cfg.image_forward_base.clone());
         if !cfg.no_migrate {
-            first_root_user(&service).await?;
+            first_root_user(&service)
+                .await
+                .map_err(StartError::FirstUser)?;
         }
-        let listener = TcpListener::bind(cfg.listen).await?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
         let state = AppState {
             service: service.clone(),
             schema: graphql::build_schema(!cfg.no_introspection),
@@ -80,20 +107,19 @@ impl App {
 }
 
 /// Applies pending migrations (safe when several instances start at once).
-pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    migration::apply(db).await?;
-    Ok(())
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StartError> {
+    migration::apply(db).await.map_err(StartError::Migrate)
 }
 
 /// Opens the database for a one-off command (migrations applied).
-pub async fn open_service(cfg: &DbConfig) -> anyhow::Result<Service> {
-    let db = db::connect(cfg, false).await?;
+pub async fn open_service(cfg: &DbConfig) -> Result<Service, StartError> {
+    let db = db::connect(cfg, false).await.map_err(StartError::Connect)?;
     migrate(&db).await?;
     Ok(Service::new(db, None))
 }
 
 /// On a fresh install (no users at all) creates `root` and prints its token once.
-async fn first_root_user(service: &Service) -> anyhow::Result<()> {
+async fn first_root_user(service: &Service) -> Result<(), Error> {
     if service.count_users().await? > 0 {
         return Ok(());
     }
@@ -101,7 +127,7 @@ async fn first_root_user(service: &Service) -> anyhow::Result<()> {
         Ok(user) => print_new_user("No users yet: created the first one.", &user),
         // Another instance starting at the same moment created it.
         Err(_) if service.count_users().await? > 0 => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
     Ok(())
 }
