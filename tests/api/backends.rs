@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::attach::{NEW_API_ALICE, new_api_database};
-use crate::helpers::{Backend, Task, TestDb, TestUser, spawn_app_with};
+use crate::helpers::{Backend, Task, TestApp, TestDb, TestUser, spawn_app_with};
 
 /// A TCP proxy to the database server that the test can cut and restore.
 struct Proxy {
@@ -71,6 +71,20 @@ impl Drop for Proxy {
     }
 }
 
+/// Polls until the same server process answers `u`'s one task again (at most 10 s).
+async fn serves_again(app: &TestApp, u: &TestUser) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = app.get_as(u, "/api/mj/self").await;
+        if a.status == 200 {
+            assert_eq!(a.total(), 1);
+            return;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", a.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The `host:port` of a server URL.
 fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -124,16 +138,7 @@ async fn an_outage_answers_503_quickly_and_the_same_process_recovers() {
     assert_eq!(app.get_with("/healthz", &[]).await.status, 503);
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = app.get_as(&u, "/api/mj/self").await;
-        if a.status == 200 {
-            assert_eq!(a.total(), 1);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {}", a.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    serves_again(&app, &u).await;
     drop(app);
     drop(setup);
 }
@@ -356,16 +361,7 @@ async fn an_exhausted_pool_answers_503_within_the_acquire_timeout() {
         assert!(a.status == 200 || a.status == 503, "{}", a.text);
     }
     // With the lock gone, the same process serves again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = app.get_as(&u, "/api/mj/self").await;
-        if a.status == 200 {
-            assert_eq!(a.total(), 1);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {}", a.text);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    serves_again(&app, &u).await;
     observer.close().await.ok();
     locker.close().await.ok();
 }

@@ -154,19 +154,9 @@ async fn help_documents_every_setting() {
 #[tokio::test]
 async fn bench_seeds_and_reports_every_case() {
     let db = TestDb::new().await;
-    let out = mj_tasks(
-        &db,
-        &[
-            "bench",
-            "--database-url",
-            &db.url.clone(),
-            "--tasks",
-            "1000",
-            "--runs",
-            "2",
-        ],
-        None,
-    );
+    let url = db.url.clone();
+    let bench = ["bench", "--database-url", url.as_str(), "--tasks", "1000"];
+    let out = mj_tasks(&db, &[bench.as_slice(), &["--runs", "2"]].concat(), None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -193,17 +183,7 @@ async fn bench_seeds_and_reports_every_case() {
         assert!(median > 0.0, "{line}");
     }
     // Seeding refuses a database that already has users.
-    let again = mj_tasks(
-        &db,
-        &[
-            "bench",
-            "--database-url",
-            &db.url.clone(),
-            "--tasks",
-            "1000",
-        ],
-        None,
-    );
+    let again = mj_tasks(&db, &bench, None);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("must hold no users"));
 }
