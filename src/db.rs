@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::sqlx::{AssertSqlSafe, Executor};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 use crate::config::DbConfig;
 
@@ -69,5 +69,34 @@ pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, D
             });
         }
     }
-    Database::connect(opts).await
+    if !url.starts_with("sqlite:") {
+        return Database::connect(opts).await;
+    }
+    // Opening a SQLite file switches it to WAL, which needs a moment of exclusive access:
+    // another process starting (or migrating) at the same instant makes that fail with
+    // SQLITE_BUSY at once, whatever the busy timeout. Such a start is retried.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match Database::connect(opts.clone()).await {
+            Err(e) if attempt < 10 && sqlite_busy(&e) => {
+                tracing::debug!(error = %e, attempt, "SQLite busy while opening; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `err` is SQLite's "database is locked" (SQLITE_BUSY, code 5).
+fn sqlite_busy(err: &DbErr) -> bool {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "5"),
+        _ => false,
+    }
 }
