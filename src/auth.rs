@@ -107,6 +107,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"))
 }
 
+/// The language of the caller's messages, from `Accept-Language` (REST and GraphQL alike).
+pub fn lang(headers: &HeaderMap) -> Lang {
+    Lang::from_accept_language(header(headers, "accept-language"))
+}
+
 /// Whether the request carries an `Authorization` header at all (GraphQL lets
 /// introspection through without one).
 pub fn has_credentials(headers: &HeaderMap) -> bool {

@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::{self, AuthError};
-use crate::error::Lang;
 use crate::graphql::context::RequestContext;
 use crate::graphql::errors::{ensure_codes, server_error};
 use crate::graphql::limits::OverGet;
@@ -146,11 +145,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         let msg = "a GraphQL request needs a non-empty \"query\"";
         return request_error(StatusCode::BAD_REQUEST, msg, "BAD_REQUEST", headers);
     }
-    let lang = Lang::from_accept_language(
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let lang = auth::lang(headers);
     // One user lookup per HTTP request, none without credentials (introspection).
     let viewer = if auth::has_credentials(headers) {
         auth::authenticate(&state.service, headers, Role::Common).await

@@ -9,7 +9,6 @@ use super::envelope::{ApiError, Success, success};
 use super::items::{AdminItem, ListData, SelfItem};
 use super::params;
 use crate::auth;
-use crate::error::Lang;
 use crate::service::{PageRequest, Role, Scope, TaskQuery, TaskRecord};
 use crate::state::AppState;
 
@@ -39,8 +38,7 @@ async fn list<T: From<TaskRecord> + Serialize>(
     query: Option<&str>,
     min_role: Role,
 ) -> ListResult<T> {
-    let lang =
-        Lang::from_accept_language(headers.get("accept-language").and_then(|v| v.to_str().ok()));
+    let lang = auth::lang(headers);
     let err = |e| ApiError::new(e, lang);
     let viewer = auth::authenticate(&state.service, headers, min_role)
         .await

@@ -137,15 +137,19 @@ impl TestApp {
 
     /// GET `path` as `user` (Authorization: Bearer token, New-Api-User: id).
     pub async fn get_as(&self, user: &TestUser, path: &str) -> Answer {
+        self.get_as_with(user, path, &[]).await
+    }
+
+    /// GET `path` as `user`, with `extra` headers (e.g. `Accept-Language`).
+    pub async fn get_as_with(&self, user: &TestUser, path: &str, extra: &[(&str, &str)]) -> Answer {
+        let auth = format!("Bearer {}", user.token);
         let id = user.id.to_string();
-        self.get_with(
-            path,
-            &[
-                ("Authorization", &format!("Bearer {}", user.token)),
-                ("New-Api-User", &id),
-            ],
-        )
-        .await
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("New-Api-User", id.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        self.get_with(path, &headers).await
     }
 }
 
