@@ -54,7 +54,7 @@ impl App {
             .await
             .map_err(StartError::Connect)?;
         if !cfg.no_migrate {
-            migrate(&db).await?;
+            migrate(&cfg.db, &db).await?;
         }
         let service = Service::new(db, cfg.image_forward_base.clone());
         if !cfg.no_migrate {
@@ -106,15 +106,39 @@ impl App {
     }
 }
 
-/// Applies pending migrations (safe when several instances start at once).
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), StartError> {
-    migration::apply(db).await.map_err(StartError::Migrate)
+/// Applies pending migrations and builds missing indexes (safe when several instances
+/// start at once), on a session of its own with no statement timeout: its lock belongs to
+/// the session, and an online index build on a large table takes minutes. `pool` is used
+/// instead for an in-memory SQLite database, which exists only inside its one connection.
+pub async fn migrate(cfg: &DbConfig, pool: &DatabaseConnection) -> Result<(), StartError> {
+    let sqlite = cfg.database_url.starts_with("sqlite:");
+    if sqlite && (cfg.database_url.contains(":memory:") || cfg.database_url.contains("mode=memory"))
+    {
+        return migration::apply(pool).await.map_err(StartError::Migrate);
+    }
+    let session = DbConfig {
+        db_max_connections: 1,
+        // SQLite's is its busy timeout, which the migration needs too.
+        db_statement_timeout_ms: if sqlite {
+            cfg.db_statement_timeout_ms
+        } else {
+            0
+        },
+        db_log_statements: cfg.db_log_statements,
+        ..cfg.clone()
+    };
+    let db = db::connect(&session, false)
+        .await
+        .map_err(StartError::Connect)?;
+    let result = migration::apply(&db).await.map_err(StartError::Migrate);
+    db.close().await.ok();
+    result
 }
 
 /// Opens the database for a one-off command (migrations applied).
 pub async fn open_service(cfg: &DbConfig) -> Result<Service, StartError> {
     let db = db::connect(cfg, false).await.map_err(StartError::Connect)?;
-    migrate(&db).await?;
+    migrate(cfg, &db).await?;
     Ok(Service::new(db, None))
 }
 

@@ -7,6 +7,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub mod indexes;
 mod m20261128_000001_new_api_tables;
 mod m20261128_000002_service_indexes;
 mod shapes;
@@ -24,21 +25,39 @@ impl MigratorTrait for Migrator {
     }
 }
 
+use std::time::{Duration, Instant};
+
 use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
 
-/// Applies the pending migrations, safely when several instances start at once on one
-/// database: on PostgreSQL and MySQL a database lock serializes them (the loser finds
-/// nothing pending); SQLite serializes writers itself, and a lost race is retried.
+/// The lock that serializes concurrent starts (PostgreSQL advisory lock key; MySQL lock name).
+const PG_LOCK: i64 = 7_243_051_926;
+const MYSQL_LOCK: &str = "mj_tasks_migrate";
+/// Longest wait for another instance's migrations (an index build on a large table).
+const LOCK_WAIT: Duration = Duration::from_secs(3600);
+
+/// Applies the pending migrations and builds the missing indexes, safely when several
+/// instances start at once on one database: on PostgreSQL and MySQL a session lock
+/// serializes them (the later ones find nothing to do); SQLite serializes writers itself,
+/// and a lost race is retried.
+///
+/// On PostgreSQL and MySQL, `db` must be a connection of its own (a pool of one, with no
+/// statement timeout): the lock belongs to the session, and the indexes are built online,
+/// outside any transaction, which takes as long as the table is large.
 pub async fn apply(db: &DatabaseConnection) -> Result<(), DbErr> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match apply_locked(db).await {
+        let result = match db.get_database_backend() {
+            DbBackend::Sqlite => apply_sqlite(db).await,
+            _ => apply_locked(db).await,
+        };
+        match result {
             Ok(()) => return Ok(()),
             Err(e) => {
                 if Migrator::get_pending_migrations(db)
                     .await
                     .is_ok_and(|p| p.is_empty())
+                    && indexes::ensure(db).await.is_ok()
                 {
                     // Another instance finished the job.
                     return Ok(());
@@ -46,33 +65,100 @@ pub async fn apply(db: &DatabaseConnection) -> Result<(), DbErr> {
                 if attempt >= 5 {
                     return Err(e);
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
         }
     }
 }
 
+/// SQLite: everything in one transaction (the file's write lock serializes starts).
+async fn apply_sqlite(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    Migrator::up(&txn, None).await?;
+    indexes::ensure(&txn).await?;
+    txn.commit().await
+}
+
+/// PostgreSQL and MySQL: under the session lock, the migrations (each in its own
+/// transaction where the backend has transactional DDL), then the online index builds.
 async fn apply_locked(db: &DatabaseConnection) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
-    let txn = db.begin().await?;
     match backend {
-        // Held until the transaction ends.
         DbBackend::Postgres => {
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7243051926)")
-                .await?;
+            db.execute_unprepared("SET statement_timeout = 0").await?;
         }
-        // Held by the session (the transaction's connection) until released.
-        DbBackend::MySql => {
-            txn.execute_unprepared("SELECT GET_LOCK('mj_tasks_migrate', 60)")
-                .await?;
+        _ => {
+            // MariaDB's name; MySQL's max_execution_time does not apply to DDL.
+            let _ = db
+                .execute_unprepared("SET SESSION max_statement_time = 0")
+                .await;
         }
-        _ => {}
     }
-    let result = Migrator::up(&txn, None).await;
-    if backend == DbBackend::MySql {
-        txn.execute_unprepared("SELECT RELEASE_LOCK('mj_tasks_migrate')")
+    lock(db).await?;
+    let result = async {
+        Migrator::up(db, None).await?;
+        indexes::ensure(db).await
+    }
+    .await;
+    let unlocked = unlock(db).await;
+    result.and(unlocked)
+}
+
+/// Takes the migration lock, waiting for another instance that holds it.
+async fn lock(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let started = Instant::now();
+    let mut told = Instant::now();
+    loop {
+        let sql = match backend {
+            DbBackend::Postgres => format!("SELECT CAST(pg_try_advisory_lock({PG_LOCK}) AS INT)"),
+            _ => format!("SELECT GET_LOCK('{MYSQL_LOCK}', 1)"),
+        };
+        let row = db
+            .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+                backend, sql,
+            ))
             .await?;
+        let got = row
+            .map(|r| {
+                r.try_get_by_index::<Option<i32>>(0).or_else(|_| {
+                    r.try_get_by_index::<Option<i64>>(0)
+                        .map(|v| v.map(|v| v as i32))
+                })
+            })
+            .transpose()?
+            .flatten();
+        match got {
+            Some(1) => return Ok(()),
+            // Held by another session: wait for it.
+            Some(0) => {}
+            _ => {
+                return Err(DbErr::Custom(
+                    "the migration lock could not be taken (the database answered no result)"
+                        .into(),
+                ));
+            }
+        }
+        if started.elapsed() > LOCK_WAIT {
+            return Err(DbErr::Custom(format!(
+                "another instance has held the migration lock for over {} s",
+                LOCK_WAIT.as_secs()
+            )));
+        }
+        if told.elapsed() > Duration::from_secs(10) {
+            tracing::info!("waiting for another instance's migrations to finish");
+            told = Instant::now();
+        }
+        if backend == DbBackend::Postgres {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
-    result?;
-    txn.commit().await
+}
+
+async fn unlock(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres => format!("SELECT pg_advisory_unlock({PG_LOCK})"),
+        _ => format!("SELECT RELEASE_LOCK('{MYSQL_LOCK}')"),
+    };
+    db.execute_unprepared(&sql).await.map(|_| ())
 }

@@ -1,18 +1,40 @@
-//! Request limits checked before execution: query depth (introspection excluded, so the
-//! playground's schema query always passes) and no mutation over GET.
+//! Request limits checked before validation and execution: query depth (introspection
+//! excluded, so the playground's schema query always passes), the number of fields a query
+//! expands to, and no mutation over GET.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
 };
-use async_graphql::{ServerResult, Variables};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
+};
+use async_graphql::{Request, ServerResult, Variables};
 
 use crate::graphql::errors::server_error;
 
 /// Deepest field nesting allowed in a query.
 pub const MAX_DEPTH: usize = 10;
+/// The fields that scan every matching row (a count, sums, a grouping): each runs its own
+/// aggregate query (the four stats totals share one, counted on `midjourneyTaskStats`).
+pub const SCAN_FIELDS: &[&str] = &[
+    "totalCount",
+    "totalPages",
+    "midjourneyTaskStats",
+    "byStatus",
+    "byAction",
+    "byDay",
+];
+/// Most aggregate scans one request may ask for, aliases and fragments counted: a
+/// dashboard needs five, and hundreds of aliased counts are refused before any SQL runs
+/// (the complexity limit weighs a page's rows, which would multiply a count's weight).
+pub const MAX_SCANS: usize = 10;
+/// Most field selections a query may expand to once its fragments are inlined (the
+/// playground's introspection query needs a few hundred).
+pub const MAX_FIELDS: usize = 2_000;
 
 /// Marks a request that arrived over GET (mutations are refused).
 pub struct OverGet;
@@ -30,6 +52,21 @@ struct LimitsExtension;
 
 #[async_trait::async_trait]
 impl Extension for LimitsExtension {
+    /// Measures the document before async-graphql's own checks walk it: its recursion-depth
+    /// check follows every fragment spread again, exponential work on a fan-out document.
+    /// A document that does not parse goes on, to be refused with the parser's message.
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Ok(doc) = request.parsed_query() {
+            check_shape(doc)?;
+        }
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -38,56 +75,146 @@ impl Extension for LimitsExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
-        let operations: Vec<_> = match &doc.operations {
-            DocumentOperations::Single(op) => vec![&op.node],
-            DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),
-        };
         if ctx.data_opt::<OverGet>().is_some()
-            && operations.iter().any(|op| op.ty == OperationType::Mutation)
+            && operations(&doc).any(|op| op.ty == OperationType::Mutation)
         {
             return Err(server_error(
                 "mutations are not executed over GET; use POST",
                 "METHOD_NOT_ALLOWED",
             ));
         }
-        for op in operations {
-            if depth(&doc, &op.selection_set.node, 0) > MAX_DEPTH {
-                return Err(server_error(
-                    format!("Query is nested too deep (at most {MAX_DEPTH} levels)."),
-                    "QUERY_TOO_COMPLEX",
-                ));
-            }
-        }
         Ok(doc)
     }
 }
 
-/// The deepest field nesting under `set`, fragments followed, introspection fields
-/// (`__schema`, `__type`) not counted. Stops counting past the limit, so fragment cycles
-/// (invalid anyway) cannot recurse forever.
-fn depth(doc: &ExecutableDocument, set: &SelectionSet, level: usize) -> usize {
-    if level > MAX_DEPTH {
-        return level;
+fn operations(doc: &ExecutableDocument) -> impl Iterator<Item = &OperationDefinition> {
+    let ops: Vec<&OperationDefinition> = match &doc.operations {
+        DocumentOperations::Single(op) => vec![&op.node],
+        DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),
+    };
+    ops.into_iter()
+}
+
+/// Refuses a document whose operations, fragments expanded, are too deep, too large or ask
+/// for too many aggregate scans; linear in the document's size.
+fn check_shape(doc: &ExecutableDocument) -> ServerResult<()> {
+    let mut shape = Shape::new(doc);
+    for op in operations(doc) {
+        let Measure {
+            depth,
+            fields,
+            scans,
+        } = shape.of(&op.selection_set.node);
+        if fields > MAX_FIELDS {
+            return Err(server_error(
+                format!(
+                    "Query selects too many fields once its fragments are expanded (at most {MAX_FIELDS})."
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        if scans > MAX_SCANS {
+            return Err(server_error(
+                format!(
+                    "Query asks for too many counts and statistics (at most {MAX_SCANS} aggregate fields)."
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        if depth > MAX_DEPTH {
+            return Err(server_error(
+                format!("Query is nested too deep (at most {MAX_DEPTH} levels)."),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
     }
-    set.items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(f) => {
-                let name = f.node.name.node.as_str();
-                if name == "__schema" || name == "__type" {
-                    level
-                } else {
-                    depth(doc, &f.node.selection_set.node, level + 1)
+    Ok(())
+}
+
+/// What a selection set amounts to once its fragments are expanded.
+#[derive(Clone, Copy, Debug, Default)]
+struct Measure {
+    /// The deepest field nesting (introspection's `__schema` and `__type` not counted).
+    depth: usize,
+    /// Field selections (saturating).
+    fields: usize,
+    /// Selections of [`SCAN_FIELDS`] (saturating).
+    scans: usize,
+}
+
+impl Measure {
+    const HUGE: Measure = Measure {
+        depth: usize::MAX,
+        fields: usize::MAX,
+        scans: usize::MAX,
+    };
+
+    fn add(&mut self, other: Measure) {
+        self.depth = self.depth.max(other.depth);
+        self.fields = self.fields.saturating_add(other.fields);
+        self.scans = self.scans.saturating_add(other.scans);
+    }
+}
+
+/// Measures selection sets, each fragment once: a document whose fragments spread each
+/// other many times (each spreading the next twice doubles the size per level) is measured
+/// in time linear in its text, before validation or execution would expand it.
+struct Shape<'a> {
+    doc: &'a ExecutableDocument,
+    /// Fragment name → its measure, once known; `None` while being measured (a cycle,
+    /// which validation refuses anyway, reads as too large).
+    fragments: HashMap<&'a str, Option<Measure>>,
+}
+
+impl<'a> Shape<'a> {
+    fn new(doc: &'a ExecutableDocument) -> Self {
+        Shape {
+            doc,
+            fragments: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, set: &'a SelectionSet) -> Measure {
+        let mut total = Measure::default();
+        for item in &set.items {
+            let m = match &item.node {
+                Selection::Field(f) => {
+                    let name = f.node.name.node.as_str();
+                    let inner = self.of(&f.node.selection_set.node);
+                    Measure {
+                        depth: if name == "__schema" || name == "__type" {
+                            0
+                        } else {
+                            inner.depth.saturating_add(1)
+                        },
+                        fields: inner.fields.saturating_add(1),
+                        scans: inner
+                            .scans
+                            .saturating_add(usize::from(SCAN_FIELDS.contains(&name))),
+                    }
                 }
-            }
-            Selection::InlineFragment(frag) => depth(doc, &frag.node.selection_set.node, level),
-            Selection::FragmentSpread(spread) => doc
-                .fragments
-                .get(&spread.node.fragment_name.node)
-                .map_or(level, |frag| {
-                    depth(doc, &frag.node.selection_set.node, level)
-                }),
-        })
-        .max()
-        .unwrap_or(level)
+                Selection::InlineFragment(frag) => self.of(&frag.node.selection_set.node),
+                Selection::FragmentSpread(spread) => {
+                    self.fragment(spread.node.fragment_name.node.as_str())
+                }
+            };
+            total.add(m);
+        }
+        total
+    }
+
+    fn fragment(&mut self, name: &'a str) -> Measure {
+        match self.fragments.get(name) {
+            Some(Some(known)) => return *known,
+            Some(None) => return Measure::HUGE,
+            None => {}
+        }
+        let Some((key, frag)) = self.doc.fragments.get_key_value(name) else {
+            return Measure::default();
+        };
+        self.fragments.insert(key.as_str(), None);
+        let measured = self.of(&frag.node.selection_set.node);
+        self.fragments.insert(key.as_str(), Some(measured));
+        measured
+    }
 }

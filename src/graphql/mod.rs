@@ -21,7 +21,7 @@ use axum::routing::get;
 use crate::state::AppState;
 
 pub use http::{MAX_BATCH, MAX_BODY};
-pub use limits::MAX_DEPTH;
+pub use limits::{MAX_DEPTH, MAX_FIELDS, MAX_SCANS};
 
 /// The schema type.
 pub type AppSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;

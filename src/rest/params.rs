@@ -12,12 +12,13 @@ pub struct LegacyParams {
     pub page: OffsetPage,
 }
 
-/// The first non-empty value of `name` (empty values mean "not given").
+/// The value of `name`'s first occurrence, exactly as sent (as the legacy gateway reads a
+/// repeated parameter); an empty value means "not given".
 fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.trim())
+        .map(|(_, v)| v.as_str())
         .filter(|v| !v.is_empty())
 }
 

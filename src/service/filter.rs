@@ -125,10 +125,13 @@ impl TaskFilter {
                 check_list(name, f.not_in.as_ref().map(Vec::len))?;
                 let values = f.eq.iter().chain(f.ne.iter());
                 let listed = f.in_list.iter().chain(f.not_in.iter()).flatten();
-                if values.chain(listed).any(|v| v.chars().count() > MAX_VALUE) {
-                    return Err(Error::BadFilter(format!(
-                        "{name}: values are at most {MAX_VALUE} characters"
-                    )));
+                for v in values.chain(listed) {
+                    if v.chars().count() > MAX_VALUE {
+                        return Err(Error::BadFilter(format!(
+                            "{name}: values are at most {MAX_VALUE} characters"
+                        )));
+                    }
+                    check_text(name, v)?;
                 }
             }
         }
@@ -141,6 +144,7 @@ impl TaskFilter {
                             "{name}: a text pattern is 1 to {MAX_PATTERN} characters"
                         )));
                     }
+                    check_text(name, pattern)?;
                 }
             }
         }
@@ -159,6 +163,17 @@ impl TaskFilter {
         }
         Ok(())
     }
+}
+
+/// No backend stores U+0000 in text the same way (PostgreSQL refuses it), so no filter
+/// value may hold one: refused here rather than failing in SQL.
+fn check_text(name: &str, value: &str) -> Result<(), Error> {
+    if value.contains('\u{0}') {
+        return Err(Error::BadFilter(format!(
+            "{name}: values may not contain the NUL character"
+        )));
+    }
+    Ok(())
 }
 
 fn check_list(name: &str, len: Option<usize>) -> Result<(), Error> {

@@ -1,19 +1,24 @@
 //! Turning a [`TaskFilter`] into one SeaORM condition.
 //!
-//! NULL columns compare as the value the wire shows for them (`0` or `""`): a predicate that
-//! holds for that value also matches NULL, so what a client sees and what it can filter on
-//! never disagree.
+//! Every leaf is two-valued: a NULL column compares as the value the wire shows for it (`0`
+//! or `""`), so a leaf is widened with `OR col IS NULL` when its predicate holds for that
+//! value and narrowed with `col IS NOT NULL AND …` when it does not. SQL's three-valued logic
+//! then never reaches `not`, and what a client sees and what it can filter on agree under any
+//! nesting. String equality is byte for byte and text patterns fold case the same way on
+//! every backend (see [`fold`](crate::service::fold)).
 
 use entity::midjourney::Column;
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{ColumnTrait, Value};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait};
+use sea_orm::{ColumnTrait, DbBackend, Iden, Value};
 
 use crate::service::filter::{NumFilter, StringFilter, TaskFilter, TextFilter};
+use crate::service::fold;
 
 impl TaskFilter {
-    /// The SQL condition for this filter (validated first).
-    pub fn condition(&self) -> Condition {
-        let mut all = Condition::all();
+    /// The SQL condition for this filter (validated first) on `backend`. A filter with no
+    /// parts matches every row.
+    pub fn condition(&self, backend: DbBackend) -> Condition {
+        let mut all = Condition::all().add(always(true));
         let nums = [
             (Column::Id, &self.id, false),
             (Column::UserId, &self.user_id, true),
@@ -34,7 +39,7 @@ impl TaskFilter {
             (Column::Status, &self.status),
         ] {
             if let Some(f) = f {
-                all = all.add(string_condition(col, f));
+                all = all.add(string_condition(backend, col, f));
             }
         }
         for (col, f) in [
@@ -42,58 +47,55 @@ impl TaskFilter {
             (Column::FailReason, &self.fail_reason),
         ] {
             if let Some(f) = f {
-                all = all.add(text_condition(col, f));
+                all = all.add(text_condition(backend, col, f));
             }
         }
         if let Some(finished) = self.finished {
-            let done = Column::Progress.eq("100%");
-            all = all.add(if finished {
-                Condition::all().add(done)
-            } else {
-                Condition::any()
-                    .add(Column::Progress.ne("100%"))
-                    .add(Column::Progress.is_null())
-            });
+            let done = exact_eq(backend, Column::Progress, "100%");
+            let done = leaf(Column::Progress, true, done, false);
+            all = all.add(if finished { done } else { done.not() });
         }
         if let Some(has) = self.has_image {
-            all = all.add(empty_condition(Column::ImageUrl, !has));
+            let empty = leaf(
+                Column::ImageUrl,
+                true,
+                exact_eq(backend, Column::ImageUrl, ""),
+                true,
+            );
+            all = all.add(if has { empty.not() } else { empty });
         }
         for f in &self.and {
-            all = all.add(f.condition());
+            all = all.add(f.condition(backend));
         }
         if !self.or.is_empty() {
             let mut any = Condition::any();
             for f in &self.or {
-                any = any.add(f.condition());
+                any = any.add(f.condition(backend));
             }
             all = all.add(any);
         }
         if let Some(f) = &self.not {
-            all = all.add(f.condition().not());
+            all = all.add(f.condition(backend).not());
         }
         all
     }
 }
 
-/// `pred(col)`, widened with `OR col IS NULL` when the predicate holds for `null_as`.
-fn with_null<V>(
-    col: Column,
-    nullable: bool,
-    expr: Expr,
-    null_as: V,
-    pred: impl Fn(&V) -> bool,
-) -> Condition {
-    let c = Condition::any().add(expr);
-    if nullable && pred(&null_as) {
-        c.add(col.is_null())
+/// `expr` on `col` made two-valued: `holds_for_null` says whether the predicate holds for
+/// the value a NULL is shown as.
+fn leaf(col: Column, nullable: bool, expr: Expr, holds_for_null: bool) -> Condition {
+    if !nullable {
+        Condition::all().add(always(true)).add(expr)
+    } else if holds_for_null {
+        Condition::any().add(col.is_null()).add(expr)
     } else {
-        c
+        Condition::all().add(col.is_not_null()).add(expr)
     }
 }
 
-fn always(holds: bool) -> Condition {
-    let v = Expr::val(1);
-    Condition::all().add(if holds { v.eq(1) } else { Expr::val(1).eq(0) })
+/// A condition that always (or never) holds, written so every backend accepts it.
+fn always(holds: bool) -> Expr {
+    Expr::val(1).eq(if holds { 1 } else { 0 })
 }
 
 /// A comparison as SQL, and the same comparison on a value in Rust.
@@ -101,7 +103,7 @@ type SqlCmp = fn(Column, i64) -> Expr;
 type RustCmp = fn(i64, i64) -> bool;
 
 fn num_condition(col: Column, f: &NumFilter, nullable: bool) -> Condition {
-    let mut c = Condition::all();
+    let mut c = Condition::all().add(always(true));
     let cmp: [(Option<i64>, SqlCmp, RustCmp); 6] = [
         (f.eq, |c, v| c.eq(v), |x, v| x == v),
         (f.ne, |c, v| c.ne(v), |x, v| x != v),
@@ -112,86 +114,112 @@ fn num_condition(col: Column, f: &NumFilter, nullable: bool) -> Condition {
     ];
     for (value, sql, holds) in cmp {
         if let Some(v) = value {
-            c = c.add(with_null(col, nullable, sql(col, v), 0, |x| holds(*x, v)));
+            c = c.add(leaf(col, nullable, sql(col, v), holds(0, v)));
         }
     }
     if let Some(list) = &f.in_list {
         c = c.add(if list.is_empty() {
-            always(false)
+            Condition::all().add(always(false))
         } else {
-            with_null(col, nullable, col.is_in(list.clone()), 0, |x| {
-                list.contains(x)
-            })
+            leaf(col, nullable, col.is_in(list.clone()), list.contains(&0))
         });
     }
     if let Some(list) = f.not_in.as_ref().filter(|l| !l.is_empty()) {
         let sql = col.is_not_in(list.clone());
-        c = c.add(with_null(col, nullable, sql, 0, |x| !list.contains(x)));
+        c = c.add(leaf(col, nullable, sql, !list.contains(&0)));
     }
     c
 }
 
-fn string_condition(col: Column, f: &StringFilter) -> Condition {
-    let mut c = Condition::all();
+/// The column converted to bytes on MySQL/MariaDB, where the default `_ci` collations
+/// ignore case and trailing spaces: compared with a text parameter, it compares byte for
+/// byte.
+fn mysql_bytes(col: Column) -> Expr {
+    Expr::cust(format!(
+        "CAST(CONVERT(`{}` USING utf8mb4) AS BINARY)",
+        col.to_string()
+    ))
+}
+
+/// `col = value`, byte for byte on every backend. On MySQL the collation's comparison
+/// stays in front so its index is used, and the bytes confirm the match.
+fn exact_eq(backend: DbBackend, col: Column, value: &str) -> Expr {
+    match backend {
+        DbBackend::MySql => col.eq(value).and(mysql_bytes(col).eq(value)),
+        _ => col.eq(value),
+    }
+}
+
+/// `col IN (values)`, byte for byte on every backend (`values` non-empty).
+fn exact_in(backend: DbBackend, col: Column, values: &[String]) -> Expr {
+    let vals = || values.iter().map(|s| Value::from(s.as_str()));
+    match backend {
+        DbBackend::MySql => col.is_in(vals()).and(mysql_bytes(col).is_in(vals())),
+        _ => col.is_in(vals()),
+    }
+}
+
+fn string_condition(backend: DbBackend, col: Column, f: &StringFilter) -> Condition {
+    let mut c = Condition::all().add(always(true));
     if let Some(v) = &f.eq {
-        c = c.add(with_null(col, true, col.eq(v.as_str()), "", |x| x == v));
+        c = c.add(leaf(col, true, exact_eq(backend, col, v), v.is_empty()));
     }
     if let Some(v) = &f.ne {
-        c = c.add(with_null(col, true, col.ne(v.as_str()), "", |x| x != v));
+        c = c.add(leaf(col, true, exact_eq(backend, col, v), v.is_empty()).not());
     }
     if let Some(list) = &f.in_list {
         c = c.add(if list.is_empty() {
-            always(false)
+            Condition::all().add(always(false))
         } else {
-            let values: Vec<Value> = list.iter().map(|s| s.as_str().into()).collect();
-            with_null(col, true, col.is_in(values), "", |x| {
-                list.iter().any(|v| v == x)
-            })
+            let empty = list.iter().any(String::is_empty);
+            leaf(col, true, exact_in(backend, col, list), empty)
         });
     }
     if let Some(list) = f.not_in.as_ref().filter(|l| !l.is_empty()) {
-        let values: Vec<Value> = list.iter().map(|s| s.as_str().into()).collect();
-        c = c.add(with_null(col, true, col.is_not_in(values), "", |x| {
-            !list.iter().any(|v| v == x)
-        }));
+        let empty = list.iter().any(String::is_empty);
+        c = c.add(leaf(col, true, exact_in(backend, col, list), empty).not());
     }
     c
 }
 
-/// `col` is empty (NULL or `''`) when `empty`, else non-empty.
-fn empty_condition(col: Column, empty: bool) -> Condition {
-    if empty {
-        Condition::any().add(col.is_null()).add(col.eq(""))
-    } else {
-        Condition::all().add(col.is_not_null()).add(col.ne(""))
+/// `col` matches `pattern` case-insensitively (contains, or `starts` with it).
+fn pattern_match(backend: DbBackend, col: Column, pattern: &str, starts: bool) -> Expr {
+    match backend {
+        DbBackend::Sqlite => Expr::col(col).binary(
+            sea_orm::sea_query::BinOper::Custom("GLOB"),
+            fold::glob(pattern, starts),
+        ),
+        DbBackend::Postgres => Expr::col(col).binary(
+            sea_orm::sea_query::BinOper::Custom("~"),
+            fold::regex(pattern, starts),
+        ),
+        _ => Expr::cust_with_values(
+            format!(
+                "CONVERT(`{}` USING utf8mb4) COLLATE utf8mb4_bin REGEXP ?",
+                col.to_string()
+            ),
+            [fold::regex(pattern, starts)],
+        ),
     }
 }
 
-/// Escapes LIKE's wildcards so `%`, `_` and the escape character match themselves.
-fn like_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.to_lowercase().chars() {
-        if matches!(ch, '!' | '%' | '_') {
-            out.push('!');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-fn text_condition(col: Column, f: &TextFilter) -> Condition {
-    let mut c = Condition::all();
-    let lowered = || Expr::expr(Func::lower(Expr::col(col)));
+fn text_condition(backend: DbBackend, col: Column, f: &TextFilter) -> Condition {
+    let mut c = Condition::all().add(always(true));
+    // Patterns are never empty, so "" (a NULL's value) never matches one.
     if let Some(p) = &f.contains {
-        let pattern = format!("%{}%", like_literal(p));
-        c = c.add(lowered().like(LikeExpr::new(pattern).escape('!')));
+        c = c.add(leaf(
+            col,
+            true,
+            pattern_match(backend, col, p, false),
+            false,
+        ));
     }
     if let Some(p) = &f.starts_with {
-        let pattern = format!("{}%", like_literal(p));
-        c = c.add(lowered().like(LikeExpr::new(pattern).escape('!')));
+        c = c.add(leaf(col, true, pattern_match(backend, col, p, true), false));
     }
     if let Some(empty) = f.is_empty {
-        c = c.add(empty_condition(col, empty));
+        let is_empty = leaf(col, true, exact_eq(backend, col, ""), true);
+        c = c.add(if empty { is_empty } else { is_empty.not() });
     }
     c
 }

@@ -6,6 +6,7 @@ mod cursor;
 pub mod demo;
 pub mod filter;
 mod filter_sql;
+pub mod fold;
 pub mod import;
 pub mod order;
 pub mod page;

@@ -58,6 +58,15 @@ fn sum(backend: DbBackend, expr: &str) -> Expr {
     })
 }
 
+/// The text expression `expr` compared and ordered byte for byte on `backend`.
+fn exact_text(backend: DbBackend, expr: &str) -> String {
+    match backend {
+        DbBackend::MySql => format!("CAST(CONVERT({expr} USING utf8mb4) AS BINARY)"),
+        DbBackend::Postgres => format!("({expr}) COLLATE \"C\""),
+        _ => expr.to_owned(),
+    }
+}
+
 /// `submit_time` in milliseconds: values below
 /// [`MS_THRESHOLD`](crate::service::record::MS_THRESHOLD) are read as seconds.
 fn submit_ms() -> &'static str {
@@ -70,16 +79,23 @@ impl Service {
         query.filter.validate(viewer)?;
         let backend = self.db.get_database_backend();
         self.count_query();
-        let row: Option<(i64, i64, i64, i64)> = scoped(viewer, query)
+        let status = exact_text(backend, "status");
+        let row: Option<(i64, i64, i64, i64)> = scoped(backend, viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")
             .column_as(
-                sum(backend, "CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END"),
+                sum(
+                    backend,
+                    &format!("CASE WHEN {status} = 'SUCCESS' THEN 1 ELSE 0 END"),
+                ),
                 "s",
             )
             .column_as(
-                sum(backend, "CASE WHEN status = 'FAILURE' THEN 1 ELSE 0 END"),
+                sum(
+                    backend,
+                    &format!("CASE WHEN {status} = 'FAILURE' THEN 1 ELSE 0 END"),
+                ),
                 "f",
             )
             .into_tuple()
@@ -104,17 +120,21 @@ impl Service {
     ) -> Result<Vec<Bucket>, Error> {
         query.filter.validate(viewer)?;
         let backend = self.db.get_database_backend();
-        let key = match by {
-            GroupBy::Status => "COALESCE(status, '')",
-            GroupBy::Action => "COALESCE(action, '')",
+        let column = match by {
+            GroupBy::Status => "status",
+            GroupBy::Action => "action",
         };
+        // Grouped and ordered byte for byte (MySQL's `_ci` collations would merge "success"
+        // into "SUCCESS"); every value of a group is the same, so MIN reads it back as text.
+        let key = exact_text(backend, &format!("COALESCE({column}, '')"));
+        let shown = format!("COALESCE(MIN({column}), '')");
         self.count_query();
-        let rows: Vec<(String, i64, i64)> = scoped(viewer, query)
+        let rows: Vec<(String, i64, i64)> = scoped(backend, viewer, query)
             .select_only()
-            .column_as(Expr::cust(key), "k")
+            .column_as(Expr::cust(shown), "k")
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")
-            .group_by(Expr::cust(key))
+            .group_by(Expr::cust(key.clone()))
             .order_by(Expr::cust("COUNT(*)"), Order::Desc)
             .order_by(Expr::cust(key), Order::Asc)
             .limit(MAX_BUCKETS)
@@ -154,7 +174,7 @@ impl Service {
         };
         let day = format!("({} {div} {DAY_MS})", submit_ms());
         self.count_query();
-        let rows: Vec<(i64, i64, i64)> = scoped(viewer, query)
+        let rows: Vec<(i64, i64, i64)> = scoped(backend, viewer, query)
             .filter(Expr::cust(format!("{} >= {}", submit_ms(), first * DAY_MS)))
             .filter(Expr::cust(format!(
                 "{} < {}",

@@ -2,7 +2,9 @@
 
 use entity::midjourney::{self, Column};
 use sea_orm::sea_query::{Condition, Expr};
-use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 
 use crate::error::Error;
 use crate::service::cursor;
@@ -43,10 +45,14 @@ fn scope_condition(viewer: &Viewer, scope: Scope) -> Condition {
     }
 }
 
-pub(crate) fn scoped(viewer: &Viewer, query: &TaskQuery) -> Select<midjourney::Entity> {
+pub(crate) fn scoped(
+    backend: DbBackend,
+    viewer: &Viewer,
+    query: &TaskQuery,
+) -> Select<midjourney::Entity> {
     midjourney::Entity::find()
         .filter(scope_condition(viewer, query.scope))
-        .filter(query.filter.condition())
+        .filter(query.filter.condition(backend))
 }
 
 fn sea_order(d: Direction) -> Order {
@@ -63,7 +69,7 @@ impl Service {
         query.filter.validate(viewer)?;
         let order = order::normalize(&query.order)?;
         let fp = cursor::fingerprint(&order, &query.filter);
-        let mut select = scoped(viewer, query);
+        let mut select = scoped(self.db.get_database_backend(), viewer, query);
 
         let (limit, backwards, offset_page) = match &query.page {
             PageRequest::Offset(p) => {
@@ -136,7 +142,7 @@ impl Service {
     pub async fn count_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
         self.count_query();
-        let n: Option<i64> = scoped(viewer, query)
+        let n: Option<i64> = scoped(self.db.get_database_backend(), viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n")
             .into_tuple()

@@ -8,6 +8,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter,
 };
+use subtle::ConstantTimeEq;
 
 use crate::error::Error;
 use crate::service::Service;
@@ -36,8 +37,12 @@ pub struct NewUser {
 }
 
 impl Service {
-    /// The live (not soft-deleted) user holding `token`, if any. An empty token matches
-    /// nobody.
+    /// The live (not soft-deleted) user holding exactly `token`, if any. An empty token
+    /// matches nobody.
+    ///
+    /// The lookup uses the column's unique index, whose collation may be looser than the
+    /// token (MySQL's `_ci` collations ignore case and trailing spaces); the stored token
+    /// is then compared with the given one byte for byte, in constant time.
     pub async fn user_by_token(&self, token: &str) -> Result<Option<UserRecord>, Error> {
         if token.is_empty() {
             return Ok(None);
@@ -55,6 +60,17 @@ impl Service {
             .filter(user::deleted_at().is_null())
             .one(&self.db)
             .await?;
+        let padded = self.db.get_database_backend() == DbBackend::Postgres;
+        let found = found.filter(|m| {
+            let stored = m.access_token.as_deref().unwrap_or("");
+            // PostgreSQL returns a char(32) value space-padded.
+            let stored = if padded {
+                stored.trim_end_matches(' ')
+            } else {
+                stored
+            };
+            bool::from(stored.as_bytes().ct_eq(token.as_bytes()))
+        });
         Ok(found.map(|m| UserRecord {
             id: m.id,
             username: m.username.unwrap_or_default(),

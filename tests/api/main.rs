@@ -12,6 +12,7 @@ mod cli;
 mod cross_backend;
 mod errors;
 mod filters;
+mod found;
 mod gql_filters;
 mod gql_http;
 mod gql_limits_stats;

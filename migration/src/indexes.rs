@@ -1,0 +1,130 @@
+//! The indexes the service's queries need, built online so that a live new-api keeps
+//! writing while they build: PostgreSQL `CREATE INDEX CONCURRENTLY` (outside any transaction;
+//! an invalid index left by an interrupted build is dropped and built again), MySQL/MariaDB
+//! `ALGORITHM=INPLACE, LOCK=NONE`. Each is created only when no index of that name exists:
+//! new-api's own single-column indexes (for a table this service created) and the composite
+//! ones that keep a user's or a channel's newest-first page cheap.
+
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+/// Index name and columns on `midjourneys`.
+pub const INDEXES: &[(&str, &[&str])] = &[
+    ("idx_midjourneys_user_id", &["user_id"]),
+    ("idx_midjourneys_action", &["action"]),
+    ("idx_midjourneys_mj_id", &["mj_id"]),
+    ("idx_midjourneys_submit_time", &["submit_time"]),
+    ("idx_midjourneys_start_time", &["start_time"]),
+    ("idx_midjourneys_finish_time", &["finish_time"]),
+    ("idx_midjourneys_status", &["status"]),
+    ("idx_midjourneys_progress", &["progress"]),
+    // The service's own: first pages of a user's or a channel's tasks, newest first.
+    ("idx_midjourneys_user_id_id", &["user_id", "id"]),
+    ("idx_midjourneys_channel_id_id", &["channel_id", "id"]),
+];
+
+/// How often an interrupted PostgreSQL build is dropped and tried again.
+const PG_ATTEMPTS: usize = 3;
+
+/// What one index looks like in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    Missing,
+    Valid,
+    /// PostgreSQL: left invalid by an interrupted concurrent build.
+    Invalid,
+}
+
+/// Builds every missing index. `db` must be one session outside any transaction, holding
+/// the migration lock (see [`crate::apply`]), on PostgreSQL and MySQL.
+pub async fn ensure<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    for (name, cols) in INDEXES {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match find(db, name).await? {
+                Found::Valid => break,
+                Found::Invalid => {
+                    tracing::warn!(
+                        index = name,
+                        "dropping an invalid index left by an interrupted build"
+                    );
+                    db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS \"{name}\""))
+                        .await?;
+                }
+                Found::Missing => {}
+            }
+            tracing::info!(index = name, "building index");
+            match db
+                .execute_unprepared(&create_sql(backend, name, cols))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if backend == DbBackend::Postgres && attempt < PG_ATTEMPTS => {
+                    tracing::warn!(index = name, error = %e, "index build failed; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create_sql(backend: DbBackend, name: &str, cols: &[&str]) -> String {
+    match backend {
+        DbBackend::Postgres => {
+            let cols: Vec<String> = cols.iter().map(|c| format!("\"{c}\"")).collect();
+            format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"{name}\" ON \"midjourneys\" ({})",
+                cols.join(", ")
+            )
+        }
+        DbBackend::MySql => {
+            let cols: Vec<String> = cols.iter().map(|c| format!("`{c}`")).collect();
+            format!(
+                "ALTER TABLE `midjourneys` ADD INDEX `{name}` ({}), ALGORITHM=INPLACE, LOCK=NONE",
+                cols.join(", ")
+            )
+        }
+        _ => format!(
+            "CREATE INDEX IF NOT EXISTS \"{name}\" ON \"midjourneys\" ({})",
+            cols.join(", ")
+        ),
+    }
+}
+
+async fn find<C: ConnectionTrait>(db: &C, name: &str) -> Result<Found, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT CASE WHEN i.indisvalid THEN 1 ELSE 0 END FROM pg_class c \
+             JOIN pg_index i ON i.indexrelid = c.oid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = $1 AND n.nspname = current_schema()"
+        }
+        DbBackend::MySql => {
+            "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() \
+             AND table_name = 'midjourneys' AND index_name = ? LIMIT 1"
+        }
+        _ => "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [Value::from(name)],
+        ))
+        .await?;
+    Ok(match row {
+        None => Found::Missing,
+        Some(r) => match r.try_get_by_index::<i32>(0) {
+            Ok(1) => Found::Valid,
+            Ok(_) => Found::Invalid,
+            // MySQL answers a BIGINT literal.
+            Err(_) => match r.try_get_by_index::<i64>(0)? {
+                1 => Found::Valid,
+                _ => Found::Invalid,
+            },
+        },
+    })
+}
