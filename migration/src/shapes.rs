@@ -68,9 +68,11 @@ pub const MIDJOURNEY_COLUMNS: &[(&str, Kind)] = &[
     ("properties", Kind::Text),
 ];
 
-/// The `users` columns the service reads, but `id` and `deleted_at`.
+/// The `users` columns the service reads or must write, but `id` and `deleted_at`.
 pub const USER_COLUMNS: &[(&str, Kind)] = &[
     ("username", Kind::Varchar(64)),
+    // new-api's NOT NULL password hash: written (empty) when a user is created here.
+    ("password", Kind::Text),
     ("role", Kind::Int),
     ("status", Kind::Int),
 ];

@@ -3,11 +3,8 @@
 use entity::user::{self, Column};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter,
-};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter};
 use subtle::ConstantTimeEq;
 
 use crate::error::Error;
@@ -104,17 +101,38 @@ impl Service {
             .take(TOKEN_LEN)
             .map(char::from)
             .collect();
-        let model = user::ActiveModel {
-            username: Set(Some(username.to_owned())),
-            role: Set(Some(role.stored())),
-            status: Set(Some(1)),
-            access_token: Set(Some(token.clone())),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await?;
+        // new-api declares `password` NOT NULL (the migrations add the column where it is
+        // missing): an empty one, which no password login accepts, as for a token-only user.
+        let insert = Query::insert()
+            .into_table(user::Entity)
+            .columns([
+                Alias::new("username"),
+                Alias::new("password"),
+                Alias::new("role"),
+                Alias::new("status"),
+                Alias::new("access_token"),
+            ])
+            .values([
+                username.into(),
+                "".into(),
+                role.stored().into(),
+                1i64.into(),
+                token.as_str().into(),
+            ])
+            .map_err(|e| {
+                tracing::error!(error = %e, "building the user insert");
+                Error::Internal
+            })?
+            .to_owned();
+        self.db.execute(&insert).await?;
+        let id = user::Entity::find()
+            .filter(Column::Username.eq(username))
+            .one(&self.db)
+            .await?
+            .map(|m| m.id)
+            .ok_or(Error::Internal)?;
         Ok(NewUser {
-            id: model.id,
+            id,
             username: username.to_owned(),
             role,
             access_token: token,

@@ -201,8 +201,10 @@ pub async fn indexes(conn: &DatabaseConnection, backend: Backend) -> Vec<String>
 pub async fn new_api_database() -> TestDb {
     let db = TestDb::new().await;
     let conn = db.connect().await;
-    for sql in new_api_ddl(db.backend) {
-        conn.execute_unprepared(sql).await.unwrap();
+    if !crate::testdb::new_api_shape() {
+        for sql in new_api_ddl(db.backend) {
+            conn.execute_unprepared(sql).await.unwrap();
+        }
     }
     for sql in new_api_rows(db.backend) {
         conn.execute_unprepared(&sql).await.unwrap();

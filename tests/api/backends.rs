@@ -93,12 +93,9 @@ fn host_port(url: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs a database server: TEST_DATABASE_URL (run with --include-ignored)"]
 async fn an_outage_answers_503_quickly_and_the_same_process_recovers() {
-    let db = TestDb::new().await;
-    if db.backend == Backend::Sqlite {
-        eprintln!("outage test needs a database server: set TEST_DATABASE_URL");
-        return;
-    }
+    let db = TestDb::server().await;
     let upstream = host_port(&db.url);
     let proxy = Proxy::start(upstream.clone()).await;
     let proxied = db
@@ -296,13 +293,10 @@ async fn wait_for_blocked_statement(conn: &sea_orm::DatabaseConnection, backend:
 }
 
 #[tokio::test]
+#[ignore = "needs a database server: TEST_DATABASE_URL (run with --include-ignored)"]
 async fn an_exhausted_pool_answers_503_within_the_acquire_timeout() {
     use sea_orm::TransactionTrait;
-    let db = TestDb::new().await;
-    if db.backend == Backend::Sqlite {
-        eprintln!("pool exhaustion test needs a database server: set TEST_DATABASE_URL");
-        return;
-    }
+    let db = TestDb::server().await;
     let url = db.url.clone();
     let backend = db.backend;
     let setup = spawn_app_with(db, |_| {}).await;

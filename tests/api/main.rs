@@ -21,5 +21,6 @@ mod gql_parity;
 mod gql_tasks;
 mod helpers;
 mod items;
+mod online_index;
 mod paging;
 mod testdb;

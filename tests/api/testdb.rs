@@ -33,6 +33,17 @@ pub fn unique_name() -> String {
     format!("mjt_{}_{}_{}", std::process::id(), n, nanos)
 }
 
+fn server_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Whether `TEST_NEW_API_SHAPE=1` asks for new-api's tables in every test database.
+pub fn new_api_shape() -> bool {
+    std::env::var("TEST_NEW_API_SHAPE").is_ok_and(|v| v == "1")
+}
+
 /// Replaces the database name (the URL path) of a server URL.
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -53,15 +64,32 @@ pub fn with_database(url: &str, name: &str) -> String {
 
 impl TestDb {
     /// A fresh database on the backend `TEST_DATABASE_URL` names (SQLite when unset).
-    /// A URL that is given but unreachable fails the test.
+    /// A URL that is given but unreachable fails the test. With `TEST_NEW_API_SHAPE=1` it
+    /// already holds new-api's empty tables, as gorm creates them, so the whole suite runs
+    /// against an attached database.
     pub async fn new() -> TestDb {
-        match std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        {
+        let db = match server_url() {
             Some(url) => TestDb::on_server(&url).await,
             None => TestDb::sqlite(),
+        };
+        if new_api_shape() {
+            let conn = db.connect().await;
+            for sql in crate::attach::new_api_ddl(db.backend) {
+                conn.execute_unprepared(sql).await.expect("new-api DDL");
+            }
+            conn.close().await.ok();
         }
+        db
+    }
+
+    /// A fresh database on the server `TEST_DATABASE_URL` names, for the tests that need
+    /// PostgreSQL or MySQL (they are `#[ignore]`d, so a plain `cargo test` lists them as
+    /// not run): asked for without a server URL, the test fails.
+    pub async fn server() -> TestDb {
+        let url = server_url().expect(
+            "this test needs a database server: set TEST_DATABASE_URL to a postgres:// or mysql:// URL",
+        );
+        TestDb::on_server(&url).await
     }
 
     /// A fresh SQLite file in a temporary directory.
