@@ -21,6 +21,7 @@ mod gql_parity;
 mod gql_tasks;
 mod helpers;
 mod items;
+mod model;
 mod online_index;
 mod paging;
 mod testdb;
