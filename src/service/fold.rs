@@ -55,7 +55,8 @@ static CLASSES: LazyLock<HashMap<char, Vec<char>>> = LazyLock::new(|| {
     map
 });
 
-/// The characters a pattern syntax gives a meaning to, escaped by the caller.
+/// Writes `members` as a bracket class (`[Ää]`): letters only, so no character in it needs
+/// escaping in GLOB or in a regular expression.
 fn push_class(out: &mut String, members: &[char]) {
     out.push('[');
     out.extend(members.iter());

@@ -13,6 +13,7 @@ mod cross_backend;
 mod errors;
 mod filters;
 mod found;
+mod generated;
 mod gql_filters;
 mod gql_http;
 mod gql_limits_stats;

@@ -24,11 +24,38 @@ const STATUSES: &[&str] = &["SUCCESS", "success", "FAILURE", "", "SUCCESS "];
 const PROGRESS: &[&str] = &["100%", "50%", "0%", "", "100% "];
 const IMAGES: &[&str] = &["", "https://i/1.png", " "];
 const TEXTS: &[&str] = &[
-    "fox", "Fox", "FOX%", "a_b", "Ärger", "ärger", "ÄRGER im Büro", "ΟΔΟΣ", "οδος", "日本",
-    "x\\y", "", " fox", "fox ", "Страх",
+    "fox",
+    "Fox",
+    "FOX%",
+    "a_b",
+    "Ärger",
+    "ärger",
+    "ÄRGER im Büro",
+    "ΟΔΟΣ",
+    "οδος",
+    "日本",
+    "x\\y",
+    "",
+    " fox",
+    "fox ",
+    "Страх",
 ];
 const PATTERNS: &[&str] = &[
-    "fox", "FO", "%", "_", "ärg", "ÄRG", "büro", "οδ", "Σ", "日", "\\", " ", "x", "страх", "b",
+    "fox",
+    "FO",
+    "%",
+    "_",
+    "ärg",
+    "ÄRG",
+    "büro",
+    "οδ",
+    "Σ",
+    "日",
+    "\\",
+    " ",
+    "x",
+    "страх",
+    "b",
 ];
 const TIMES: &[i64] = &[0, 5, 1_700_000_000, 1_700_000_000_000, 1_700_000_000_001];
 
@@ -144,9 +171,7 @@ fn leaf(admin: bool) -> BoxedStrategy<(String, Value)> {
         string_filter(STATUSES)
             .prop_map(|f| ("status".to_owned(), f))
             .boxed(),
-        text_filter()
-            .prop_map(|f| ("prompt".to_owned(), f))
-            .boxed(),
+        text_filter().prop_map(|f| ("prompt".to_owned(), f)).boxed(),
         any::<bool>()
             .prop_map(|b| ("finished".to_owned(), json!(b)))
             .boxed(),
@@ -207,7 +232,14 @@ fn query() -> impl Strategy<Value = Query> {
         out
     });
     any::<bool>()
-        .prop_flat_map(move |admin| (Just(admin), filter(admin, 1), order.clone(), (1i64..4, 1i64..8)))
+        .prop_flat_map(move |admin| {
+            (
+                Just(admin),
+                filter(admin, 1),
+                order.clone(),
+                (1i64..4, 1i64..8),
+            )
+        })
         .prop_map(|(admin, filter, order, page)| Query {
             admin,
             filter,
@@ -238,8 +270,10 @@ fn holds(f: &Value, r: &Row, owners: &[i64]) -> bool {
         "status" => str_holds(v, text(r.status)),
         "prompt" => text_holds(v, text(r.prompt)),
         "finished" => (text(r.progress) == "100%") == v.as_bool().unwrap_or(false),
-        "hasImage" => (!text(r.image_url).is_empty()) == v.as_bool().unwrap_or(false),
-        "and" => v.as_array().is_none_or(|l| l.iter().all(|g| holds(g, r, owners))),
+        "hasImage" => text(r.image_url).is_empty() != v.as_bool().unwrap_or(false),
+        "and" => v
+            .as_array()
+            .is_none_or(|l| l.iter().all(|g| holds(g, r, owners))),
         "or" => v
             .as_array()
             .is_none_or(|l| l.is_empty() || l.iter().any(|g| holds(g, r, owners))),
@@ -267,7 +301,11 @@ fn num_holds(f: &Value, x: i64) -> bool {
 
 fn str_holds(f: &Value, x: &str) -> bool {
     f.as_object().unwrap().iter().all(|(op, v)| {
-        let mut list = v.as_array().into_iter().flatten().map(|s| s.as_str().unwrap());
+        let mut list = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().unwrap());
         match op.as_str() {
             "eq" => x == v.as_str().unwrap(),
             "ne" => x != v.as_str().unwrap(),
@@ -279,12 +317,15 @@ fn str_holds(f: &Value, x: &str) -> bool {
 }
 
 fn text_holds(f: &Value, x: &str) -> bool {
-    f.as_object().unwrap().iter().all(|(op, v)| match op.as_str() {
-        "contains" => folded_match(x, v.as_str().unwrap(), false),
-        "startsWith" => folded_match(x, v.as_str().unwrap(), true),
-        "isEmpty" => x.is_empty() == v.as_bool().unwrap(),
-        other => panic!("model has no operator {other}"),
-    })
+    f.as_object()
+        .unwrap()
+        .iter()
+        .all(|(op, v)| match op.as_str() {
+            "contains" => folded_match(x, v.as_str().unwrap(), false),
+            "startsWith" => folded_match(x, v.as_str().unwrap(), true),
+            "isEmpty" => x.is_empty() == v.as_bool().unwrap(),
+            other => panic!("model has no operator {other}"),
+        })
 }
 
 /// A row's value for an order field.
@@ -399,7 +440,12 @@ async fn check(
         .await;
     prop_assert!(a.json.get("errors").is_none(), "{:?}: {}", q, a.text);
     let from = ((page - 1) * size) as usize;
-    let expected: Vec<i64> = want.iter().skip(from).take(size as usize).copied().collect();
+    let expected: Vec<i64> = want
+        .iter()
+        .skip(from)
+        .take(size as usize)
+        .copied()
+        .collect();
     prop_assert_eq!(a.node_ids(), expected, "offset page of {:?}", q);
     prop_assert_eq!(
         a.json["data"]["midjourneyTasks"]["totalCount"].as_u64(),
