@@ -111,11 +111,10 @@ impl App {
 /// the session, and an online index build on a large table takes minutes. `pool` is used
 /// instead for an in-memory SQLite database, which exists only inside its one connection.
 pub async fn migrate(cfg: &DbConfig, pool: &DatabaseConnection) -> Result<(), StartError> {
-    let sqlite = cfg.database_url.starts_with("sqlite:");
-    if sqlite && (cfg.database_url.contains(":memory:") || cfg.database_url.contains("mode=memory"))
-    {
+    if db::sqlite_in_memory(&cfg.database_url) {
         return migration::apply(pool).await.map_err(StartError::Migrate);
     }
+    let sqlite = cfg.database_url.starts_with("sqlite:");
     let session = DbConfig {
         db_max_connections: 1,
         // SQLite's is its busy timeout, which the migration needs too.
@@ -124,7 +123,6 @@ pub async fn migrate(cfg: &DbConfig, pool: &DatabaseConnection) -> Result<(), St
         } else {
             0
         },
-        db_log_statements: cfg.db_log_statements,
         ..cfg.clone()
     };
     let db = db::connect(&session, false)

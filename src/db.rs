@@ -25,7 +25,7 @@ pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, D
         .sqlx_logging_level(log::LevelFilter::Debug);
 
     if url.starts_with("sqlite:") {
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let memory = sqlite_in_memory(url);
         let read_only = url.contains("mode=ro");
         if memory {
             // Every connection to an in-memory database would be a separate database.
@@ -86,6 +86,12 @@ pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, D
             other => return other,
         }
     }
+}
+
+/// Whether `url` names an in-memory SQLite database (which exists only inside its one
+/// connection).
+pub fn sqlite_in_memory(url: &str) -> bool {
+    url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory"))
 }
 
 /// Whether `err` is SQLite's "database is locked" (SQLITE_BUSY, code 5).

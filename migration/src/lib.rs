@@ -57,9 +57,10 @@ pub async fn apply(db: &DatabaseConnection) -> Result<(), DbErr> {
                 if Migrator::get_pending_migrations(db)
                     .await
                     .is_ok_and(|p| p.is_empty())
-                    && indexes::ensure(db).await.is_ok()
                 {
-                    // Another instance finished the job.
+                    // Another instance finished the migrations (and builds the indexes
+                    // under its lock: building here, outside it, could drop its
+                    // in-progress index as an invalid leftover).
                     return Ok(());
                 }
                 if attempt >= 5 {

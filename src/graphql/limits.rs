@@ -95,38 +95,41 @@ fn operations(doc: &ExecutableDocument) -> impl Iterator<Item = &OperationDefini
     ops.into_iter()
 }
 
-/// Refuses a document whose operations, fragments expanded, are too deep, too large or ask
-/// for too many aggregate scans; linear in the document's size.
+/// Refuses a document that, fragments expanded, is too deep, too large or asks for too many
+/// aggregate scans; linear in the document's size. Fields and scans are summed over all its
+/// operations: validation walks every one of them, not only the one that runs.
 fn check_shape(doc: &ExecutableDocument) -> ServerResult<()> {
     let mut shape = Shape::new(doc);
+    let mut total = Measure::default();
     for op in operations(doc) {
-        let Measure {
-            depth,
-            fields,
-            scans,
-        } = shape.of(&op.selection_set.node);
-        if fields > MAX_FIELDS {
-            return Err(server_error(
-                format!(
-                    "Query selects too many fields once its fragments are expanded (at most {MAX_FIELDS})."
-                ),
-                "QUERY_TOO_COMPLEX",
-            ));
-        }
-        if scans > MAX_SCANS {
-            return Err(server_error(
-                format!(
-                    "Query asks for too many counts and statistics (at most {MAX_SCANS} aggregate fields)."
-                ),
-                "QUERY_TOO_COMPLEX",
-            ));
-        }
-        if depth > MAX_DEPTH {
-            return Err(server_error(
-                format!("Query is nested too deep (at most {MAX_DEPTH} levels)."),
-                "QUERY_TOO_COMPLEX",
-            ));
-        }
+        total.add(shape.of(&op.selection_set.node));
+    }
+    let Measure {
+        depth,
+        fields,
+        scans,
+    } = total;
+    if fields > MAX_FIELDS {
+        return Err(server_error(
+            format!(
+                "Query selects too many fields once its fragments are expanded (at most {MAX_FIELDS})."
+            ),
+            "QUERY_TOO_COMPLEX",
+        ));
+    }
+    if scans > MAX_SCANS {
+        return Err(server_error(
+            format!(
+                "Query asks for too many counts and statistics (at most {MAX_SCANS} aggregate fields)."
+            ),
+            "QUERY_TOO_COMPLEX",
+        ));
+    }
+    if depth > MAX_DEPTH {
+        return Err(server_error(
+            format!("Query is nested too deep (at most {MAX_DEPTH} levels)."),
+            "QUERY_TOO_COMPLEX",
+        ));
     }
     Ok(())
 }

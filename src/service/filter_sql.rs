@@ -18,7 +18,7 @@ impl TaskFilter {
     /// The SQL condition for this filter (validated first) on `backend`. A filter with no
     /// parts matches every row.
     pub fn condition(&self, backend: DbBackend) -> Condition {
-        let mut all = Condition::all().add(always(true));
+        let mut all = all_of();
         let nums = [
             (Column::Id, &self.id, false),
             (Column::UserId, &self.user_id, true),
@@ -85,12 +85,18 @@ impl TaskFilter {
 /// the value a NULL is shown as.
 fn leaf(col: Column, nullable: bool, expr: Expr, holds_for_null: bool) -> Condition {
     if !nullable {
-        Condition::all().add(always(true)).add(expr)
+        Condition::all().add(expr)
     } else if holds_for_null {
         Condition::any().add(col.is_null()).add(expr)
     } else {
         Condition::all().add(col.is_not_null()).add(expr)
     }
+}
+
+/// An empty conjunction that still renders as a condition (`1 = 1 AND …`): a filter or
+/// sub-filter with no parts matches every row, also under `not` and inside `or`.
+fn all_of() -> Condition {
+    Condition::all().add(always(true))
 }
 
 /// A condition that always (or never) holds, written so every backend accepts it.
@@ -103,7 +109,7 @@ type SqlCmp = fn(Column, i64) -> Expr;
 type RustCmp = fn(i64, i64) -> bool;
 
 fn num_condition(col: Column, f: &NumFilter, nullable: bool) -> Condition {
-    let mut c = Condition::all().add(always(true));
+    let mut c = all_of();
     let cmp: [(Option<i64>, SqlCmp, RustCmp); 6] = [
         (f.eq, |c, v| c.eq(v), |x, v| x == v),
         (f.ne, |c, v| c.ne(v), |x, v| x != v),
@@ -131,13 +137,22 @@ fn num_condition(col: Column, f: &NumFilter, nullable: bool) -> Condition {
     c
 }
 
-/// The column converted to bytes on MySQL/MariaDB, where the default `_ci` collations
-/// ignore case and trailing spaces: compared with a text parameter, it compares byte for
-/// byte.
+/// The text expression `expr` (SQL) compared and ordered byte for byte on `backend`: as
+/// bytes on MySQL/MariaDB, whose default `_ci` collations ignore case and trailing spaces;
+/// in the "C" collation on PostgreSQL (equality is exact already; this fixes the order).
+pub(crate) fn exact_text(backend: DbBackend, expr: &str) -> String {
+    match backend {
+        DbBackend::MySql => format!("CAST(CONVERT({expr} USING utf8mb4) AS BINARY)"),
+        DbBackend::Postgres => format!("({expr}) COLLATE \"C\""),
+        _ => expr.to_owned(),
+    }
+}
+
+/// `col` as bytes on MySQL/MariaDB: compared with a text parameter, byte for byte.
 fn mysql_bytes(col: Column) -> Expr {
-    Expr::cust(format!(
-        "CAST(CONVERT(`{}` USING utf8mb4) AS BINARY)",
-        col.to_string()
+    Expr::cust(exact_text(
+        DbBackend::MySql,
+        &format!("`{}`", col.to_string()),
     ))
 }
 
@@ -160,7 +175,7 @@ fn exact_in(backend: DbBackend, col: Column, values: &[String]) -> Expr {
 }
 
 fn string_condition(backend: DbBackend, col: Column, f: &StringFilter) -> Condition {
-    let mut c = Condition::all().add(always(true));
+    let mut c = all_of();
     if let Some(v) = &f.eq {
         c = c.add(leaf(col, true, exact_eq(backend, col, v), v.is_empty()));
     }
@@ -204,7 +219,7 @@ fn pattern_match(backend: DbBackend, col: Column, pattern: &str, starts: bool) -
 }
 
 fn text_condition(backend: DbBackend, col: Column, f: &TextFilter) -> Condition {
-    let mut c = Condition::all().add(always(true));
+    let mut c = all_of();
     // Patterns are never empty, so "" (a NULL's value) never matches one.
     if let Some(p) = &f.contains {
         c = c.add(leaf(

@@ -5,6 +5,7 @@ use sea_orm::{DbBackend, Order, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::error::Error;
 use crate::service::Service;
+use crate::service::filter_sql::exact_text;
 use crate::service::tasks::{TaskQuery, scoped};
 use crate::service::viewer::Viewer;
 
@@ -56,15 +57,6 @@ fn sum(backend: DbBackend, expr: &str) -> Expr {
         DbBackend::Postgres => format!("CAST({inner} AS BIGINT)"),
         _ => inner,
     })
-}
-
-/// The text expression `expr` compared and ordered byte for byte on `backend`.
-fn exact_text(backend: DbBackend, expr: &str) -> String {
-    match backend {
-        DbBackend::MySql => format!("CAST(CONVERT({expr} USING utf8mb4) AS BINARY)"),
-        DbBackend::Postgres => format!("({expr}) COLLATE \"C\""),
-        _ => expr.to_owned(),
-    }
 }
 
 /// `submit_time` in milliseconds: values below

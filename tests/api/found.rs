@@ -294,7 +294,8 @@ fn fan_out_document(levels: usize) -> String {
     doc
 }
 
-#[tokio::test]
+// Several worker threads, so the timeout below can fire even if a request monopolises one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fragment_fan_out_is_refused_without_expanding_it() {
     let app = spawn_app().await;
     let doc = fan_out_document(30);
@@ -312,6 +313,35 @@ async fn a_fragment_fan_out_is_refused_without_expanding_it() {
     let small = app.gql(&u, &fan_out_document(3)).await;
     assert!(small.json.get("errors").is_none(), "{}", small.text);
     assert_eq!(small.json["data"]["viewer"]["id"], u.id);
+}
+
+#[tokio::test]
+async fn operations_of_one_document_are_measured_together() {
+    let app = spawn_app().await;
+    // Each operation alone expands to 1,024 fields, under the limit; validation would walk
+    // all 60 of them.
+    let mut doc = fan_out_document(9).replace("query { ...F0 }\n", "");
+    for i in 0..60 {
+        doc.push_str(&format!("query q{i} {{ ...F0 }}\n"));
+    }
+    let a = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({"query": doc, "operationName": "q1"}))
+        .send()
+        .await
+        .unwrap();
+    let a = crate::helpers::into_answer(a).await;
+    assert_eq!(a.codes(), vec!["QUERY_TOO_COMPLEX"], "{}", a.text);
+    // Refused by the linear measure, before validation walks the operations (the
+    // complexity limit would refuse it too, but only after that walk).
+    assert!(
+        a.json["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("fragments are expanded")),
+        "{}",
+        a.text
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //!   doors (generated filters, lookups of other users' tasks, statistics, cursors taken from
 //!   other users' pages, forged cursors): no row of another user is ever answered;
 //! - fuzzing of what a client controls (query strings, GraphQL documents and variables,
-//!   cursors, headers): `FUZZ_CASES` (default 3,000) requests, with zero panics, zero 5xx,
+//!   forged cursors, headers): `FUZZ_CASES` (default 3,000) requests, with zero panics, zero 5xx,
 //!   and every answer a documented envelope or error code.
 //!
 //! Both print their case counts, so a CI log shows what ran.
@@ -17,22 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, Task, TestApp, TestUser, spawn_app};
-
-fn env_cases(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::helpers::{Answer, Task, TestApp, TestUser, env_cases, runtime, spawn_app};
 
 /// Three users with twelve varied tasks each; task id → owner id.
 async fn three_users() -> (TestApp, Vec<TestUser>, HashMap<i64, i64>, Vec<String>) {
@@ -525,6 +510,12 @@ fn fuzz_case(users: Vec<(String, String)>) -> impl Strategy<Value = Fuzz> {
         "[ -~]{0,60}",
         Just(String::new()),
         Just("{\"query\": 1}".to_owned()),
+        // Cursors as a client could forge them: hex of anything, or not hex at all.
+        prop_oneof!["[0-9a-f]{0,120}", "[ -~]{0,40}"].prop_map(|c| json!({
+            "query": "query($c: String) { midjourneyTasks(page: {cursor: {first: 3, after: $c}}) { nodes { id } } }",
+            "variables": {"c": c}
+        })
+        .to_string()),
     ];
     prop_oneof![
         (

@@ -331,3 +331,21 @@ impl Answer {
             .collect()
     }
 }
+
+/// A whole-number setting of a generated test from the environment (`default` when unset).
+pub fn env_cases(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A runtime for the generated tests, which drive their async checks from proptest's
+/// synchronous runner.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

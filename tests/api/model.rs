@@ -17,7 +17,7 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestR
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Map, Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app};
+use crate::helpers::{TestApp, TestUser, env_cases, runtime, spawn_app};
 
 const MJ_IDS: &[&str] = &["abc", "ABC", "abc ", "ábc", "", "a%c", "a_c"];
 const STATUSES: &[&str] = &["SUCCESS", "success", "FAILURE", "", "SUCCESS "];
@@ -477,15 +477,8 @@ async fn check(
 
 #[test]
 fn the_service_answers_as_the_model_on_generated_data_and_queries() {
-    let cases: u32 = std::env::var("MODEL_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let cases = env_cases("MODEL_CASES", 64);
+    let rt = runtime();
     let (app, admin, alice, bob) = rt.block_on(async {
         let app = spawn_app().await;
         let admin = app.user("admin", Role::Admin).await;

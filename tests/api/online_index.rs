@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use crate::attach::new_api_ddl;
 use crate::helpers::{Backend, TestDb, spawn_app_with};
@@ -93,7 +93,7 @@ async fn write_like_new_api(conn: DatabaseConnection, stop: Arc<AtomicBool>) -> 
 async fn indexes(conn: &DatabaseConnection) -> Vec<(String, bool)> {
     let backend = conn.get_database_backend();
     let sql = match backend {
-        Backend2::Postgres => {
+        DbBackend::Postgres => {
             "SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i \
              JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
              WHERE t.relname = 'midjourneys' AND NOT i.indisprimary ORDER BY 1"
@@ -117,8 +117,6 @@ async fn indexes(conn: &DatabaseConnection) -> Vec<(String, bool)> {
         })
         .collect()
 }
-
-use sea_orm::DbBackend as Backend2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a database server: TEST_DATABASE_URL (run with --include-ignored)"]
@@ -194,7 +192,7 @@ async fn an_invalid_index_left_by_an_interrupted_build_is_built_again() {
     );
     let def = conn
         .query_one_raw(Statement::from_string(
-            Backend2::Postgres,
+            DbBackend::Postgres,
             "SELECT pg_get_indexdef('idx_midjourneys_user_id_id'::regclass) AS d",
         ))
         .await
