@@ -1,6 +1,7 @@
 //! Wiring: connect, migrate, bind the port, build the router; run until stopped.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -12,11 +13,12 @@ use tokio::net::TcpListener;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::config::{DbConfig, ServeArgs};
+use crate::config::{DbConfig, LiveArgs, ServeArgs};
 use crate::db;
 use crate::error::{Error, Lang};
-use crate::graphql;
+use crate::graphql::{self, WsSettings};
 use crate::rest::{self, ApiError};
+use crate::service::live::{Live, LiveConfig};
 use crate::service::{NewUser, Role, Service};
 use crate::state::AppState;
 
@@ -43,6 +45,15 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     service: Service,
+    live: Live,
+}
+
+fn live_config(args: &LiveArgs) -> LiveConfig {
+    LiveConfig {
+        interval: Duration::from_millis(args.live_poll_ms),
+        max_per_user: usize::try_from(args.live_max_per_user).unwrap_or(usize::MAX),
+        max_total: usize::try_from(args.live_max_subscriptions).unwrap_or(usize::MAX),
+    }
 }
 
 impl App {
@@ -68,14 +79,21 @@ impl App {
                 addr: cfg.listen,
                 source,
             })?;
+        let live = Live::new(service.clone(), live_config(&cfg.live));
         let state = AppState {
             service: service.clone(),
             schema: graphql::build_schema(!cfg.no_introspection),
+            live: live.clone(),
+            ws: WsSettings {
+                init_timeout: Duration::from_millis(cfg.live.ws_init_timeout_ms),
+                keepalive: Duration::from_millis(cfg.live.ws_keepalive_ms),
+            },
         };
         Ok(App {
             listener,
             router: router(state),
             service,
+            live,
         })
     }
 
@@ -89,6 +107,11 @@ impl App {
         &self.service
     }
 
+    /// Live progress behind the subscriptions.
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
     /// Serves until SIGTERM or Ctrl-C, letting in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
@@ -100,9 +123,17 @@ impl App {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await
+        let live = self.live.clone();
+        let stopping = live.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                stop.await;
+                // Subscriptions complete and WebSockets close (1001) before the exit.
+                stopping.shutdown();
+            })
+            .await;
+        live.drained(Duration::from_secs(3)).await;
+        served
     }
 }
 

@@ -3,89 +3,9 @@
 
 use axum::http::HeaderMap;
 
+pub use crate::error::AuthError;
 use crate::error::{Error, Lang};
 use crate::service::{Role, Service, Viewer};
-
-/// Why a request was refused, in the legacy gateway's order and words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("no access token")]
-    NoToken,
-    #[error("invalid access token")]
-    InvalidToken,
-    #[error("invalid user info")]
-    InvalidUserInfo,
-    #[error("New-Api-User header missing")]
-    NoUserHeader,
-    #[error("New-Api-User header malformed")]
-    BadUserHeader,
-    #[error("New-Api-User does not match the token's user")]
-    UserMismatch,
-    #[error("user banned")]
-    Banned,
-    #[error("insufficient privilege")]
-    InsufficientRole,
-}
-
-impl AuthError {
-    /// The legacy HTTP status: some failures answer 200 with `success: false`.
-    pub fn status(self) -> u16 {
-        match self {
-            AuthError::NoToken
-            | AuthError::NoUserHeader
-            | AuthError::BadUserHeader
-            | AuthError::UserMismatch => 401,
-            AuthError::InvalidToken
-            | AuthError::InvalidUserInfo
-            | AuthError::Banned
-            | AuthError::InsufficientRole => 200,
-        }
-    }
-
-    /// True for failures of a known user (banned, role too low), false for identity failures.
-    pub fn is_forbidden(self) -> bool {
-        matches!(self, AuthError::Banned | AuthError::InsufficientRole)
-    }
-
-    /// The legacy message.
-    pub fn message(self, lang: Lang) -> &'static str {
-        let (zh, en) = match self {
-            AuthError::NoToken => (
-                "无权进行此操作，未登录且未提供 access token",
-                "Unauthorized, not logged in and no access token provided",
-            ),
-            AuthError::InvalidToken => (
-                "无权进行此操作，access token 无效",
-                "Unauthorized, invalid access token",
-            ),
-            AuthError::InvalidUserInfo => (
-                "无权进行此操作，用户信息无效",
-                "Unauthorized, invalid user info",
-            ),
-            AuthError::NoUserHeader => (
-                "无权进行此操作，未提供 New-Api-User",
-                "Unauthorized, New-Api-User header not provided",
-            ),
-            AuthError::BadUserHeader => (
-                "无权进行此操作，New-Api-User 格式错误",
-                "Unauthorized, New-Api-User header format error",
-            ),
-            AuthError::UserMismatch => (
-                "无权进行此操作，New-Api-User 与登录用户不匹配",
-                "Unauthorized, New-Api-User does not match logged in user",
-            ),
-            AuthError::Banned => ("用户已被封禁", "User has been banned"),
-            AuthError::InsufficientRole => (
-                "无权进行此操作，权限不足",
-                "Unauthorized, insufficient privilege",
-            ),
-        };
-        match lang {
-            Lang::Zh => zh,
-            Lang::En => en,
-        }
-    }
-}
 
 /// Longest header value considered; longer ones are treated as invalid.
 const MAX_HEADER: usize = 256;
@@ -143,8 +63,7 @@ pub async fn authenticate(
         .user_by_token(token)
         .await?
         .ok_or(AuthError::InvalidToken)?;
-    let role = Role::from_stored(user.role);
-    let Some(role) = role.filter(|_| !user.username.is_empty()) else {
+    let Some(role) = user.role() else {
         return Err(AuthError::InvalidUserInfo.into());
     };
     // 3–5. New-Api-User names that same user.
@@ -159,7 +78,7 @@ pub async fn authenticate(
         return Err(AuthError::UserMismatch.into());
     }
     // 6. Not banned.
-    if user.status == 2 {
+    if user.banned() {
         return Err(AuthError::Banned.into());
     }
     // 7. Role high enough.

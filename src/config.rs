@@ -90,6 +90,41 @@ pub struct ServeArgs {
     /// Turn GraphQL introspection off (the playground then cannot show the schema).
     #[arg(long, env = "GRAPHQL_NO_INTROSPECTION")]
     pub no_introspection: bool,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Live progress (GraphQL subscriptions).
+#[derive(Clone, Debug, Args)]
+pub struct LiveArgs {
+    /// Milliseconds between two reads of what changed, while anyone is subscribed (one
+    /// poller per instance, whatever the number of subscribers).
+    #[arg(long, env = "LIVE_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(20..=60_000))]
+    pub live_poll_ms: u64,
+    /// Most open subscriptions per user.
+    #[arg(long, env = "LIVE_MAX_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub live_max_per_user: u64,
+    /// Most open subscriptions on this instance.
+    #[arg(long, env = "LIVE_MAX_SUBSCRIPTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub live_max_subscriptions: u64,
+    /// Milliseconds a WebSocket may take to send connection_init before it is closed (4408).
+    #[arg(long, env = "WS_INIT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ws_init_timeout_ms: u64,
+    /// Milliseconds between WebSocket pings (a peer silent for two is dropped).
+    #[arg(long, env = "WS_KEEPALIVE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ws_keepalive_ms: u64,
+}
+
+impl Default for LiveArgs {
+    fn default() -> Self {
+        LiveArgs {
+            live_poll_ms: 1000,
+            live_max_per_user: 20,
+            live_max_subscriptions: 10_000,
+            ws_init_timeout_ms: 5000,
+            ws_keepalive_ms: 15_000,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +199,7 @@ impl ServeArgs {
             no_migrate: false,
             image_forward_base: None,
             no_introspection: false,
+            live: LiveArgs::default(),
         }
     }
 }

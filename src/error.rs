@@ -5,8 +5,6 @@
 
 use sea_orm::{DbErr, RuntimeErr};
 
-use crate::auth::AuthError;
-
 /// The language of client-facing messages (the legacy routes answer in Chinese by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
@@ -20,6 +18,87 @@ impl Lang {
         match value {
             Some(v) if v.trim_start().to_ascii_lowercase().starts_with("en") => Lang::En,
             _ => Lang::Zh,
+        }
+    }
+}
+
+/// Why a request was refused, in the legacy gateway's order and words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no access token")]
+    NoToken,
+    #[error("invalid access token")]
+    InvalidToken,
+    #[error("invalid user info")]
+    InvalidUserInfo,
+    #[error("New-Api-User header missing")]
+    NoUserHeader,
+    #[error("New-Api-User header malformed")]
+    BadUserHeader,
+    #[error("New-Api-User does not match the token's user")]
+    UserMismatch,
+    #[error("user banned")]
+    Banned,
+    #[error("insufficient privilege")]
+    InsufficientRole,
+}
+
+impl AuthError {
+    /// The legacy HTTP status: some failures answer 200 with `success: false`.
+    pub fn status(self) -> u16 {
+        match self {
+            AuthError::NoToken
+            | AuthError::NoUserHeader
+            | AuthError::BadUserHeader
+            | AuthError::UserMismatch => 401,
+            AuthError::InvalidToken
+            | AuthError::InvalidUserInfo
+            | AuthError::Banned
+            | AuthError::InsufficientRole => 200,
+        }
+    }
+
+    /// True for failures of a known user (banned, role too low), false for identity failures.
+    pub fn is_forbidden(self) -> bool {
+        matches!(self, AuthError::Banned | AuthError::InsufficientRole)
+    }
+
+    /// The legacy message.
+    pub fn message(self, lang: Lang) -> &'static str {
+        let (zh, en) = match self {
+            AuthError::NoToken => (
+                "无权进行此操作，未登录且未提供 access token",
+                "Unauthorized, not logged in and no access token provided",
+            ),
+            AuthError::InvalidToken => (
+                "无权进行此操作，access token 无效",
+                "Unauthorized, invalid access token",
+            ),
+            AuthError::InvalidUserInfo => (
+                "无权进行此操作，用户信息无效",
+                "Unauthorized, invalid user info",
+            ),
+            AuthError::NoUserHeader => (
+                "无权进行此操作，未提供 New-Api-User",
+                "Unauthorized, New-Api-User header not provided",
+            ),
+            AuthError::BadUserHeader => (
+                "无权进行此操作，New-Api-User 格式错误",
+                "Unauthorized, New-Api-User header format error",
+            ),
+            AuthError::UserMismatch => (
+                "无权进行此操作，New-Api-User 与登录用户不匹配",
+                "Unauthorized, New-Api-User does not match logged in user",
+            ),
+            AuthError::Banned => ("用户已被封禁", "User has been banned"),
+            AuthError::InsufficientRole => (
+                "无权进行此操作，权限不足",
+                "Unauthorized, insufficient privilege",
+            ),
+        };
+        match lang {
+            Lang::Zh => zh,
+            Lang::En => en,
         }
     }
 }
@@ -49,6 +128,15 @@ pub enum Error {
     MethodNotAllowed,
     #[error("database unavailable")]
     Unavailable,
+    /// A subscription limit (per connection, per user, per instance) is reached.
+    #[error("{0}")]
+    TooManySubscriptions(String),
+    /// A subscriber fell so far behind that events for it were dropped.
+    #[error("this subscription fell too far behind and events were dropped: subscribe again")]
+    SlowConsumer,
+    /// The instance is shutting down.
+    #[error("the server is shutting down: connect again")]
+    ShuttingDown,
     #[error("internal error")]
     Internal,
 }
@@ -70,6 +158,9 @@ impl Error {
             Error::NotFound => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::Unavailable => "UNAVAILABLE",
+            Error::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
+            Error::SlowConsumer => "SLOW_CONSUMER",
+            Error::ShuttingDown => "SHUTTING_DOWN",
             Error::Internal => "INTERNAL",
         }
     }
@@ -85,7 +176,8 @@ impl Error {
             | Error::CursorMismatch => 400,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
-            Error::Unavailable => 503,
+            Error::TooManySubscriptions(_) => 429,
+            Error::Unavailable | Error::SlowConsumer | Error::ShuttingDown => 503,
             Error::Internal => 500,
         }
     }

@@ -5,6 +5,7 @@ use async_graphql::Context;
 
 use crate::error::{Error, Lang};
 use crate::graphql::errors::to_gql;
+use crate::service::live::{Connection, Live};
 use crate::service::{Service, Viewer};
 
 /// Per-request data, attached by the HTTP handler.
@@ -14,6 +15,11 @@ pub struct RequestContext {
     /// at it; every data field does.
     pub viewer: Result<Viewer, Error>,
     pub lang: Lang,
+    /// Live progress (subscriptions).
+    pub live: Live,
+    /// The client connection subscriptions are counted on (one per WebSocket; one per SSE
+    /// or plain HTTP request).
+    pub connection: Connection,
 }
 
 /// The service and the caller, or `UNAUTHENTICATED` / `FORBIDDEN`.
@@ -23,6 +29,11 @@ pub fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Service, &'a 
         Ok(v) => Ok((&req.service, v, req.lang)),
         Err(e) => Err(to_gql(e, req.lang)),
     }
+}
+
+/// The request's context (always attached by the transports).
+pub fn request<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a RequestContext> {
+    Ok(ctx.data::<std::sync::Arc<RequestContext>>()?.as_ref())
 }
 
 /// The language of messages.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse, Value};
 use axum::body::{Body, to_bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -13,8 +13,9 @@ use crate::auth::{self, AuthError};
 use crate::graphql::context::RequestContext;
 use crate::graphql::errors::{ensure_codes, server_error};
 use crate::graphql::limits::OverGet;
-use crate::graphql::playground;
+use crate::graphql::{playground, sse, ws};
 use crate::service::Role;
+use crate::service::live::Connection;
 use crate::state::AppState;
 
 /// Largest request body.
@@ -24,7 +25,7 @@ pub const MAX_BATCH: usize = 5;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-fn accepts(headers: &HeaderMap, media: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -33,7 +34,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 }
 
 /// A response made of request-level errors only (no execution took place).
-fn request_error(
+pub(crate) fn request_error(
     status: StatusCode,
     message: &str,
     code: &'static str,
@@ -43,7 +44,7 @@ fn request_error(
     render(status, &BatchResponse::Single(body), headers)
 }
 
-fn render(status: StatusCode, body: &BatchResponse, headers: &HeaderMap) -> Response {
+pub(crate) fn render(status: StatusCode, body: &BatchResponse, headers: &HeaderMap) -> Response {
     let content_type = if accepts(headers, GRAPHQL_RESPONSE) {
         "application/graphql-response+json; charset=utf-8"
     } else {
@@ -58,13 +59,15 @@ fn render(status: StatusCode, body: &BatchResponse, headers: &HeaderMap) -> Resp
     }
 }
 
-/// `GET /graphql`: the playground for browsers, else a query from the query string.
-pub async fn get_graphql(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let query = query.unwrap_or_default();
+/// `GET /graphql`: a WebSocket upgrade, the playground for browsers, else a query from the
+/// query string (answered as Server-Sent Events when the client accepts them).
+pub async fn get_graphql(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    if ws::is_upgrade(&parts.headers) {
+        return ws::upgrade(state, &mut parts).await;
+    }
+    let headers = parts.headers;
+    let query = parts.uri.query().unwrap_or_default().to_owned();
     if accepts(&headers, "text/html") {
         return playground::page().await.into_response();
     }
@@ -77,6 +80,9 @@ pub async fn get_graphql(
         );
     }
     match async_graphql::http::parse_query_string(&query) {
+        Ok(req) if accepts(&headers, sse::EVENT_STREAM) => {
+            sse::respond(&state, &headers, req.data(OverGet)).await
+        }
         Ok(req) => execute(&state, &headers, BatchRequest::Single(req.data(OverGet))).await,
         Err(e) => request_error(
             StatusCode::BAD_REQUEST,
@@ -122,6 +128,15 @@ pub async fn post_graphql(
         serde_json::from_slice::<async_graphql::Request>(&bytes).map(BatchRequest::Single)
     };
     match parsed {
+        Ok(BatchRequest::Single(req)) if accepts(&headers, sse::EVENT_STREAM) => {
+            sse::respond(&state, &headers, req).await
+        }
+        Ok(BatchRequest::Batch(_)) if accepts(&headers, sse::EVENT_STREAM) => request_error(
+            StatusCode::BAD_REQUEST,
+            "Server-Sent Events carry one operation, not a batch",
+            "BAD_REQUEST",
+            &headers,
+        ),
         Ok(batch) => execute(&state, &headers, batch).await,
         Err(_) => request_error(
             StatusCode::BAD_REQUEST,
@@ -130,6 +145,23 @@ pub async fn post_graphql(
             &headers,
         ),
     }
+}
+
+/// The request's context: one user lookup per HTTP request, none without credentials (so
+/// introspection costs no query).
+pub(crate) async fn context(state: &AppState, headers: &HeaderMap) -> Arc<RequestContext> {
+    let viewer = if auth::has_credentials(headers) {
+        auth::authenticate(&state.service, headers, Role::Common).await
+    } else {
+        Err(AuthError::NoToken.into())
+    };
+    Arc::new(RequestContext {
+        service: state.service.clone(),
+        viewer,
+        lang: auth::lang(headers),
+        live: state.live.clone(),
+        connection: Connection::default(),
+    })
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> Response {
@@ -145,18 +177,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         let msg = "a GraphQL request needs a non-empty \"query\"";
         return request_error(StatusCode::BAD_REQUEST, msg, "BAD_REQUEST", headers);
     }
-    let lang = auth::lang(headers);
-    // One user lookup per HTTP request, none without credentials (introspection).
-    let viewer = if auth::has_credentials(headers) {
-        auth::authenticate(&state.service, headers, Role::Common).await
-    } else {
-        Err(AuthError::NoToken.into())
-    };
-    let ctx = Arc::new(RequestContext {
-        service: state.service.clone(),
-        viewer,
-        lang,
-    });
+    let ctx = context(state, headers).await;
 
     let mut responses = Vec::with_capacity(requests.len());
     let mut all_failed = true;

@@ -11,10 +11,13 @@ mod paging;
 mod playground;
 mod query;
 mod scalars;
+mod sse;
 mod stats;
+mod subscription;
 mod task;
+mod ws;
 
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{EmptyMutation, Schema};
 use axum::Router;
 use axum::routing::get;
 
@@ -22,9 +25,10 @@ use crate::state::AppState;
 
 pub use http::{MAX_BATCH, MAX_BODY};
 pub use limits::{MAX_DEPTH, MAX_FIELDS, MAX_SCANS};
+pub use ws::{KEEPALIVE, WsSettings};
 
 /// The schema type.
-pub type AppSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<query::Query, EmptyMutation, subscription::Subscription>;
 
 /// Highest query complexity: a list counts as rows × its fields, so one 100-row page with
 /// twenty fields fits and twenty aliases of it do not.
@@ -32,7 +36,7 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// Builds the schema (no I/O). `introspection = false` turns introspection off.
 pub fn build_schema(introspection: bool) -> AppSchema {
-    let builder = Schema::build(query::Query, EmptyMutation, EmptySubscription)
+    let builder = Schema::build(query::Query, EmptyMutation, subscription::Subscription)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(limits::Limits);
     if introspection {
@@ -47,7 +51,8 @@ pub fn sdl() -> String {
     build_schema(true).sdl()
 }
 
-/// `/graphql` (GET and POST) and the playground's assets.
+/// `/graphql` (GET and POST, WebSocket upgrades, Server-Sent Events) and the playground's
+/// assets.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/graphql", get(http::get_graphql).post(http::post_graphql))

@@ -5,22 +5,24 @@
 mod cursor;
 pub mod demo;
 pub mod filter;
+mod filter_match;
 mod filter_sql;
 pub mod fold;
 pub mod import;
+pub mod live;
 pub mod order;
 pub mod page;
 pub mod record;
 pub mod stats;
 mod tasks;
-mod users;
+pub mod users;
 mod viewer;
 
 pub use filter::{NumFilter, StringFilter, TaskFilter, TextFilter};
 pub use order::{Direction, OrderField, TaskOrder};
 pub use page::{CursorPage, OffsetPage, PageRequest, TaskPage};
 pub use record::TaskRecord;
-pub use tasks::{Scope, TaskKey, TaskQuery};
+pub use tasks::{Scope, TaskKey, TaskQuery, may_see};
 pub use users::{NewUser, UserRecord};
 pub use viewer::{Role, Viewer};
 

@@ -38,11 +38,20 @@ pub struct TaskQuery {
 /// The rows `viewer` may reach under `scope`: admins asking for everything see every row,
 /// anyone else only rows they own. Added by the server, never taken from the client.
 fn scope_condition(viewer: &Viewer, scope: Scope) -> Condition {
-    if viewer.is_admin() && scope == Scope::Visible {
+    if sees_all(viewer, scope) {
         Condition::all()
     } else {
         Condition::all().add(Column::UserId.eq(viewer.id))
     }
+}
+
+fn sees_all(viewer: &Viewer, scope: Scope) -> bool {
+    viewer.is_admin() && scope == Scope::Visible
+}
+
+/// The same rule in memory: whether `viewer` may reach a task owned by `owner`.
+pub fn may_see(viewer: &Viewer, scope: Scope, owner: i64) -> bool {
+    sees_all(viewer, scope) || owner == viewer.id
 }
 
 pub(crate) fn scoped(

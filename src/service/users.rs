@@ -1,5 +1,7 @@
 //! Users: the token lookup authentication needs, and creating users from the command line.
 
+use std::collections::HashMap;
+
 use entity::user::{self, Column};
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -7,9 +9,9 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter};
 use subtle::ConstantTimeEq;
 
-use crate::error::Error;
+use crate::error::{AuthError, Error};
 use crate::service::Service;
-use crate::service::viewer::Role;
+use crate::service::viewer::{Role, Viewer};
 
 /// Length of generated access tokens (new-api stores them in `char(32)`).
 pub const TOKEN_LEN: usize = 32;
@@ -24,6 +26,31 @@ pub struct UserRecord {
     pub status: i64,
 }
 
+impl UserRecord {
+    /// The user's role, when the user info is sane: a role new-api defines and a name.
+    pub fn role(&self) -> Option<Role> {
+        Role::from_stored(self.role).filter(|_| !self.username.is_empty())
+    }
+
+    /// Whether the user is banned (new-api's status 2).
+    pub fn banned(&self) -> bool {
+        self.status == 2
+    }
+
+    /// The user as a viewer, when sane and not banned: what every request is scoped by.
+    pub fn viewer(&self) -> Result<Viewer, AuthError> {
+        let role = self.role().ok_or(AuthError::InvalidUserInfo)?;
+        if self.banned() {
+            return Err(AuthError::Banned);
+        }
+        Ok(Viewer {
+            id: self.id,
+            username: self.username.clone(),
+            role,
+        })
+    }
+}
+
 /// A user created by `mj-tasks user create` (or at first start).
 #[derive(Clone, Debug)]
 pub struct NewUser {
@@ -31,6 +58,18 @@ pub struct NewUser {
     pub username: String,
     pub role: Role,
     pub access_token: String,
+}
+
+/// Most user ids [`Service::current_viewers`] looks up at once.
+pub const MAX_USER_BATCH: usize = 1000;
+
+fn user_record(m: user::Model) -> UserRecord {
+    UserRecord {
+        id: m.id,
+        username: m.username.unwrap_or_default(),
+        role: m.role.unwrap_or_default(),
+        status: m.status.unwrap_or_default(),
+    }
 }
 
 impl Service {
@@ -68,12 +107,33 @@ impl Service {
             };
             bool::from(stored.as_bytes().ct_eq(token.as_bytes()))
         });
-        Ok(found.map(|m| UserRecord {
-            id: m.id,
-            username: m.username.unwrap_or_default(),
-            role: m.role.unwrap_or_default(),
-            status: m.status.unwrap_or_default(),
-        }))
+        Ok(found.map(user_record))
+    }
+
+    /// The current viewer of each user in `ids` (at most [`MAX_USER_BATCH`] ids), or why
+    /// their requests would now be refused: gone or soft-deleted (their token no longer
+    /// authenticates), banned, no longer sane. One query.
+    pub async fn current_viewers(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Result<Viewer, AuthError>>, Error> {
+        let mut out: HashMap<i64, Result<Viewer, AuthError>> = ids
+            .iter()
+            .map(|id| (*id, Err(AuthError::InvalidToken)))
+            .collect();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let found = user::Entity::find()
+            .filter(Column::Id.is_in(ids.iter().copied().take(MAX_USER_BATCH)))
+            .filter(user::deleted_at().is_null())
+            .all(&self.db)
+            .await?;
+        for m in found {
+            let record = user_record(m);
+            out.insert(record.id, record.viewer());
+        }
+        Ok(out)
     }
 
     /// How many users exist (soft-deleted ones included).

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use entity::midjourney;
 use mj_tasks::app::App;
 use mj_tasks::config::{DbConfig, ServeArgs};
+use mj_tasks::service::live::Live;
 use mj_tasks::service::{Role, Service};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 
@@ -26,6 +27,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: TestDb,
     pub service: Service,
+    pub live: Live,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -53,6 +55,7 @@ pub async fn spawn_app_with(db: TestDb, tweak: impl FnOnce(&mut ServeArgs)) -> T
     let app = App::build(&cfg).await.expect("build app");
     let addr = app.local_addr().expect("local addr");
     let service = app.service().clone();
+    let live = app.live().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async {
         let _ = rx.await;
@@ -61,6 +64,7 @@ pub async fn spawn_app_with(db: TestDb, tweak: impl FnOnce(&mut ServeArgs)) -> T
         addr,
         db,
         service,
+        live,
         client: reqwest::Client::new(),
         stop: Some(tx),
     }

@@ -22,6 +22,8 @@ mod gql_parity;
 mod gql_tasks;
 mod helpers;
 mod items;
+mod live;
+mod live_client;
 mod model;
 mod online_index;
 mod paging;

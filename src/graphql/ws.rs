@@ -1,0 +1,282 @@
+//! GraphQL over WebSocket on `GET /graphql`: the `graphql-transport-ws` protocol, and the
+//! legacy `graphql-ws` (subscriptions-transport-ws) one, chosen by `Sec-WebSocket-Protocol`.
+//!
+//! A browser cannot set headers on a WebSocket, so the two auth headers travel in the
+//! `connection_init` payload (`{"Authorization": "Bearer …", "New-Api-User": "2"}`, or the
+//! same under `"headers"`); headers on the upgrade request are used for what the payload
+//! leaves out. Close codes:
+//!
+//! | code | when |
+//! | --- | --- |
+//! | 4401 | missing or wrong credentials (the legacy message as reason) |
+//! | 4403 | a banned user, or a role too low |
+//! | 4408 | no `connection_init` within the init timeout |
+//! | 4429 | a second `connection_init` |
+//! | 1008 | a subscription fell too far behind (events were dropped) |
+//! | 1001 | the server is shutting down, or the peer stopped answering pings |
+//! | 1011 | the database could not be reached to authenticate |
+//!
+//! The server pings every [`KEEPALIVE`] with WebSocket ping frames (browsers answer them
+//! without any code) and drops a peer silent for two intervals.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket as GqlWebSocket, WsMessage};
+use axum::extract::FromRequestParts;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+
+use crate::auth;
+use crate::error::Error;
+use crate::graphql::context::RequestContext;
+use crate::graphql::http::{MAX_BODY, request_error};
+use crate::service::Role;
+use crate::service::live::Connection;
+use crate::state::AppState;
+
+/// Time between the server's pings.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Longest a write to a client may take before the connection is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest close reason a close frame carries, in bytes.
+const MAX_REASON: usize = 123;
+
+/// WebSocket timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct WsSettings {
+    /// Longest wait for `connection_init` after the upgrade.
+    pub init_timeout: Duration,
+    /// Time between pings.
+    pub keepalive: Duration,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        WsSettings {
+            init_timeout: Duration::from_secs(5),
+            keepalive: KEEPALIVE,
+        }
+    }
+}
+
+/// Whether the request asks for a WebSocket.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Accepts the upgrade when the client offers one of the two protocols.
+pub async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
+    let headers = parts.headers.clone();
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.parse::<async_graphql::http::WebSocketProtocols>().ok());
+    let Some(protocol) = offered else {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            "offer the graphql-transport-ws (or legacy graphql-ws) WebSocket subprotocol",
+            "BAD_REQUEST",
+            &headers,
+        );
+    };
+    let ws = match WebSocketUpgrade::from_request_parts(parts, &state).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(MAX_BODY)
+        .max_frame_size(MAX_BODY)
+        .on_upgrade(move |socket| serve(socket, state, headers, protocol))
+}
+
+/// A close code and reason chosen while authenticating `connection_init`.
+type Rejection = Arc<Mutex<Option<(u16, String)>>>;
+
+/// The headers `connection_init` carries, over those of the upgrade request.
+fn init_headers(upgrade: &HeaderMap, payload: &serde_json::Value) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for name in [header::AUTHORIZATION, header::ACCEPT_LANGUAGE] {
+        if let Some(v) = upgrade.get(&name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    if let Some(v) = upgrade.get("new-api-user") {
+        headers.insert(HeaderName::from_static("new-api-user"), v.clone());
+    }
+    let object = payload
+        .get("headers")
+        .and_then(|h| h.as_object())
+        .or_else(|| payload.as_object());
+    for (key, value) in object.into_iter().flatten() {
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        let name = key.to_ascii_lowercase();
+        if !matches!(
+            name.as_str(),
+            "authorization" | "new-api-user" | "accept-language"
+        ) {
+            continue;
+        }
+        // A value no header could hold (a control character) is malformed, as it would be
+        // over HTTP: it reaches the checks as a value that fails them.
+        let value =
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("malformed"));
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// Authenticates `connection_init`: the connection's data, or its close code and reason.
+async fn init(
+    state: AppState,
+    upgrade: HeaderMap,
+    connection: Connection,
+    payload: serde_json::Value,
+) -> Result<Data, (u16, String)> {
+    let headers = init_headers(&upgrade, &payload);
+    let lang = auth::lang(&headers);
+    let viewer = auth::authenticate(&state.service, &headers, Role::Common)
+        .await
+        .map_err(|e| {
+            let code = match &e {
+                Error::Auth(a) if a.is_forbidden() => 4403,
+                Error::Auth(_) => 4401,
+                _ => 1011,
+            };
+            (code, e.message(lang))
+        })?;
+    let mut data = Data::default();
+    data.insert(Arc::new(RequestContext {
+        service: state.service.clone(),
+        viewer: Ok(viewer),
+        lang,
+        live: state.live.clone(),
+        connection,
+    }));
+    Ok(data)
+}
+
+/// `reason` cut to what a close frame holds, on a character boundary.
+fn close(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }))
+}
+
+async fn serve(
+    socket: WebSocket,
+    state: AppState,
+    upgrade: HeaderMap,
+    protocol: async_graphql::http::WebSocketProtocols,
+) {
+    let settings = state.ws;
+    let live = state.live.clone();
+    let _tracked = live.track_connection();
+    let connection = Connection::default();
+    let (mut sink, incoming) = socket.split();
+    let last_heard = Arc::new(Mutex::new(Instant::now()));
+    let heard = last_heard.clone();
+    let input = incoming
+        .take_while(|m| std::future::ready(matches!(m, Ok(m) if !matches!(m, Message::Close(_)))))
+        .filter_map(move |m| {
+            *heard.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            std::future::ready(match m {
+                Ok(Message::Text(t)) => Some(t.as_bytes().to_vec()),
+                Ok(Message::Binary(b)) => Some(b.to_vec()),
+                _ => None,
+            })
+        });
+    let rejection: Rejection = Arc::default();
+    let rejected = rejection.clone();
+    let init_state = state.clone();
+    let init_connection = connection.clone();
+    let mut engine = GqlWebSocket::new(state.schema.clone(), input, protocol).on_connection_init(
+        move |payload| async move {
+            init(init_state, upgrade, init_connection, payload)
+                .await
+                .map_err(|(code, reason)| {
+                    let message = reason.clone();
+                    *rejected.lock().unwrap_or_else(PoisonError::into_inner) = Some((code, reason));
+                    async_graphql::Error::new(message)
+                })
+        },
+    );
+
+    let mut acked = false;
+    let init_deadline = tokio::time::sleep(settings.init_timeout);
+    tokio::pin!(init_deadline);
+    let mut pings =
+        tokio::time::interval_at(Instant::now() + settings.keepalive, settings.keepalive);
+    let stopped = live.stopped();
+    tokio::pin!(stopped);
+    let slow = connection.too_slow();
+    tokio::pin!(slow);
+
+    let last = loop {
+        let out = tokio::select! {
+            msg = engine.next() => match msg {
+                Some(WsMessage::Text(text)) => {
+                    acked |= text.starts_with(r#"{"type":"connection_ack""#);
+                    Message::Text(text.into())
+                }
+                Some(WsMessage::Close(code, reason)) => {
+                    let chosen = rejection.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    let (code, reason) = match chosen {
+                        Some(c) => c,
+                        // A subscribe before connection_init (graphql-transport-ws: 4401).
+                        None if !acked && code == 1011 => (4401, "Unauthorized".to_owned()),
+                        None => (code, reason),
+                    };
+                    break Some(close(code, &reason));
+                }
+                None => break None,
+            },
+            () = &mut init_deadline, if !acked => {
+                break Some(close(4408, "Connection initialisation timeout"));
+            }
+            _ = pings.tick() => {
+                let silent = last_heard.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
+                if silent > settings.keepalive * 2 {
+                    break Some(close(1001, "no answer to pings"));
+                }
+                Message::Ping(Vec::new().into())
+            }
+            () = &mut slow => {
+                break Some(close(1008, "slow consumer: events were dropped; reconnect"));
+            }
+            () = &mut stopped => {
+                break Some(close(1001, "server shutting down"));
+            }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, sink.send(out)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    };
+    if let Some(frame) = last {
+        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await;
+    }
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
+}

@@ -1,0 +1,453 @@
+//! Live progress: subscriptions over WebSocket and SSE follow writes made to the table from
+//! outside the service, scoped like every other door, with their limits and their ends.
+
+use std::time::Duration;
+
+use mj_tasks::service::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDb, TestUser, spawn_app_with};
+use crate::live_client::{EVENTS, Frame, Sse, WITHIN, Ws, init_payload};
+
+/// A server polling every 200 ms.
+async fn live_app() -> TestApp {
+    spawn_app_with(TestDb::new().await, |cfg| cfg.live.live_poll_ms = 200).await
+}
+
+fn kind_and_state(e: &Value) -> (String, String, String) {
+    (
+        e["kind"].as_str().unwrap_or_default().to_owned(),
+        e["task"]["status"].as_str().unwrap_or_default().to_owned(),
+        e["task"]["progress"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn expect(e: &Value, kind: &str, status: &str, progress: &str) {
+    assert_eq!(
+        kind_and_state(e),
+        (kind.into(), status.into(), progress.into()),
+        "event {e}"
+    );
+}
+
+/// Each write waits for its event, so order is checked step by step.
+async fn lifecycle_over_ws(protocol: &'static str) {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    let mut ws = Ws::connect(&app, protocol).await;
+    ws.init(&alice).await;
+    ws.subscribe("1", EVENTS, json!({})).await;
+    // The subscription is registered before the first write (its poller baseline too).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    app.submit(alice.id, "ok-1", 1).await;
+    let e = ws.event("1").await;
+    expect(&e, "CREATED", "SUBMITTED", "0%");
+    assert_eq!(e["task"]["userId"], alice.id);
+    app.progress("ok-1", "IN_PROGRESS", "45%").await;
+    expect(&ws.event("1").await, "UPDATED", "IN_PROGRESS", "45%");
+    app.succeed("ok-1").await;
+    let e = ws.event("1").await;
+    expect(&e, "FINISHED", "SUCCESS", "100%");
+    assert_eq!(e["task"]["imageUrl"], "https://cdn.example/ok-1.png");
+    assert_eq!(e["task"]["finished"], true);
+
+    app.submit(alice.id, "bad-1", 1).await;
+    expect(&ws.event("1").await, "CREATED", "SUBMITTED", "0%");
+    app.fail("bad-1", "banned prompt").await;
+    let e = ws.event("1").await;
+    expect(&e, "FINISHED", "FAILURE", "100%");
+    assert_eq!(e["task"]["failReason"], "banned prompt");
+}
+
+#[tokio::test]
+async fn websocket_events_follow_outside_writes_in_order() {
+    lifecycle_over_ws("graphql-transport-ws").await;
+}
+
+#[tokio::test]
+async fn the_legacy_graphql_ws_protocol_works_too() {
+    lifecycle_over_ws("graphql-ws").await;
+}
+
+#[tokio::test]
+async fn sse_events_follow_outside_writes_in_order() {
+    let app = live_app().await;
+    let bob = app.user("bob", Role::Common).await;
+    let mut sse = Sse::open(&app, Some(&bob), EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    app.submit(bob.id, "s-1", 1).await;
+    expect(&sse.event().await, "CREATED", "SUBMITTED", "0%");
+    app.progress("s-1", "IN_PROGRESS", "10%").await;
+    expect(&sse.event().await, "UPDATED", "IN_PROGRESS", "10%");
+    app.progress("s-1", "IN_PROGRESS", "80%").await;
+    expect(&sse.event().await, "UPDATED", "IN_PROGRESS", "80%");
+    app.fail("s-1", "upstream timeout").await;
+    expect(&sse.event().await, "FINISHED", "FAILURE", "100%");
+}
+
+#[tokio::test]
+async fn queries_over_sse_answer_once_and_complete() {
+    let app = live_app().await;
+    let bob = app.user("bob", Role::Common).await;
+    let mut sse = Sse::open(&app, Some(&bob), "{ viewer { id } }", json!({})).await;
+    let answer = sse.next().await.expect("one answer");
+    assert_eq!(answer["data"]["viewer"]["id"], bob.id);
+    assert!(sse.next().await.is_none(), "then complete");
+    // Without credentials, the error is the stream's only answer.
+    let mut sse = Sse::open(&app, None, EVENTS, json!({})).await;
+    let answer = sse.next().await.expect("an error answer");
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert!(sse.next().await.is_none());
+}
+
+/// Three users and an admin subscribe while every user's tasks move at once: each sees
+/// exactly their own tasks, the admin's channel filter holds.
+#[tokio::test]
+async fn no_subscriber_ever_gets_another_users_task() {
+    let app = live_app().await;
+    let admin = app.user("boss", Role::Admin).await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        users.push(app.user(name, Role::Common).await);
+    }
+    let mut subs = Vec::new();
+    for u in &users {
+        let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+        ws.init(u).await;
+        ws.subscribe("all", EVENTS, json!({})).await;
+        subs.push(ws);
+    }
+    let mut boss = Ws::connect(&app, "graphql-transport-ws").await;
+    boss.init(&admin).await;
+    boss.subscribe("c2", EVENTS, json!({"filter": {"channelId": {"eq": 2}}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Every user's tasks, written concurrently: 3 tasks each, alternating channels.
+    let writers = users.iter().map(|u| {
+        let app = &app;
+        async move {
+            for i in 0..3 {
+                let mj = format!("u{}-{i}", u.id);
+                app.submit(u.id, &mj, 1 + i % 2).await;
+                app.progress(&mj, "IN_PROGRESS", "50%").await;
+                app.succeed(&mj).await;
+            }
+        }
+    });
+    futures_util::future::join_all(writers).await;
+
+    for (u, ws) in users.iter().zip(subs.iter_mut()) {
+        let mut finished = Vec::new();
+        while finished.len() < 3 {
+            let e = ws.event("all").await;
+            assert_eq!(e["task"]["userId"], u.id, "user {} got {e}", u.id);
+            // Writes faster than a poll may show a task first as already finished.
+            if e["task"]["finished"] == true {
+                finished.push(e["task"]["mjId"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        finished.sort();
+        let mine: Vec<String> = (0..3).map(|i| format!("u{}-{i}", u.id)).collect();
+        assert_eq!(finished, mine);
+    }
+    // The admin sees every user's channel-2 tasks (one per user) and nothing else.
+    let mut finished = Vec::new();
+    while finished.len() < 3 {
+        let e = boss.event("c2").await;
+        let mj = e["task"]["mjId"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            mj.ends_with("-1"),
+            "only channel 2 (the second task of each): {e}"
+        );
+        if e["task"]["finished"] == true {
+            finished.push(mj);
+        }
+    }
+    assert_eq!(finished.len(), 3);
+}
+
+#[tokio::test]
+async fn credentials_are_checked_at_connection_init() {
+    let app = spawn_app_with(TestDb::new().await, |cfg| {
+        cfg.live.live_poll_ms = 200;
+        cfg.live.ws_init_timeout_ms = 300;
+    })
+    .await;
+    let alice = app.user("alice", Role::Common).await;
+    let banned = app.user("banned", Role::Common).await;
+    app.sql(&format!(
+        "UPDATE users SET status = 2 WHERE id = {}",
+        banned.id
+    ))
+    .await;
+
+    let wrong = TestUser {
+        id: alice.id,
+        token: "x".repeat(32),
+    };
+    let other_id = TestUser {
+        id: banned.id,
+        token: alice.token.clone(),
+    };
+    let cases: [(Value, u16); 5] = [
+        (json!({}), 4401),
+        (init_payload(&wrong), 4401),
+        (init_payload(&other_id), 4401),
+        (
+            json!({"headers": {"authorization": alice.token, "new-api-user": "abc"}}),
+            4401,
+        ),
+        (init_payload(&banned), 4403),
+    ];
+    for (payload, code) in cases {
+        let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+        match ws.init_with(payload.clone()).await {
+            Frame::Close(c, reason) => {
+                assert_eq!(c, code, "{payload}: {reason}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{payload}: expected a close, got {other:?}"),
+        }
+    }
+    // The headers also work nested and with a numeric user id.
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let nested = json!({"headers": {"authorization": format!("Bearer {}", alice.token), "New-Api-User": alice.id}});
+    assert!(matches!(ws.init_with(nested).await, Frame::Json(v) if v["type"] == "connection_ack"));
+
+    // No connection_init at all: closed after the init timeout.
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    match ws.recv(WITHIN).await {
+        Frame::Close(4408, _) => {}
+        other => panic!("expected 4408, got {other:?}"),
+    }
+    // Subscribing before init is refused by the protocol.
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    ws.subscribe("1", EVENTS, json!({})).await;
+    assert!(matches!(ws.recv(WITHIN).await, Frame::Close(..)));
+
+    // An upgrade offering no GraphQL subprotocol is refused before any WebSocket exists.
+    let resp = app
+        .client
+        .get(app.url("/graphql"))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn admin_only_filters_and_fields_stay_admin_only() {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    ws.init(&alice).await;
+    ws.subscribe("1", EVENTS, json!({"filter": {"channelId": {"eq": 1}}}))
+        .await;
+    let payload = ws.next_of("1").await.expect("an error");
+    assert_eq!(payload["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(ws.next_of("1").await, None);
+
+    ws.subscribe(
+        "2",
+        "subscription { midjourneyTaskEvents { task { id channelId } } }",
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.submit(alice.id, "a-1", 3).await;
+    let payload = ws.next_of("2").await.expect("an event");
+    assert_eq!(payload["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert!(payload["data"]["midjourneyTaskEvents"]["task"]["id"].is_i64());
+}
+
+#[tokio::test]
+async fn a_banned_or_deleted_user_stops_receiving_events_within_a_poll() {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    let bob = app.user("bob", Role::Common).await;
+    let mut a = Ws::connect(&app, "graphql-transport-ws").await;
+    a.init(&alice).await;
+    a.subscribe("1", EVENTS, json!({})).await;
+    let mut b = Sse::open(&app, Some(&bob), EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.submit(alice.id, "before", 1).await;
+    expect(&a.event("1").await, "CREATED", "SUBMITTED", "0%");
+
+    app.sql(&format!(
+        "UPDATE users SET status = 2 WHERE id = {}",
+        alice.id
+    ))
+    .await;
+    app.sql("UPDATE users SET deleted_at = CURRENT_TIMESTAMP WHERE username = 'bob'")
+        .await;
+    app.submit(alice.id, "after", 1).await;
+    app.submit(bob.id, "after-b", 1).await;
+    let payload = a.next_of("1").await.expect("the end, as an error");
+    assert_eq!(
+        payload["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{payload}"
+    );
+    assert_eq!(a.next_of("1").await, None, "then complete");
+    let payload = b.next().await.expect("the end, as an error");
+    assert_eq!(
+        payload["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{payload}"
+    );
+    assert!(b.next().await.is_none());
+}
+
+#[tokio::test]
+async fn an_mj_ids_subscription_completes_when_all_have_finished() {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    let bob = app.user("bob", Role::Common).await;
+    app.submit(alice.id, "j-1", 1).await;
+    app.submit(alice.id, "j-done", 1).await;
+    app.succeed("j-done").await;
+    app.submit(bob.id, "j-bob", 1).await;
+
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    ws.init(&alice).await;
+    let vars = json!({"mjIds": ["j-1", "j-2", "j-done", "j-bob"], "snap": true});
+    ws.subscribe("1", EVENTS, vars).await;
+    // The snapshot: the listed unfinished tasks alice may see.
+    let e = ws.event("1").await;
+    expect(&e, "SNAPSHOT", "SUBMITTED", "0%");
+    assert_eq!(e["task"]["mjId"], "j-1");
+
+    // j-bob is another user's: it never arrives, and it does not hold the subscription open
+    // for alice beyond her own (bob's task reads as not there, like any other id).
+    app.submit(alice.id, "j-other", 1).await;
+    app.submit(alice.id, "j-2", 1).await;
+    let e = ws.event("1").await;
+    expect(&e, "CREATED", "SUBMITTED", "0%");
+    assert_eq!(e["task"]["mjId"], "j-2");
+    app.succeed("j-1").await;
+    app.succeed("j-bob").await;
+    let e = ws.event("1").await;
+    expect(&e, "FINISHED", "SUCCESS", "100%");
+    assert_eq!(e["task"]["mjId"], "j-1");
+    app.fail("j-2", "no").await;
+    let e = ws.event("1").await;
+    expect(&e, "FINISHED", "FAILURE", "100%");
+    // j-bob stays invisible, so the subscription waits for it as for an id not yet
+    // submitted: it is still open.
+    assert!(ws.silent_for(Duration::from_millis(800)).await);
+}
+
+#[tokio::test]
+async fn an_mj_ids_subscription_of_finished_tasks_completes_at_once() {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    app.submit(alice.id, "f-1", 1).await;
+    app.succeed("f-1").await;
+    let mut sse = Sse::open(&app, Some(&alice), EVENTS, json!({"mjIds": ["f-1"]})).await;
+    assert!(sse.next().await.is_none(), "complete at once");
+}
+
+#[tokio::test]
+async fn nobody_subscribed_means_no_polling() {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(app.live.polls(), 0, "no subscriber yet");
+
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    ws.init(&alice).await;
+    ws.subscribe("1", EVENTS, json!({})).await;
+    ws.subscribe("2", EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let polled = app.live.polls();
+    assert!(polled >= 2, "about one poll per 200 ms, got {polled}");
+    assert_eq!(app.live.subscriptions(), 2);
+    // One completed by the client, the other ended with the connection.
+    ws.send(json!({"id": "1", "type": "complete"})).await;
+    drop(ws);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.live.subscriptions() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.live.subscriptions(), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = app.live.polls();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        app.live.polls(),
+        stopped_at,
+        "polling stops with the last subscriber"
+    );
+}
+
+#[tokio::test]
+async fn subscription_limits_per_connection_and_per_user() {
+    let app = spawn_app_with(TestDb::new().await, |cfg| {
+        cfg.live.live_poll_ms = 200;
+        cfg.live.live_max_per_user = 12;
+    })
+    .await;
+    let alice = app.user("alice", Role::Common).await;
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    ws.init(&alice).await;
+    // 11 on one connection: one of them (whichever starts last) is refused.
+    for i in 0..11 {
+        ws.subscribe(&i.to_string(), EVENTS, json!({})).await;
+    }
+    let (refused, code) = ws.failed_operation().await;
+    assert_eq!(code, "TOO_MANY_SUBSCRIPTIONS");
+    assert_eq!(ws.next_of(&refused).await, None, "then complete");
+    // 3 more on another connection: 12 per user, so one is refused.
+    let mut other = Ws::connect(&app, "graphql-transport-ws").await;
+    other.init(&alice).await;
+    for i in 0..3 {
+        other.subscribe(&i.to_string(), EVENTS, json!({})).await;
+    }
+    let (refused_too, code) = other.failed_operation().await;
+    assert_eq!(code, "TOO_MANY_SUBSCRIPTIONS", "12 per user");
+    assert_eq!(app.live.subscriptions(), 12);
+    // The others still work.
+    let kept = (0..11)
+        .map(|i| i.to_string())
+        .find(|i| *i != refused)
+        .unwrap();
+    let kept_too = (0..3)
+        .map(|i| i.to_string())
+        .find(|i| *i != refused_too)
+        .unwrap();
+    app.submit(alice.id, "l-1", 1).await;
+    expect(&ws.event(&kept).await, "CREATED", "SUBMITTED", "0%");
+    expect(&other.event(&kept_too).await, "CREATED", "SUBMITTED", "0%");
+}
+
+#[tokio::test]
+async fn shutdown_ends_subscriptions_cleanly() {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    ws.init(&alice).await;
+    ws.subscribe("1", EVENTS, json!({})).await;
+    let mut sse = Sse::open(&app, Some(&alice), EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _db = app.into_db();
+    // The WebSocket completes its subscription and closes with 1001; the SSE stream ends
+    // with its complete event.
+    let mut closed = None;
+    while closed.is_none() {
+        match ws.recv(WITHIN).await {
+            Frame::Json(v) => assert_eq!(v["type"], "complete", "{v}"),
+            Frame::Close(code, reason) => closed = Some((code, reason)),
+            Frame::Gone => panic!("reset instead of a close"),
+        }
+    }
+    assert_eq!(closed.map(|c| c.0), Some(1001));
+    assert!(sse.next().await.is_none());
+}
