@@ -10,12 +10,13 @@
 //! - rows that were unfinished at the last poll (at most [`MAX_WATCHED`], the newest kept) are
 //!   read again by primary key; a changed one becomes `UPDATED`, or `FINISHED` when its
 //!   progress reached `100%`;
-//! - the users holding subscriptions are read again: a banned, deleted or changed user's
-//!   subscriptions end within one poll.
+//! - when anything changed, the users holding subscriptions are read again before it is
+//!   delivered: a banned, deleted or changed user's subscriptions end instead of receiving it.
 //!
-//! Database cost per instance and poll: 1 indexed range query for new rows, 1 primary-key
-//! query per 500 watched rows, 1 per 1,000 subscribed users, whatever the number of
-//! subscribers. With no subscriber the poller sleeps and sends nothing.
+//! Database cost per instance and poll, whatever the number of subscribers: one query (new
+//! rows, skipped ids and up to 500 watched rows by primary key), one more per further 500
+//! watched rows, and, only when something changed, one per 1,000 subscribed users. With no
+//! subscriber the poller sleeps and sends nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -462,8 +463,6 @@ struct PollState {
     /// Ids below `last_id` not seen yet (an insert that had not committed), with when to
     /// stop looking.
     gaps: BTreeMap<i64, Instant>,
-    /// The subscribed users as last read.
-    users: HashMap<i64, Result<Viewer, AuthError>>,
 }
 
 async fn poll_loop(inner: Arc<Inner>) {
@@ -525,6 +524,7 @@ async fn poll_loop(inner: Arc<Inner>) {
 async fn baseline(service: &Service) -> Result<PollState, Error> {
     let db = &service.db;
     let backend = db.get_database_backend();
+    service.live_query();
     let last: Option<Option<i64>> = midjourney::Entity::find()
         .select_only()
         .column_as(Expr::cust("MAX(id)"), "m")
@@ -536,6 +536,7 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
         finished: Some(false),
         ..Default::default()
     };
+    service.live_query();
     let rows = midjourney::Entity::find()
         .filter(Column::Id.gt(last_id.saturating_sub(WATCH_WINDOW)))
         .filter(unfinished.condition(backend))
@@ -556,76 +557,78 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
 }
 
 /// One poll; `Ok(true)` when more new rows are waiting (poll again at once).
+///
+/// An idle poll is one query: the first [`WATCH_BATCH`] watched rows, the skipped ids and
+/// the new rows are read together; the subscribed users are read again only when there are
+/// events to deliver (a banned user receives nothing more).
 async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
     let service = &inner.service;
     let db = &service.db;
     let forward = service.image_forward_base.as_deref();
-    let mut events = Vec::new();
-
-    // Rows that changed among the watched ones.
-    let ids: Vec<i64> = state.watched.keys().copied().collect();
-    for chunk in ids.chunks(WATCH_BATCH) {
-        let rows = midjourney::Entity::find()
-            .filter(Column::Id.is_in(chunk.iter().copied()))
-            .all(db)
-            .await?;
-        let mut seen = HashSet::with_capacity(rows.len());
-        for m in rows {
-            seen.insert(m.id);
-            let now = TaskRecord::from_model(m, forward);
-            let Some(before) = state.watched.get(&now.id) else {
-                continue;
-            };
-            if *before == now {
-                continue;
-            }
-            let kind = if now.finished() {
-                EventKind::Finished
-            } else {
-                EventKind::Updated
-            };
-            if now.finished() {
-                state.watched.remove(&now.id);
-            } else {
-                state.watched.insert(now.id, now.clone());
-            }
-            events.push(TaskEvent { kind, task: now });
-        }
-        // A deleted row is no longer watched.
-        for id in chunk {
-            if !seen.contains(id) {
-                state.watched.remove(id);
-            }
-        }
-    }
-
-    // New rows: above the highest id, or in a gap left by an insert not yet committed.
     let now = Instant::now();
     state.gaps.retain(|_, until| *until > now);
-    let mut new_rows = Condition::any().add(Column::Id.gt(state.last_id));
-    if !state.gaps.is_empty() {
-        new_rows = new_rows.add(Column::Id.is_in(state.gaps.keys().copied()));
+    let watched: Vec<i64> = state.watched.keys().copied().collect();
+    let mut chunks = watched.chunks(WATCH_BATCH);
+    let first = chunks.next().unwrap_or_default();
+
+    let mut rows = Vec::new();
+    // Watched rows beyond the first batch, by primary key.
+    for chunk in chunks {
+        service.live_query();
+        rows.extend(
+            midjourney::Entity::find()
+                .filter(Column::Id.is_in(chunk.iter().copied()))
+                .all(db)
+                .await?,
+        );
     }
-    let rows = midjourney::Entity::find()
-        .filter(new_rows)
+    // The first watched rows, the skipped ids and what is new, in id order: every watched
+    // and skipped row fits under the limit, and up to NEW_BATCH new rows follow them.
+    let mut wanted = Condition::any().add(Column::Id.gt(state.last_id));
+    let known: Vec<i64> = first.iter().chain(state.gaps.keys()).copied().collect();
+    if !known.is_empty() {
+        wanted = wanted.add(Column::Id.is_in(known.iter().copied()));
+    }
+    service.live_query();
+    let found = midjourney::Entity::find()
+        .filter(wanted)
         .order_by_asc(Column::Id)
-        .limit(NEW_BATCH)
+        .limit(NEW_BATCH + known.len() as u64)
         .all(db)
         .await?;
-    let more = rows.len() as u64 == NEW_BATCH;
+    let fresh = found.iter().filter(|m| m.id > state.last_id).count() as u64;
+    rows.extend(found);
+
+    let mut events = Vec::new();
+    let mut seen = HashSet::with_capacity(rows.len());
     let mut expected = state.last_id + 1;
     for m in rows {
         let id = m.id;
+        seen.insert(id);
+        let task = TaskRecord::from_model(m, forward);
+        if let Some(before) = state.watched.get(&id) {
+            if *before == task {
+                continue;
+            }
+            let kind = if task.finished() {
+                state.watched.remove(&id);
+                EventKind::Finished
+            } else {
+                state.watched.insert(id, task.clone());
+                EventKind::Updated
+            };
+            events.push(TaskEvent { kind, task });
+            continue;
+        }
         if id > state.last_id {
             for gap in expected..id.min(expected.saturating_add(MAX_GAPS as i64)) {
                 state.gaps.insert(gap, now + GAP_TTL);
             }
             expected = id + 1;
             state.last_id = id;
-        } else {
-            state.gaps.remove(&id);
+        } else if state.gaps.remove(&id).is_none() {
+            continue;
         }
-        let task = TaskRecord::from_model(m, forward);
         if !task.finished() {
             state.watched.insert(id, task.clone());
         }
@@ -634,33 +637,35 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
             task,
         });
     }
+    // A deleted row is no longer watched.
+    for id in &watched {
+        if !seen.contains(id) {
+            state.watched.remove(id);
+        }
+    }
     while state.gaps.len() > MAX_GAPS {
         state.gaps.pop_first();
     }
     while state.watched.len() > MAX_WATCHED {
         state.watched.pop_first();
     }
+    if events.is_empty() {
+        return Ok(false);
+    }
 
-    // The subscribed users, as they are now.
+    // Before anything is delivered: the subscribed users, as they are now.
     let subscribed: Vec<i64> = {
         let users = inner.users.lock().unwrap_or_else(PoisonError::into_inner);
         users.keys().copied().collect()
     };
     let mut users = HashMap::with_capacity(subscribed.len());
     for chunk in subscribed.chunks(MAX_USER_BATCH) {
+        service.live_query();
         users.extend(service.current_viewers(chunk).await?);
     }
-    // A user seen for the first time counts as a change: banned since subscribing, say.
-    let users_changed = users
-        .iter()
-        .any(|(id, now)| state.users.get(id) != Some(now));
-    state.users.clone_from(&users);
-
-    if !events.is_empty() || users_changed {
-        // No receiver is not an error: the last subscriber just left.
-        let _ = inner.tx.send(Arc::new(Batch { events, users }));
-    }
-    Ok(more)
+    // No receiver is not an error: the last subscriber just left.
+    let _ = inner.tx.send(Arc::new(Batch { events, users }));
+    Ok(fresh == NEW_BATCH)
 }
 
 /// Most open subscriptions on one connection (a WebSocket; an SSE request holds one).

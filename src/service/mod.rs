@@ -45,6 +45,7 @@ pub struct Service {
 struct Counters {
     rows: AtomicU64,
     aggregates: AtomicU64,
+    live: AtomicU64,
 }
 
 /// A reading of the query counters.
@@ -54,6 +55,8 @@ pub struct QueryCounts {
     pub rows: u64,
     /// Count, sum and grouping queries.
     pub aggregates: u64,
+    /// Queries of the live-progress poller (changed rows, subscribed users).
+    pub live: u64,
 }
 
 impl Service {
@@ -71,11 +74,16 @@ impl Service {
         QueryCounts {
             rows: self.counters.rows.load(Ordering::Relaxed),
             aggregates: self.counters.aggregates.load(Ordering::Relaxed),
+            live: self.counters.live.load(Ordering::Relaxed),
         }
     }
 
     fn rows_query(&self) {
         self.counters.rows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn live_query(&self) {
+        self.counters.live.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_query(&self) {

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod cross_backend;
 mod errors;
+mod filter_match;
 mod filters;
 mod found;
 mod generated;
