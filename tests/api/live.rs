@@ -37,27 +37,27 @@ fn expect(e: &Value, kind: &str, status: &str, progress: &str) {
 async fn lifecycle_over_ws(protocol: &'static str) {
     let app = live_app().await;
     let alice = app.user("alice", Role::Common).await;
-    let mut ws = Ws::connect(&app, protocol).await;
+    let mut ws = Ws::connect(app.addr, protocol).await;
     ws.init(&alice).await;
     ws.subscribe("1", EVENTS, json!({})).await;
     // The subscription is registered before the first write (its poller baseline too).
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    app.submit(alice.id, "ok-1", 1).await;
+    app.db.submit(alice.id, "ok-1", 1).await;
     let e = ws.event("1").await;
     expect(&e, "CREATED", "SUBMITTED", "0%");
     assert_eq!(e["task"]["userId"], alice.id);
-    app.progress("ok-1", "IN_PROGRESS", "45%").await;
+    app.db.progress("ok-1", "IN_PROGRESS", "45%").await;
     expect(&ws.event("1").await, "UPDATED", "IN_PROGRESS", "45%");
-    app.succeed("ok-1").await;
+    app.db.succeed("ok-1").await;
     let e = ws.event("1").await;
     expect(&e, "FINISHED", "SUCCESS", "100%");
     assert_eq!(e["task"]["imageUrl"], "https://cdn.example/ok-1.png");
     assert_eq!(e["task"]["finished"], true);
 
-    app.submit(alice.id, "bad-1", 1).await;
+    app.db.submit(alice.id, "bad-1", 1).await;
     expect(&ws.event("1").await, "CREATED", "SUBMITTED", "0%");
-    app.fail("bad-1", "banned prompt").await;
+    app.db.fail("bad-1", "banned prompt").await;
     let e = ws.event("1").await;
     expect(&e, "FINISHED", "FAILURE", "100%");
     assert_eq!(e["task"]["failReason"], "banned prompt");
@@ -80,13 +80,13 @@ async fn sse_events_follow_outside_writes_in_order() {
     let mut sse = Sse::open(&app, Some(&bob), EVENTS, json!({})).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    app.submit(bob.id, "s-1", 1).await;
+    app.db.submit(bob.id, "s-1", 1).await;
     expect(&sse.event().await, "CREATED", "SUBMITTED", "0%");
-    app.progress("s-1", "IN_PROGRESS", "10%").await;
+    app.db.progress("s-1", "IN_PROGRESS", "10%").await;
     expect(&sse.event().await, "UPDATED", "IN_PROGRESS", "10%");
-    app.progress("s-1", "IN_PROGRESS", "80%").await;
+    app.db.progress("s-1", "IN_PROGRESS", "80%").await;
     expect(&sse.event().await, "UPDATED", "IN_PROGRESS", "80%");
-    app.fail("s-1", "upstream timeout").await;
+    app.db.fail("s-1", "upstream timeout").await;
     expect(&sse.event().await, "FINISHED", "FAILURE", "100%");
 }
 
@@ -117,12 +117,12 @@ async fn no_subscriber_ever_gets_another_users_task() {
     }
     let mut subs = Vec::new();
     for u in &users {
-        let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+        let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
         ws.init(u).await;
         ws.subscribe("all", EVENTS, json!({})).await;
         subs.push(ws);
     }
-    let mut boss = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut boss = Ws::connect(app.addr, "graphql-transport-ws").await;
     boss.init(&admin).await;
     boss.subscribe("c2", EVENTS, json!({"filter": {"channelId": {"eq": 2}}}))
         .await;
@@ -134,9 +134,9 @@ async fn no_subscriber_ever_gets_another_users_task() {
         async move {
             for i in 0..3 {
                 let mj = format!("u{}-{i}", u.id);
-                app.submit(u.id, &mj, 1 + i % 2).await;
-                app.progress(&mj, "IN_PROGRESS", "50%").await;
-                app.succeed(&mj).await;
+                app.db.submit(u.id, &mj, 1 + i % 2).await;
+                app.db.progress(&mj, "IN_PROGRESS", "50%").await;
+                app.db.succeed(&mj).await;
             }
         }
     });
@@ -206,7 +206,7 @@ async fn credentials_are_checked_at_connection_init() {
         (init_payload(&banned), 4403),
     ];
     for (payload, code) in cases {
-        let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+        let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
         match ws.init_with(payload.clone()).await {
             Frame::Close(c, reason) => {
                 assert_eq!(c, code, "{payload}: {reason}");
@@ -216,18 +216,18 @@ async fn credentials_are_checked_at_connection_init() {
         }
     }
     // The headers also work nested and with a numeric user id.
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     let nested = json!({"headers": {"authorization": format!("Bearer {}", alice.token), "New-Api-User": alice.id}});
     assert!(matches!(ws.init_with(nested).await, Frame::Json(v) if v["type"] == "connection_ack"));
 
     // No connection_init at all: closed after the init timeout.
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     match ws.recv(WITHIN).await {
         Frame::Close(4408, _) => {}
         other => panic!("expected 4408, got {other:?}"),
     }
     // Subscribing before init is refused by the protocol.
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     ws.subscribe("1", EVENTS, json!({})).await;
     assert!(matches!(ws.recv(WITHIN).await, Frame::Close(..)));
 
@@ -249,7 +249,7 @@ async fn credentials_are_checked_at_connection_init() {
 async fn admin_only_filters_and_fields_stay_admin_only() {
     let app = live_app().await;
     let alice = app.user("alice", Role::Common).await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     ws.init(&alice).await;
     ws.subscribe("1", EVENTS, json!({"filter": {"channelId": {"eq": 1}}}))
         .await;
@@ -264,7 +264,7 @@ async fn admin_only_filters_and_fields_stay_admin_only() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    app.submit(alice.id, "a-1", 3).await;
+    app.db.submit(alice.id, "a-1", 3).await;
     let payload = ws.next_of("2").await.expect("an event");
     assert_eq!(payload["errors"][0]["extensions"]["code"], "FORBIDDEN");
     assert!(payload["data"]["midjourneyTaskEvents"]["task"]["id"].is_i64());
@@ -275,12 +275,12 @@ async fn a_banned_or_deleted_user_stops_receiving_events_within_a_poll() {
     let app = live_app().await;
     let alice = app.user("alice", Role::Common).await;
     let bob = app.user("bob", Role::Common).await;
-    let mut a = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut a = Ws::connect(app.addr, "graphql-transport-ws").await;
     a.init(&alice).await;
     a.subscribe("1", EVENTS, json!({})).await;
     let mut b = Sse::open(&app, Some(&bob), EVENTS, json!({})).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    app.submit(alice.id, "before", 1).await;
+    app.db.submit(alice.id, "before", 1).await;
     expect(&a.event("1").await, "CREATED", "SUBMITTED", "0%");
 
     app.sql(&format!(
@@ -290,8 +290,8 @@ async fn a_banned_or_deleted_user_stops_receiving_events_within_a_poll() {
     .await;
     app.sql("UPDATE users SET deleted_at = CURRENT_TIMESTAMP WHERE username = 'bob'")
         .await;
-    app.submit(alice.id, "after", 1).await;
-    app.submit(bob.id, "after-b", 1).await;
+    app.db.submit(alice.id, "after", 1).await;
+    app.db.submit(bob.id, "after-b", 1).await;
     let payload = a.next_of("1").await.expect("the end, as an error");
     assert_eq!(
         payload["errors"][0]["extensions"]["code"], "FORBIDDEN",
@@ -311,12 +311,12 @@ async fn an_mj_ids_subscription_completes_when_all_have_finished() {
     let app = live_app().await;
     let alice = app.user("alice", Role::Common).await;
     let bob = app.user("bob", Role::Common).await;
-    app.submit(alice.id, "j-1", 1).await;
-    app.submit(alice.id, "j-done", 1).await;
-    app.succeed("j-done").await;
-    app.submit(bob.id, "j-bob", 1).await;
+    app.db.submit(alice.id, "j-1", 1).await;
+    app.db.submit(alice.id, "j-done", 1).await;
+    app.db.succeed("j-done").await;
+    app.db.submit(bob.id, "j-bob", 1).await;
 
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     ws.init(&alice).await;
     let vars = json!({"mjIds": ["j-1", "j-2", "j-done", "j-bob"], "snap": true});
     ws.subscribe("1", EVENTS, vars).await;
@@ -327,17 +327,17 @@ async fn an_mj_ids_subscription_completes_when_all_have_finished() {
 
     // j-bob is another user's: it never arrives, and it does not hold the subscription open
     // for alice beyond her own (bob's task reads as not there, like any other id).
-    app.submit(alice.id, "j-other", 1).await;
-    app.submit(alice.id, "j-2", 1).await;
+    app.db.submit(alice.id, "j-other", 1).await;
+    app.db.submit(alice.id, "j-2", 1).await;
     let e = ws.event("1").await;
     expect(&e, "CREATED", "SUBMITTED", "0%");
     assert_eq!(e["task"]["mjId"], "j-2");
-    app.succeed("j-1").await;
-    app.succeed("j-bob").await;
+    app.db.succeed("j-1").await;
+    app.db.succeed("j-bob").await;
     let e = ws.event("1").await;
     expect(&e, "FINISHED", "SUCCESS", "100%");
     assert_eq!(e["task"]["mjId"], "j-1");
-    app.fail("j-2", "no").await;
+    app.db.fail("j-2", "no").await;
     let e = ws.event("1").await;
     expect(&e, "FINISHED", "FAILURE", "100%");
     // j-bob stays invisible, so the subscription waits for it as for an id not yet
@@ -349,8 +349,8 @@ async fn an_mj_ids_subscription_completes_when_all_have_finished() {
 async fn an_mj_ids_subscription_of_finished_tasks_completes_at_once() {
     let app = live_app().await;
     let alice = app.user("alice", Role::Common).await;
-    app.submit(alice.id, "f-1", 1).await;
-    app.succeed("f-1").await;
+    app.db.submit(alice.id, "f-1", 1).await;
+    app.db.succeed("f-1").await;
     let mut sse = Sse::open(&app, Some(&alice), EVENTS, json!({"mjIds": ["f-1"]})).await;
     assert!(sse.next().await.is_none(), "complete at once");
 }
@@ -362,7 +362,7 @@ async fn nobody_subscribed_means_no_polling() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(app.live.polls(), 0, "no subscriber yet");
 
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     ws.init(&alice).await;
     ws.subscribe("1", EVENTS, json!({})).await;
     ws.subscribe("2", EVENTS, json!({})).await;
@@ -396,7 +396,7 @@ async fn subscription_limits_per_connection_and_per_user() {
     })
     .await;
     let alice = app.user("alice", Role::Common).await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     ws.init(&alice).await;
     // 11 on one connection: one of them (whichever starts last) is refused.
     for i in 0..11 {
@@ -406,7 +406,7 @@ async fn subscription_limits_per_connection_and_per_user() {
     assert_eq!(code, "TOO_MANY_SUBSCRIPTIONS");
     assert_eq!(ws.next_of(&refused).await, None, "then complete");
     // 3 more on another connection: 12 per user, so one is refused.
-    let mut other = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut other = Ws::connect(app.addr, "graphql-transport-ws").await;
     other.init(&alice).await;
     for i in 0..3 {
         other.subscribe(&i.to_string(), EVENTS, json!({})).await;
@@ -423,7 +423,7 @@ async fn subscription_limits_per_connection_and_per_user() {
         .map(|i| i.to_string())
         .find(|i| *i != refused_too)
         .unwrap();
-    app.submit(alice.id, "l-1", 1).await;
+    app.db.submit(alice.id, "l-1", 1).await;
     expect(&ws.event(&kept).await, "CREATED", "SUBMITTED", "0%");
     expect(&other.event(&kept_too).await, "CREATED", "SUBMITTED", "0%");
 }
@@ -432,7 +432,7 @@ async fn subscription_limits_per_connection_and_per_user() {
 async fn shutdown_ends_subscriptions_cleanly() {
     let app = live_app().await;
     let alice = app.user("alice", Role::Common).await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     ws.init(&alice).await;
     ws.subscribe("1", EVENTS, json!({})).await;
     let mut sse = Sse::open(&app, Some(&alice), EVENTS, json!({})).await;
@@ -450,4 +450,55 @@ async fn shutdown_ends_subscriptions_cleanly() {
     }
     assert_eq!(closed.map(|c| c.0), Some(1001));
     assert!(sse.next().await.is_none());
+}
+
+/// 1,000 open subscriptions (100 WebSockets × 10, 50 users) and a few unfinished tasks being
+/// watched: each poll is still one query, whatever the number of subscribers.
+#[tokio::test]
+async fn a_thousand_idle_subscribers_cost_one_query_per_poll() {
+    let app = live_app().await;
+    let mut users = Vec::new();
+    for i in 0..50 {
+        users.push(app.user(&format!("idle{i}"), Role::Common).await);
+    }
+    for (i, u) in users.iter().take(5).enumerate() {
+        app.db.submit(u.id, &format!("w-{i}"), 1).await;
+    }
+    let mut sockets = Vec::new();
+    for i in 0..100 {
+        let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
+        ws.init(&users[i % 50]).await;
+        for s in 0..10 {
+            ws.subscribe(&s.to_string(), EVENTS, json!({})).await;
+        }
+        sockets.push(ws);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.live.subscriptions() < 1000 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.live.subscriptions(), 1000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (polls, queries) = (app.live.polls(), app.service.query_counts().live);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let polled = app.live.polls() - polls;
+    let queried = app.service.query_counts().live - queries;
+    println!("1,000 idle subscribers: {polled} polls, {queried} poll queries in 2 s");
+    assert!(polled >= 5, "about one poll per 200 ms, got {polled}");
+    // A poll under way at either reading may count its query and not yet itself.
+    assert!(
+        queried.abs_diff(polled) <= 1,
+        "{queried} queries for {polled} polls"
+    );
+    // They are all alive: one change reaches each of the user's 20 subscriptions.
+    app.db.progress("w-0", "IN_PROGRESS", "5%").await;
+    for ws in sockets.iter_mut().step_by(50) {
+        let mut ids = Vec::new();
+        for (id, e) in ws.events(10).await {
+            expect(&e, "UPDATED", "IN_PROGRESS", "5%");
+            ids.push(id.parse::<u32>().unwrap());
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..10).collect::<Vec<_>>());
+    }
 }

@@ -2,7 +2,10 @@
 //! WebSocket client and a GraphQL-over-SSE client, plus writes to the tasks table from
 //! outside the service, as new-api makes them.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -11,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{TestApp, TestUser};
+use crate::helpers::{TestApp, TestDb, TestUser};
 
 /// How long a test waits for an event it expects (the issue's bound).
 pub const WITHIN: Duration = Duration::from_secs(2);
@@ -36,9 +39,9 @@ pub fn init_payload(user: &TestUser) -> Value {
 }
 
 impl Ws {
-    /// Opens a WebSocket to `/graphql` offering `protocol`.
-    pub async fn connect(app: &TestApp, protocol: &'static str) -> Ws {
-        let mut req = format!("ws://{}/graphql", app.addr)
+    /// Opens a WebSocket to `/graphql` on `addr` offering `protocol`.
+    pub async fn connect(addr: SocketAddr, protocol: &'static str) -> Ws {
+        let mut req = format!("ws://{addr}/graphql")
             .into_client_request()
             .expect("request");
         req.headers_mut()
@@ -151,6 +154,19 @@ impl Ws {
                 _ => panic!("unexpected message {v}"),
             }
         }
+    }
+
+    /// The next `n` events of any operation, as `(operation id, event)`.
+    pub async fn events(&mut self, n: usize) -> Vec<(String, Value)> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let v = self.json().await;
+            assert_eq!(v["type"], "next", "{v}");
+            assert!(v["payload"]["errors"].is_null(), "{v}");
+            let id = v["id"].as_str().unwrap_or_default().to_owned();
+            out.push((id, v["payload"]["data"]["midjourneyTaskEvents"].clone()));
+        }
+        out
     }
 
     /// Waits for the operation that failed with an error and returns its id and code (the
@@ -269,10 +285,17 @@ impl Sse {
 }
 
 /// Writes to the tasks table the way new-api does: plain SQL on a connection of its own.
-impl TestApp {
+impl TestDb {
+    /// Runs one statement on a connection of its own.
+    pub async fn write(&self, sql: &str) {
+        let conn = self.connect().await;
+        conn.execute_unprepared(sql).await.expect("sql");
+        conn.close().await.ok();
+    }
+
     /// Inserts a submitted task for `user` and returns its mj id.
     pub async fn submit(&self, user: i64, mj_id: &str, channel: i64) {
-        self.sql(&format!(
+        self.write(&format!(
             "INSERT INTO midjourneys (user_id, code, action, mj_id, prompt, prompt_en, description, \
              state, submit_time, start_time, finish_time, image_url, video_url, video_urls, status, \
              progress, fail_reason, channel_id, quota, buttons, properties) VALUES ({user}, 1, \
@@ -284,7 +307,7 @@ impl TestApp {
 
     /// Moves task `mj_id` to `status` at `progress`.
     pub async fn progress(&self, mj_id: &str, status: &str, progress: &str) {
-        self.sql(&format!(
+        self.write(&format!(
             "UPDATE midjourneys SET status = '{status}', progress = '{progress}', \
              start_time = 1764000001000 WHERE mj_id = '{mj_id}'"
         ))
@@ -293,7 +316,7 @@ impl TestApp {
 
     /// Finishes task `mj_id` successfully with an image.
     pub async fn succeed(&self, mj_id: &str) {
-        self.sql(&format!(
+        self.write(&format!(
             "UPDATE midjourneys SET status = 'SUCCESS', progress = '100%', \
              image_url = 'https://cdn.example/{mj_id}.png', finish_time = 1764000030000 \
              WHERE mj_id = '{mj_id}'"
@@ -303,7 +326,7 @@ impl TestApp {
 
     /// Fails task `mj_id` as new-api does (progress 100%, a reason).
     pub async fn fail(&self, mj_id: &str, reason: &str) {
-        self.sql(&format!(
+        self.write(&format!(
             "UPDATE midjourneys SET status = 'FAILURE', progress = '100%', fail_reason = '{reason}', \
              finish_time = 1764000030000 WHERE mj_id = '{mj_id}'"
         ))

@@ -25,6 +25,7 @@ mod helpers;
 mod items;
 mod live;
 mod live_client;
+mod live_load;
 mod model;
 mod online_index;
 mod paging;
