@@ -1,4 +1,6 @@
 //! The GraphiQL playground, its assets embedded in the binary so it works offline.
+//! Subscriptions run over GraphQL over Server-Sent Events with `fetch` (a few lines in the
+//! page, no client library), so the header editor's auth headers apply to them as well.
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -74,10 +76,68 @@ query MyTasks {
     nodes { id mjId action status progress prompt imageUrl submittedAt }
   }
 }
+
+# Live progress: pick this operation with the run button's menu; events appear as they happen.
+subscription LiveProgress {
+  midjourneyTaskEvents(initialSnapshot: true) {
+    kind
+    task { id mjId status progress imageUrl failReason }
+  }
+}
 `;
+  const http = GraphiQL.createFetcher({ url: "/graphql" });
+  // The operation GraphiQL is about to run, from the parsed document it passes along.
+  function isSubscription(params, opts) {
+    const ops = ((opts && opts.documentAST && opts.documentAST.definitions) || [])
+      .filter((d) => d.kind === "OperationDefinition");
+    const op = ops.find((d) => d.name && d.name.value === params.operationName) || ops[0];
+    return !!op && op.operation === "subscription";
+  }
+  // GraphQL over Server-Sent Events: one `next` event per result, then `complete`.
+  async function* overSse(params, headers) {
+    const abort = new AbortController();
+    try {
+      const res = await fetch("/graphql", {
+        method: "POST",
+        headers: { ...headers, "Content-Type": "application/json", "Accept": "text/event-stream" },
+        body: JSON.stringify(params),
+        signal: abort.signal,
+      });
+      if (!res.body || !(res.headers.get("content-type") || "").startsWith("text/event-stream")) {
+        yield await res.json();
+        return;
+      }
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let event = "message";
+          const data = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event:")) event = line.slice(6).trim();
+            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          }
+          if (event === "next") yield JSON.parse(data.join("\n"));
+          if (event === "complete") return;
+        }
+      }
+    } finally {
+      abort.abort();
+    }
+  }
+  function fetcher(params, opts) {
+    return isSubscription(params, opts) ? overSse(params, (opts && opts.headers) || {}) : http(params, opts);
+  }
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
     React.createElement(GraphiQL, {
-      fetcher: GraphiQL.createFetcher({ url: "/graphql" }),
+      fetcher,
       defaultQuery,
       query: params.get("query") ?? undefined,
       headers: params.get("headers") ?? undefined,

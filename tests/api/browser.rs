@@ -12,7 +12,7 @@ use base64::Engine;
 use mj_tasks::service::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Task, spawn_app};
+use crate::helpers::{Task, TestApp, TestDb, TestUser, spawn_app, spawn_app_with};
 
 struct Driver {
     child: Child,
@@ -99,18 +99,13 @@ async fn wait_for(
     }
 }
 
-#[tokio::test]
-#[ignore = "needs Debian's chromium and chromium-driver (run with --ignored browser::)"]
-async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
-    let app = spawn_app().await;
-    let u = app.user("alice", Role::Common).await;
-    app.task(
-        Task::of(u.id)
-            .mj("browser-visible-task")
-            .prompt("a lighthouse at dawn"),
-    )
-    .await;
-
+/// A headless Chromium session with the playground open on `query`, the auth headers of
+/// `user` filled in, its run button ready.
+async fn open_playground(
+    app: &TestApp,
+    user: &TestUser,
+    query: &str,
+) -> (Driver, String, tempfile::TempDir) {
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().unwrap();
     let session = driver
@@ -132,10 +127,8 @@ async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
         .unwrap_or_else(|| panic!("session: {session}"))
         .to_owned();
 
-    let query = "{ midjourneyTasks { totalCount nodes { id mjId prompt status } } }";
-    let headers =
-        json!({"Authorization": format!("Bearer {}", u.token), "New-Api-User": u.id.to_string()})
-            .to_string();
+    let headers = json!({"Authorization": format!("Bearer {}", user.token), "New-Api-User": user.id.to_string()})
+        .to_string();
     let mut url = reqwest::Url::parse(&app.url("/graphql")).unwrap();
     url.query_pairs_mut()
         .append_pair("query", query)
@@ -148,7 +141,7 @@ async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
         )
         .await;
 
-    // The playground renders (its scripts came from the service itself), then runs.
+    // The playground renders (its scripts came from the service itself).
     wait_for(
         &driver,
         &sid,
@@ -156,6 +149,10 @@ async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
         |v| v == &json!(true),
     )
     .await;
+    (driver, sid, profile)
+}
+
+async fn run(driver: &Driver, sid: &str) {
     driver
         .call(
             reqwest::Method::POST,
@@ -163,15 +160,29 @@ async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
             json!({"script": "document.querySelector('.graphiql-execute-button').click();", "args": []}),
         )
         .await;
-    let result = wait_for(
-        &driver,
-        &sid,
-        "const r = document.querySelector('.result-window'); return r ? r.innerText : '';",
-        |v| {
-            v.as_str()
-                .is_some_and(|s| s.contains("browser-visible-task"))
-        },
+}
+
+const RESULT: &str =
+    "const r = document.querySelector('.result-window'); return r ? r.innerText : '';";
+
+#[tokio::test]
+#[ignore = "needs Debian's chromium and chromium-driver (run with --ignored browser::)"]
+async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
+    let app = spawn_app().await;
+    let u = app.user("alice", Role::Common).await;
+    app.task(
+        Task::of(u.id)
+            .mj("browser-visible-task")
+            .prompt("a lighthouse at dawn"),
     )
+    .await;
+    let query = "{ midjourneyTasks { totalCount nodes { id mjId prompt status } } }";
+    let (driver, sid, _profile) = open_playground(&app, &u, query).await;
+    run(&driver, &sid).await;
+    let result = wait_for(&driver, &sid, RESULT, |v| {
+        v.as_str()
+            .is_some_and(|s| s.contains("browser-visible-task"))
+    })
     .await;
     let text = result.as_str().unwrap();
     assert!(text.contains("a lighthouse at dawn"), "{text}");
@@ -195,6 +206,50 @@ async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
         path.display(),
         bytes.len()
     );
+    driver
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/session/{sid}"),
+            Value::Null,
+        )
+        .await;
+}
+
+#[tokio::test]
+#[ignore = "needs Debian's chromium and chromium-driver (run with --ignored browser::)"]
+async fn playground_runs_a_subscription_and_shows_events_as_rows_change() {
+    let app = spawn_app_with(TestDb::new().await, |cfg| cfg.live.live_poll_ms = 200).await;
+    let u = app.user("alice", Role::Common).await;
+    let query = "subscription { midjourneyTaskEvents { kind task { mjId status progress } } }";
+    let (driver, sid, _profile) = open_playground(&app, &u, query).await;
+    run(&driver, &sid).await;
+    // The subscription is open once the server counts it; then a row is written from
+    // outside the service, as new-api writes it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.live.subscriptions() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the playground did not subscribe"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.db.submit(u.id, "browser-live-task", 1).await;
+    let shown = wait_for(&driver, &sid, RESULT, |v| {
+        v.as_str().is_some_and(|s| s.contains("browser-live-task"))
+    })
+    .await;
+    let text = shown.as_str().unwrap();
+    assert!(text.contains("CREATED"), "{text}");
+    app.db
+        .progress("browser-live-task", "IN_PROGRESS", "42%")
+        .await;
+    let shown = wait_for(&driver, &sid, RESULT, |v| {
+        v.as_str().is_some_and(|s| s.contains("42%"))
+    })
+    .await;
+    let text = shown.as_str().unwrap();
+    assert!(text.contains("UPDATED"), "{text}");
+    println!("playground result pane after a progress update:\n{text}");
     driver
         .call(
             reqwest::Method::DELETE,
