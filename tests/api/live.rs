@@ -502,3 +502,97 @@ async fn a_thousand_idle_subscribers_cost_one_query_per_poll() {
         assert_eq!(ids, (0..10).collect::<Vec<_>>());
     }
 }
+
+/// A subscriber that stops reading falls behind by more than its buffer: it is told why
+/// (SLOW_CONSUMER, then close 1008) when it reads again, and meanwhile another subscriber
+/// keeps receiving every change on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_dropped_with_a_reason_and_never_slows_the_others() {
+    let app = spawn_app_with(TestDb::new().await, |cfg| cfg.live.live_poll_ms = 20).await;
+    let alice = app.user("alice", Role::Common).await;
+    // Ten tasks with 60 KB prompts: every poll's events weigh 600 KB for a client that
+    // selects the prompt, enough to fill the socket buffers in well under a second.
+    let big = "x".repeat(60_000);
+    for i in 0..10 {
+        app.db.submit(alice.id, &format!("big-{i}"), 1).await;
+    }
+    app.db
+        .write(&format!("UPDATE midjourneys SET prompt = '{big}'"))
+        .await;
+    let heavy = "subscription { midjourneyTaskEvents { kind task { mjId progress prompt } } }";
+    let mut slow = Ws::connect(app.addr, "graphql-transport-ws").await;
+    slow.init(&alice).await;
+    slow.subscribe("slow", heavy, json!({})).await;
+    let mut fast = Ws::connect(app.addr, "graphql-transport-ws").await;
+    fast.init(&alice).await;
+    fast.subscribe("fast", EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The fast subscriber reads all along, noting the last progress it saw.
+    let reader = tokio::spawn(async move {
+        let mut last = String::new();
+        loop {
+            match fast.recv(Duration::from_secs(10)).await {
+                Frame::Json(v) if v["type"] == "next" => {
+                    let t = &v["payload"]["data"]["midjourneyTaskEvents"]["task"];
+                    if t["mjId"] == "big-0" {
+                        last = t["progress"].as_str().unwrap_or_default().to_owned();
+                        if last == "done" {
+                            return (last, tokio::time::Instant::now());
+                        }
+                    }
+                }
+                Frame::Json(_) => {}
+                other => panic!("the fast subscriber lost its connection: {other:?} after {last}"),
+            }
+        }
+    });
+    // Progress on all ten tasks at every poll for 3 s, while the slow client reads nothing.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut n = 0;
+    while tokio::time::Instant::now() < until {
+        n += 1;
+        app.db
+            .write(&format!("UPDATE midjourneys SET progress = '{n}%'"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.db
+        .write("UPDATE midjourneys SET progress = 'done'")
+        .await;
+    let wrote = tokio::time::Instant::now();
+    let (last, seen_at) = reader.await.expect("fast reader");
+    assert_eq!(last, "done");
+    let lag = seen_at.duration_since(wrote);
+    assert!(
+        lag < WITHIN,
+        "the fast subscriber saw the last change {lag:?} late"
+    );
+
+    // The slow one reads again: what was sent, then why it ends, then the close.
+    let mut events = 0;
+    let mut ended = None;
+    loop {
+        match slow.recv(Duration::from_secs(20)).await {
+            Frame::Json(v) if v["type"] == "next" => {
+                let errors = &v["payload"]["errors"];
+                if errors.is_null() {
+                    events += 1;
+                } else {
+                    ended = errors[0]["extensions"]["code"].as_str().map(str::to_owned);
+                }
+            }
+            Frame::Json(_) => {}
+            Frame::Close(code, reason) => {
+                assert_eq!(code, 1008, "{reason}");
+                assert!(reason.contains("slow"), "{reason}");
+                break;
+            }
+            Frame::Gone => panic!("dropped without a reason after {events} events"),
+        }
+    }
+    assert_eq!(ended.as_deref(), Some("SLOW_CONSUMER"));
+    println!(
+        "slow subscriber: {events} events delivered before it was dropped; fast one {lag:?} behind"
+    );
+}
