@@ -59,6 +59,10 @@ pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
     let mut cfg = ServeArgs::new(db, listen);
     cfg.no_migrate = true;
     let app = App::build(&cfg).await?;
+    // A simulated gateway keeps submitting and advancing tasks, so subscriptions show life.
+    let owners = seeded.users.iter().map(|u| u.id).collect();
+    let activity = service.clone();
+    tokio::spawn(async move { activity.simulate_activity(owners).await });
     let base = format!("http://{}", app.local_addr()?);
     let admin = &seeded.admin;
     println!(
@@ -96,6 +100,13 @@ pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
     );
     println!(
         "curl -s {base}/graphql -H 'Content-Type: application/json' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}' \\\n  -d '{{\"query\":\"{{ midjourneyTasks(filter: {{status: {{eq: \\\"FAILURE\\\"}}}}, page: {{offset: {{pageSize: 3}}}}) {{ totalCount nodes {{ id mjId failReason submittedAt }} }} midjourneyTaskStats {{ byDay(days: 3) {{ start count }} }} }}\"}}'",
+        alice.access_token, alice.id
+    );
+    println!(
+        "# live progress (a simulated gateway submits a task for alice, bob or carol every 2 s), as Server-Sent Events:"
+    );
+    println!(
+        "curl -N {base}/graphql -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}' \\\n  -d '{{\"query\":\"subscription {{ midjourneyTaskEvents {{ kind task {{ id mjId status progress }} }} }}\"}}'",
         alice.access_token, alice.id
     );
     println!();

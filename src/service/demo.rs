@@ -4,7 +4,14 @@
 use entity::midjourney;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, TransactionTrait};
+use std::time::Duration;
+
+use entity::midjourney::Column;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
 
 use crate::error::Error;
 use crate::service::Service;
@@ -92,6 +99,88 @@ impl Service {
     }
 }
 
+/// How often the demo's simulated gateway submits or advances a task.
+pub const ACTIVITY_TICK: Duration = Duration::from_secs(2);
+
+impl Service {
+    /// Plays a gateway at work on the demo database, writing the table directly as new-api
+    /// does: every [`ACTIVITY_TICK`] a new task is submitted for one of `owners`, and every
+    /// task it submitted moves on (in progress by steps of 25 %, then success, or now and
+    /// then failure). Runs until the process ends; a failed write is logged and retried.
+    pub async fn simulate_activity(&self, owners: Vec<i64>) {
+        let mut rng = StdRng::seed_from_u64(0x6c69);
+        let mut running: Vec<(String, u32)> = Vec::new();
+        let mut n: u64 = 0;
+        loop {
+            tokio::time::sleep(ACTIVITY_TICK).await;
+            if let Err(e) = self
+                .activity_step(&mut rng, &owners, &mut running, &mut n)
+                .await
+            {
+                tracing::warn!(error = %e, "demo activity: a write failed");
+            }
+        }
+    }
+
+    async fn activity_step(
+        &self,
+        rng: &mut StdRng,
+        owners: &[i64],
+        running: &mut Vec<(String, u32)>,
+        n: &mut u64,
+    ) -> Result<(), Error> {
+        for (mj_id, step) in running.iter_mut() {
+            *step += 1;
+            let (status, progress, fail) = match *step {
+                1..=3 => ("IN_PROGRESS", format!("{}%", *step * 25), ""),
+                _ if rng.random_range(0..5) == 0 => {
+                    ("FAILURE", "100%".to_owned(), "Banned prompt detected")
+                }
+                _ => ("SUCCESS", "100%".to_owned(), ""),
+            };
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut update = midjourney::Entity::update_many()
+                .col_expr(Column::Status, Expr::value(status))
+                .col_expr(Column::Progress, Expr::value(progress))
+                .col_expr(Column::FailReason, Expr::value(fail))
+                .filter(Column::MjId.eq(mj_id.as_str()));
+            if *step == 1 {
+                update = update.col_expr(Column::StartTime, Expr::value(now));
+            }
+            if status == "SUCCESS" {
+                let url = format!("https://cdn.example.com/mj/{mj_id}.png");
+                update = update
+                    .col_expr(Column::ImageUrl, Expr::value(url))
+                    .col_expr(Column::FinishTime, Expr::value(now));
+            } else if status == "FAILURE" {
+                update = update.col_expr(Column::FinishTime, Expr::value(now));
+            }
+            update.exec(&self.db).await?;
+        }
+        running.retain(|(_, step)| *step < 4);
+        *n += 1;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut task = demo_task(rng, owners, now, *n as usize);
+        let mj_id = format!("live{now}{n:04}");
+        task.mj_id = Set(Some(mj_id.clone()));
+        task.status = Set(Some("SUBMITTED".to_owned()));
+        task.progress = Set(Some("0%".to_owned()));
+        for empty in [
+            &mut task.image_url,
+            &mut task.video_url,
+            &mut task.video_urls,
+            &mut task.fail_reason,
+        ] {
+            *empty = Set(Some(String::new()));
+        }
+        task.start_time = Set(Some(0));
+        task.finish_time = Set(Some(0));
+        midjourney::Entity::insert(task).exec(&self.db).await?;
+        running.push((mj_id, 0));
+        Ok(())
+    }
+}
+
 fn demo_task(rng: &mut StdRng, owners: &[i64], submit: i64, i: usize) -> midjourney::ActiveModel {
     let action = ACTIONS[rng.random_range(0..ACTIONS.len())];
     let subject = SUBJECTS[rng.random_range(0..SUBJECTS.len())];
@@ -99,7 +188,8 @@ fn demo_task(rng: &mut StdRng, owners: &[i64], submit: i64, i: usize) -> midjour
     let roll: u32 = rng.random_range(0..100);
     let (status, progress, code) = match roll {
         0..=69 => ("SUCCESS", "100%".to_owned(), 1),
-        70..=79 => ("FAILURE", "0%".to_owned(), 1),
+        // new-api marks a failed task done (100%), like a successful one.
+        70..=79 => ("FAILURE", "100%".to_owned(), 1),
         80..=89 => ("IN_PROGRESS", format!("{}%", rng.random_range(1..100)), 1),
         90..=94 => ("SUBMITTED", "0%".to_owned(), 22),
         _ => ("NOT_START", "0%".to_owned(), 1),
