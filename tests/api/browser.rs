@@ -250,6 +250,35 @@ async fn playground_runs_a_subscription_and_shows_events_as_rows_change() {
     let text = shown.as_str().unwrap();
     assert!(text.contains("UPDATED"), "{text}");
     println!("playground result pane after a progress update:\n{text}");
+
+    // The README's browser snippet: a plain WebSocket (graphql-transport-ws), the auth
+    // headers in connection_init.
+    let snippet = format!(
+        "{}\nwindow.__live = []; const s = subscribe((e) => window.__live.push(e));",
+        README_SNIPPET
+            .replace("<access token>", &u.token)
+            .replace("\"<user id>\"", &format!("\"{}\"", u.id))
+    );
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/session/{sid}/execute/sync"),
+            json!({"script": snippet, "args": []}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.db.submit(u.id, "browser-ws-task", 1).await;
+    let seen = wait_for(
+        &driver,
+        &sid,
+        "return JSON.stringify(window.__live);",
+        |v| v.as_str().is_some_and(|s| s.contains("browser-ws-task")),
+    )
+    .await;
+    println!(
+        "events through the README's WebSocket snippet: {}",
+        seen.as_str().unwrap()
+    );
     driver
         .call(
             reqwest::Method::DELETE,
@@ -258,3 +287,19 @@ async fn playground_runs_a_subscription_and_shows_events_as_rows_change() {
         )
         .await;
 }
+
+/// The browser snippet of the README's "Live progress" section, verbatim.
+pub const README_SNIPPET: &str = r#"function subscribe(onEvent) {
+  const ws = new WebSocket(`ws://${location.host}/graphql`, "graphql-transport-ws");
+  ws.onopen = () => ws.send(JSON.stringify({ type: "connection_init", payload: {
+    "Authorization": "Bearer <access token>", "New-Api-User": "<user id>" } }));
+  ws.onmessage = ({ data }) => {
+    const msg = JSON.parse(data);
+    if (msg.type === "connection_ack") ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: {
+      query: "subscription { midjourneyTaskEvents { kind task { id mjId status progress imageUrl } } }" } }));
+    if (msg.type === "next") onEvent(msg.payload.data.midjourneyTaskEvents);
+    if (msg.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
+  };
+  ws.onclose = (e) => console.log("closed", e.code, e.reason); // 4401/4403: credentials
+  return ws;
+}"#;

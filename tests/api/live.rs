@@ -596,3 +596,9 @@ async fn a_slow_subscriber_is_dropped_with_a_reason_and_never_slows_the_others()
         "slow subscriber: {events} events delivered before it was dropped; fast one {lag:?} behind"
     );
 }
+
+#[test]
+fn the_readme_shows_the_snippet_the_browser_test_runs() {
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains(crate::browser::README_SNIPPET));
+}
