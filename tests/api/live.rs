@@ -103,6 +103,13 @@ async fn queries_over_sse_answer_once_and_complete() {
     let answer = sse.next().await.expect("an error answer");
     assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     assert!(sse.next().await.is_none());
+    // A subscription over plain HTTP is refused with a reason.
+    let plain = app.gql(&bob, EVENTS).await;
+    assert!(
+        plain.text.contains("ubscription") && !plain.codes().is_empty(),
+        "{}",
+        plain.text
+    );
 }
 
 /// Three users and an admin subscribe while every user's tasks move at once: each sees
@@ -601,4 +608,24 @@ async fn a_slow_subscriber_is_dropped_with_a_reason_and_never_slows_the_others()
 fn the_readme_shows_the_snippet_the_browser_test_runs() {
     let readme = include_str!("../../README.md");
     assert!(readme.contains(crate::browser::README_SNIPPET));
+}
+
+/// Two instances on one database: each polls on its own and feeds its own subscribers.
+#[tokio::test]
+async fn every_instance_on_one_database_feeds_its_own_subscribers() {
+    let first = live_app().await;
+    let second = spawn_app_with(TestDb::borrowed(&first.db.url, first.db.backend), |cfg| {
+        cfg.live.live_poll_ms = 200
+    })
+    .await;
+    let alice = first.user("alice", Role::Common).await;
+    let mut a = Ws::connect(first.addr, "graphql-transport-ws").await;
+    a.init(&alice).await;
+    a.subscribe("1", EVENTS, json!({})).await;
+    let mut b = Sse::open(&second, Some(&alice), EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    first.db.submit(alice.id, "both", 1).await;
+    expect(&a.event("1").await, "CREATED", "SUBMITTED", "0%");
+    expect(&b.event().await, "CREATED", "SUBMITTED", "0%");
+    assert!(first.live.polls() > 0 && second.live.polls() > 0);
 }
