@@ -30,6 +30,11 @@ pub enum StartError {
     Connect(#[source] sea_orm::DbErr),
     #[error("applying migrations: {0}")]
     Migrate(#[source] sea_orm::DbErr),
+    #[error(
+        "the database is read-only (a replica?) and lacks what this version needs ({}): run `mj-tasks migrate` against the primary, or start with --no-migrate",
+        .0.join(", ")
+    )]
+    ReadOnly(Vec<String>),
     #[error("creating the first user: {0}")]
     FirstUser(#[source] Error),
     #[error("listening on {addr}: {source}")]
@@ -141,7 +146,24 @@ impl App {
 /// start at once), on a session of its own with no statement timeout: its lock belongs to
 /// the session, and an online index build on a large table takes minutes. `pool` is used
 /// instead for an in-memory SQLite database, which exists only inside its one connection.
+///
+/// Nothing is written when nothing is missing, so a read-only replica of a migrated database
+/// starts as it is; a read-only database that lacks something is refused with the fix.
 pub async fn migrate(cfg: &DbConfig, pool: &DatabaseConnection) -> Result<(), StartError> {
+    let todo = migration::missing(pool)
+        .await
+        .map_err(StartError::Migrate)?;
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let read_only = cfg.database_url.starts_with("sqlite:") && cfg.database_url.contains("mode=ro");
+    if read_only
+        || migration::read_only(pool)
+            .await
+            .map_err(StartError::Migrate)?
+    {
+        return Err(StartError::ReadOnly(todo));
+    }
     if db::sqlite_in_memory(&cfg.database_url) {
         return migration::apply(pool).await.map_err(StartError::Migrate);
     }
@@ -171,9 +193,16 @@ pub async fn open_service(cfg: &DbConfig) -> Result<Service, StartError> {
     Ok(Service::new(db, None))
 }
 
-/// On a fresh install (no users at all) creates `root` and prints its token once.
+/// On a fresh install (no users at all) creates `root` and prints its token once; on a
+/// read-only database says where to create one instead.
 async fn first_root_user(service: &Service) -> Result<(), Error> {
     if service.count_users().await? > 0 {
+        return Ok(());
+    }
+    if migration::read_only(service.db()).await? {
+        tracing::warn!(
+            "no users yet and the database is read-only: create one on the primary (mj-tasks user create)"
+        );
         return Ok(());
     }
     match service.create_user("root", Role::Root).await {

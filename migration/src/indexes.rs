@@ -70,6 +70,17 @@ pub async fn ensure<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     Ok(())
 }
 
+/// The indexes not (validly) built yet, found with reads only.
+pub async fn missing<C: ConnectionTrait>(db: &C) -> Result<Vec<&'static str>, DbErr> {
+    let mut out = Vec::new();
+    for (name, _) in INDEXES {
+        if find(db, name).await? != Found::Valid {
+            out.push(*name);
+        }
+    }
+    Ok(out)
+}
+
 fn create_sql(backend: DbBackend, name: &str, cols: &[&str]) -> String {
     match backend {
         DbBackend::Postgres => {

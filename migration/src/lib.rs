@@ -27,7 +27,66 @@ impl MigratorTrait for Migrator {
 
 use std::time::{Duration, Instant};
 
-use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
+
+/// What this version of the service needs and the database lacks, found with reads only (no
+/// table is created, no lock taken, so it works on a read-only replica): migrations not
+/// recorded in `seaql_migrations`, then indexes not built. Empty when nothing is to do.
+pub async fn missing(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let manager = SchemaManager::new(db);
+    let mut applied = Vec::new();
+    if manager.has_table("seaql_migrations").await? {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT version FROM seaql_migrations",
+            ))
+            .await?;
+        for row in rows {
+            applied.push(row.try_get_by_index::<String>(0)?);
+        }
+    }
+    let mut out: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .filter(|name| !applied.contains(name))
+        .map(|name| format!("migration {name}"))
+        .collect();
+    if manager.has_table("midjourneys").await? {
+        out.extend(
+            indexes::missing(db)
+                .await?
+                .into_iter()
+                .map(|name| format!("index {name}")),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether the database refuses writes: a PostgreSQL hot standby or read-only session, a
+/// MySQL/MariaDB server with `read_only` set (a replica), a SQLite connection in
+/// `query_only` mode.
+pub async fn read_only(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT CAST(pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS INT)"
+        }
+        DbBackend::MySql => "SELECT CAST(@@global.read_only AS SIGNED)",
+        _ => "PRAGMA query_only",
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await?;
+    let flag = match row {
+        None => 0,
+        Some(r) => r
+            .try_get_by_index::<i32>(0)
+            .map(i64::from)
+            .or_else(|_| r.try_get_by_index::<i64>(0))?,
+    };
+    Ok(flag != 0)
+}
 
 /// The lock that serializes concurrent starts (PostgreSQL advisory lock key; MySQL lock name).
 const PG_LOCK: i64 = 7_243_051_926;
@@ -44,6 +103,10 @@ const LOCK_WAIT: Duration = Duration::from_secs(3600);
 /// statement timeout): the lock belongs to the session, and the indexes are built online,
 /// outside any transaction, which takes as long as the table is large.
 pub async fn apply(db: &DatabaseConnection) -> Result<(), DbErr> {
+    // The usual start: everything is there already, and nothing is written or locked.
+    if missing(db).await?.is_empty() {
+        return Ok(());
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
