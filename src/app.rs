@@ -19,6 +19,7 @@ use crate::error::{Error, Lang};
 use crate::graphql::{self, WsSettings};
 use crate::rest::{self, ApiError};
 use crate::service::live::{Live, LiveConfig};
+use crate::service::replicas::{Replicas, display_name};
 use crate::service::{NewUser, Role, Service};
 use crate::state::AppState;
 
@@ -35,6 +36,10 @@ pub enum StartError {
         .0.join(", ")
     )]
     ReadOnly(Vec<String>),
+    #[error(
+        "read replica {0}: a replica must be a PostgreSQL or MySQL/MariaDB database of the same kind as --database-url"
+    )]
+    Replica(String),
     #[error("creating the first user: {0}")]
     FirstUser(#[source] Error),
     #[error("listening on {addr}: {source}")]
@@ -72,7 +77,14 @@ impl App {
         if !cfg.no_migrate {
             migrate(&cfg.db, &db).await?;
         }
-        let service = Service::new(db, cfg.image_forward_base.clone());
+        let mut service = Service::new(db, cfg.image_forward_base.clone());
+        if !cfg.replicas.read_database_urls.is_empty() {
+            service = service.with_replicas(replicas(cfg).await?);
+            if let Some(r) = service.replicas() {
+                r.check(0).await;
+            }
+            service.watch_replicas();
+        }
         if !cfg.no_migrate {
             first_root_user(&service)
                 .await
@@ -140,6 +152,27 @@ impl App {
         live.drained(Duration::from_secs(3)).await;
         served
     }
+}
+
+/// Opens a lazy pool per read replica (a replica that is down at start joins the rotation
+/// when it answers), with the primary's pool settings.
+async fn replicas(cfg: &ServeArgs) -> Result<Replicas, StartError> {
+    let scheme = |url: &str| url.split(':').next().unwrap_or("").to_owned();
+    let mut pools = Vec::new();
+    for url in &cfg.replicas.read_database_urls {
+        if scheme(url) != scheme(&cfg.db.database_url) || url.starts_with("sqlite:") {
+            return Err(StartError::Replica(display_name(url)));
+        }
+        let replica = DbConfig {
+            database_url: url.clone(),
+            ..cfg.db.clone()
+        };
+        let pool = db::connect(&replica, true)
+            .await
+            .map_err(StartError::Connect)?;
+        pools.push((url.clone(), pool));
+    }
+    Ok(Replicas::new(pools, cfg.replicas.replica_fallback))
 }
 
 /// Applies pending migrations and builds missing indexes (safe when several instances
@@ -241,18 +274,33 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Liveness plus a database ping: 200 when the database answers, 503 otherwise.
+/// Liveness plus a database ping: 200 when reads can be served, 503 otherwise. With read
+/// replicas, each one's state, reads and replay lag are listed; `status` is `ok` only when
+/// every database answers.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.service.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "database": "ok"})),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "degraded", "database": "unavailable"})),
-        ),
-    }
+    let primary_up = state.service.ping().await.is_ok();
+    let mut body = serde_json::json!({
+        "status": if primary_up { "ok" } else { "degraded" },
+        "database": if primary_up { "ok" } else { "unavailable" },
+    });
+    let serving = match state.service.replicas() {
+        None => primary_up,
+        Some(replicas) => {
+            let status = replicas.status();
+            if status.iter().any(|r| !r.up) {
+                body["status"] = "degraded".into();
+            }
+            body["replicas"] = serde_json::to_value(&status).unwrap_or_default();
+            body["primary_reads"] = replicas.primary_reads().into();
+            replicas.can_serve(primary_up)
+        }
+    };
+    let code = if serving {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
 }
 
 async fn not_found() -> ApiError {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::service::replicas::Fallback;
+
 /// Midjourney task logs over the legacy new-api REST routes (and GraphQL), on SQLite,
 /// PostgreSQL or MySQL/MariaDB, including a live new-api database.
 #[derive(Debug, Parser)]
@@ -92,6 +94,25 @@ pub struct ServeArgs {
     pub no_introspection: bool,
     #[command(flatten)]
     pub live: LiveArgs,
+    #[command(flatten)]
+    pub replicas: ReplicaArgs,
+}
+
+/// Read replicas.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ReplicaArgs {
+    /// A read replica of --database-url (repeat the flag, or separate URLs with commas in the
+    /// variable): pages, counts, stats, lookups, the user check and the live poller read from
+    /// the replicas in rotation; migrations and user creation write to --database-url.
+    #[arg(
+        long = "read-database-url",
+        env = "READ_DATABASE_URLS",
+        value_delimiter = ','
+    )]
+    pub read_database_urls: Vec<String>,
+    /// Where reads go when no replica answers: the primary, or nowhere (503).
+    #[arg(long, env = "REPLICA_FALLBACK", value_enum, default_value_t = Fallback::Primary)]
+    pub replica_fallback: Fallback,
 }
 
 /// Live progress (GraphQL subscriptions).
@@ -200,6 +221,7 @@ impl ServeArgs {
             image_forward_base: None,
             no_introspection: false,
             live: LiveArgs::default(),
+            replicas: ReplicaArgs::default(),
         }
     }
 }

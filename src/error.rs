@@ -205,7 +205,7 @@ impl From<DbErr> for Error {
 
 /// Whether `err` means the database cannot be reached or did not answer in time (as
 /// opposed to a bug or a bad statement).
-fn is_unavailable(err: &DbErr) -> bool {
+pub(crate) fn is_unavailable(err: &DbErr) -> bool {
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {

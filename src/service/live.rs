@@ -522,14 +522,15 @@ async fn poll_loop(inner: Arc<Inner>) {
 
 /// The starting point: the highest id, and the recent unfinished rows to watch.
 async fn baseline(service: &Service) -> Result<PollState, Error> {
-    let db = &service.db;
-    let backend = db.get_database_backend();
+    let backend = service.db.get_database_backend();
     service.live_query();
-    let last: Option<Option<i64>> = midjourney::Entity::find()
+    let highest = midjourney::Entity::find()
         .select_only()
-        .column_as(Expr::cust("MAX(id)"), "m")
-        .into_tuple()
-        .one(db)
+        .column_as(Expr::cust("MAX(id)"), "m");
+    let last = service
+        .read_on(true, |db| {
+            Box::pin(highest.clone().into_tuple::<Option<i64>>().one(db))
+        })
         .await?;
     let last_id = last.flatten().unwrap_or(0);
     let unfinished = TaskFilter {
@@ -537,12 +538,13 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
         ..Default::default()
     };
     service.live_query();
-    let rows = midjourney::Entity::find()
+    let recent = midjourney::Entity::find()
         .filter(Column::Id.gt(last_id.saturating_sub(WATCH_WINDOW)))
         .filter(unfinished.condition(backend))
         .order_by_desc(Column::Id)
-        .limit(MAX_WATCHED as u64)
-        .all(db)
+        .limit(MAX_WATCHED as u64);
+    let rows = service
+        .read_on(true, |db| Box::pin(recent.clone().all(db)))
         .await?;
     let forward = service.image_forward_base.as_deref();
     let watched = rows
@@ -563,7 +565,6 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
 /// events to deliver (a banned user receives nothing more).
 async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
     let service = &inner.service;
-    let db = &service.db;
     let forward = service.image_forward_base.as_deref();
     let now = Instant::now();
     state.gaps.retain(|_, until| *until > now);
@@ -575,10 +576,10 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
     // Watched rows beyond the first batch, by primary key.
     for chunk in chunks {
         service.live_query();
+        let watched = midjourney::Entity::find().filter(Column::Id.is_in(chunk.iter().copied()));
         rows.extend(
-            midjourney::Entity::find()
-                .filter(Column::Id.is_in(chunk.iter().copied()))
-                .all(db)
+            service
+                .read_on(true, |db| Box::pin(watched.clone().all(db)))
                 .await?,
         );
     }
@@ -590,11 +591,12 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
         wanted = wanted.add(Column::Id.is_in(known.iter().copied()));
     }
     service.live_query();
-    let found = midjourney::Entity::find()
+    let changed = midjourney::Entity::find()
         .filter(wanted)
         .order_by_asc(Column::Id)
-        .limit(NEW_BATCH + known.len() as u64)
-        .all(db)
+        .limit(NEW_BATCH + known.len() as u64);
+    let found = service
+        .read_on(true, |db| Box::pin(changed.clone().all(db)))
         .await?;
     let fresh = found.iter().filter(|m| m.id > state.last_id).count() as u64;
     rows.extend(found);

@@ -13,6 +13,7 @@ pub mod live;
 pub mod order;
 pub mod page;
 pub mod record;
+pub mod replicas;
 pub mod stats;
 mod tasks;
 pub mod users;
@@ -31,6 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::DatabaseConnection;
 
+use crate::service::replicas::Replicas;
+
 /// The service: a database handle plus the settings that shape what it returns.
 /// Cheap to clone (the connection is a pool handle).
 #[derive(Clone, Debug)]
@@ -38,6 +41,8 @@ pub struct Service {
     db: DatabaseConnection,
     image_forward_base: Option<String>,
     counters: Arc<Counters>,
+    /// Where reads go, when not to `db`.
+    replicas: Option<Arc<Replicas>>,
 }
 
 /// How many task queries this service has run, by kind (shared by its clones).
@@ -66,7 +71,14 @@ impl Service {
             db,
             image_forward_base: image_forward_base.filter(|b| !b.trim().is_empty()),
             counters: Arc::default(),
+            replicas: None,
         }
+    }
+
+    /// The same service, its reads sent to `replicas` (writes stay on the primary).
+    pub fn with_replicas(mut self, replicas: Replicas) -> Service {
+        self.replicas = Some(Arc::new(replicas));
+        self
     }
 
     /// How many task queries have run so far (for logs, metrics and tests).

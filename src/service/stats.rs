@@ -72,7 +72,7 @@ impl Service {
         let backend = self.db.get_database_backend();
         self.count_query();
         let status = exact_text(backend, "status");
-        let row: Option<(i64, i64, i64, i64)> = scoped(backend, viewer, query)
+        let totals = scoped(backend, viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")
@@ -89,9 +89,9 @@ impl Service {
                     &format!("CASE WHEN {status} = 'FAILURE' THEN 1 ELSE 0 END"),
                 ),
                 "f",
-            )
-            .into_tuple()
-            .one(&self.db)
+            );
+        let row = self
+            .read(|db| Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().one(db)))
             .await?;
         let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
         Ok(Totals {
@@ -121,7 +121,7 @@ impl Service {
         let key = exact_text(backend, &format!("COALESCE({column}, '')"));
         let shown = format!("COALESCE(MIN({column}), '')");
         self.count_query();
-        let rows: Vec<(String, i64, i64)> = scoped(backend, viewer, query)
+        let groups = scoped(backend, viewer, query)
             .select_only()
             .column_as(Expr::cust(shown), "k")
             .column_as(Expr::cust("COUNT(*)"), "n")
@@ -129,9 +129,9 @@ impl Service {
             .group_by(Expr::cust(key.clone()))
             .order_by(Expr::cust("COUNT(*)"), Order::Desc)
             .order_by(Expr::cust(key), Order::Asc)
-            .limit(MAX_BUCKETS)
-            .into_tuple()
-            .all(&self.db)
+            .limit(MAX_BUCKETS);
+        let rows = self
+            .read(|db| Box::pin(groups.clone().into_tuple::<(String, i64, i64)>().all(db)))
             .await?;
         Ok(rows
             .into_iter()
@@ -166,7 +166,7 @@ impl Service {
         };
         let day = format!("({} {div} {DAY_MS})", submit_ms());
         self.count_query();
-        let rows: Vec<(i64, i64, i64)> = scoped(backend, viewer, query)
+        let per_day = scoped(backend, viewer, query)
             .filter(Expr::cust(format!("{} >= {}", submit_ms(), first * DAY_MS)))
             .filter(Expr::cust(format!(
                 "{} < {}",
@@ -177,9 +177,9 @@ impl Service {
             .column_as(Expr::cust(day.clone()), "d")
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")
-            .group_by(Expr::cust(day))
-            .into_tuple()
-            .all(&self.db)
+            .group_by(Expr::cust(day));
+        let rows = self
+            .read(|db| Box::pin(per_day.clone().into_tuple::<(i64, i64, i64)>().all(db)))
             .await?;
         Ok((first..=today)
             .map(|d| {

@@ -115,7 +115,8 @@ impl Service {
             select = select.order_by(key.field.expr(), sea_order(dir));
         }
         self.rows_query();
-        let models = select.limit(limit.saturating_add(1)).all(&self.db).await?;
+        let select = select.limit(limit.saturating_add(1));
+        let models = self.read(|db| Box::pin(select.clone().all(db))).await?;
         let more = models.len() as u64 > limit;
         let forward = self.image_forward_base.as_deref();
         let mut rows: Vec<TaskRecord> = models
@@ -151,11 +152,11 @@ impl Service {
     pub async fn count_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
         self.count_query();
-        let n: Option<i64> = scoped(self.db.get_database_backend(), viewer, query)
+        let count = scoped(self.db.get_database_backend(), viewer, query)
             .select_only()
-            .column_as(Expr::cust("COUNT(*)"), "n")
-            .into_tuple()
-            .one(&self.db)
+            .column_as(Expr::cust("COUNT(*)"), "n");
+        let n = self
+            .read(|db| Box::pin(count.clone().into_tuple::<i64>().one(db)))
             .await?;
         Ok(n.unwrap_or(0).max(0) as u64)
     }

@@ -91,11 +91,10 @@ impl Service {
         } else {
             Column::AccessToken.eq(token)
         };
-        let found = user::Entity::find()
+        let lookup = user::Entity::find()
             .filter(token_matches)
-            .filter(user::deleted_at().is_null())
-            .one(&self.db)
-            .await?;
+            .filter(user::deleted_at().is_null());
+        let found = self.read(|db| Box::pin(lookup.clone().one(db))).await?;
         let padded = self.db.get_database_backend() == DbBackend::Postgres;
         let found = found.filter(|m| {
             let stored = m.access_token.as_deref().unwrap_or("");
@@ -124,10 +123,11 @@ impl Service {
         if ids.is_empty() {
             return Ok(out);
         }
-        let found = user::Entity::find()
+        let lookup = user::Entity::find()
             .filter(Column::Id.is_in(ids.iter().copied().take(MAX_USER_BATCH)))
-            .filter(user::deleted_at().is_null())
-            .all(&self.db)
+            .filter(user::deleted_at().is_null());
+        let found = self
+            .read_on(true, |db| Box::pin(lookup.clone().all(db)))
             .await?;
         for m in found {
             let record = user_record(m);

@@ -29,4 +29,5 @@ mod live_load;
 mod model;
 mod online_index;
 mod paging;
+mod replica;
 mod testdb;

@@ -1,0 +1,252 @@
+//! Read replicas: reads (pages, counts, stats, lookups, the user check, the live poller) go
+//! to the replicas given with `--read-database-url`, in rotation; writes (migrations, users,
+//! imports) stay on the primary.
+//!
+//! A replica that fails with a connection-class error is taken out of rotation at once and
+//! the read is retried on the next one; a health check (every [`CHECK_EVERY`]) puts it back
+//! when it answers again and reads PostgreSQL's replay lag. With no replica left, reads go
+//! to the primary, or answer 503 when so configured.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+
+use crate::error::{Error, is_unavailable};
+use crate::service::Service;
+
+/// Time between two health checks of the replicas.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Longest a health check waits for a replica.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a replica's lag is logged.
+const LAG_LOG_EVERY: u64 = 30;
+
+/// Where reads go when no replica answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// To the primary.
+    #[default]
+    Primary,
+    /// Nowhere: 503 (`UNAVAILABLE`), keeping the load off the primary.
+    Unavailable,
+}
+
+/// One replica.
+#[derive(Debug)]
+struct Member {
+    /// `host:port/database`, with no credentials (for logs and `/healthz`).
+    name: String,
+    db: DatabaseConnection,
+    up: AtomicBool,
+    reads: AtomicU64,
+    /// Replay lag in milliseconds, when the database tells (`u64::MAX`: unknown).
+    lag_ms: AtomicU64,
+}
+
+/// The replicas of one instance.
+#[derive(Debug)]
+pub struct Replicas {
+    members: Vec<Member>,
+    next: AtomicUsize,
+    fallback: Fallback,
+    primary_reads: AtomicU64,
+}
+
+/// What `/healthz` shows of a replica.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub up: bool,
+    /// Reads served so far.
+    pub reads: u64,
+    /// Seconds since the last transaction replayed from the primary (PostgreSQL), when known.
+    pub lag_seconds: Option<f64>,
+}
+
+/// `url` without user, password or parameters: `host:port/database`.
+pub fn display_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('?').next().unwrap_or(rest).to_owned()
+}
+
+impl Replicas {
+    /// Replicas over `pools` (with their URLs, for names), all in rotation until a read or a
+    /// health check says otherwise.
+    pub fn new(pools: Vec<(String, DatabaseConnection)>, fallback: Fallback) -> Replicas {
+        Replicas {
+            members: pools
+                .into_iter()
+                .map(|(url, db)| Member {
+                    name: display_name(&url),
+                    db,
+                    up: AtomicBool::new(true),
+                    reads: AtomicU64::new(0),
+                    lag_ms: AtomicU64::new(u64::MAX),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            fallback,
+            primary_reads: AtomicU64::new(0),
+        }
+    }
+
+    /// The state of every replica.
+    pub fn status(&self) -> Vec<ReplicaStatus> {
+        self.members
+            .iter()
+            .map(|m| {
+                let lag = m.lag_ms.load(Ordering::Relaxed);
+                ReplicaStatus {
+                    name: m.name.clone(),
+                    up: m.up.load(Ordering::Relaxed),
+                    reads: m.reads.load(Ordering::Relaxed),
+                    lag_seconds: (lag != u64::MAX).then(|| lag as f64 / 1000.0),
+                }
+            })
+            .collect()
+    }
+
+    /// Reads the primary served because no replica answered.
+    pub fn primary_reads(&self) -> u64 {
+        self.primary_reads.load(Ordering::Relaxed)
+    }
+
+    /// Whether a read can be served: a replica is up, or the primary may take it.
+    pub fn can_serve(&self, primary_up: bool) -> bool {
+        self.members.iter().any(|m| m.up.load(Ordering::Relaxed))
+            || (primary_up && self.fallback == Fallback::Primary)
+    }
+
+    /// The replicas in the order a read tries them: from the next in rotation, or (`stable`)
+    /// always from the first, so a reader that must not see time go backwards (the live
+    /// poller) stays on one replica while it answers.
+    fn order(&self, stable: bool) -> impl Iterator<Item = &Member> {
+        let n = self.members.len();
+        let start = if stable {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n.max(1)
+        };
+        (0..n)
+            .map(move |i| &self.members[(start + i) % n])
+            .filter(|m| m.up.load(Ordering::Relaxed))
+    }
+
+    fn out_of_rotation(&self, m: &Member, err: &DbErr) {
+        if m.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(replica = %m.name, error = %err, "replica out of rotation");
+        }
+    }
+
+    /// Checks every replica once: puts back those that answer, takes out those that do not,
+    /// and reads the replay lag where the database exposes it.
+    pub async fn check(&self, round: u64) {
+        for m in &self.members {
+            let answer = tokio::time::timeout(CHECK_TIMEOUT, lag_ms(&m.db)).await;
+            match answer {
+                Ok(Ok(lag)) => {
+                    if !m.up.swap(true, Ordering::Relaxed) {
+                        tracing::info!(replica = %m.name, "replica back in rotation");
+                    }
+                    m.lag_ms.store(lag.unwrap_or(u64::MAX), Ordering::Relaxed);
+                    if let Some(lag) = lag
+                        && round.is_multiple_of(LAG_LOG_EVERY)
+                    {
+                        tracing::info!(replica = %m.name, lag_seconds = lag as f64 / 1000.0, "replica lag");
+                    }
+                }
+                Ok(Err(e)) => self.out_of_rotation(m, &e),
+                Err(_) => self.out_of_rotation(m, &DbErr::Custom("no answer within 1 s".into())),
+            }
+        }
+    }
+}
+
+/// Pings `db` and reads its replay lag in milliseconds (PostgreSQL standbys; `None` where
+/// the database does not say).
+async fn lag_ms(db: &DatabaseConnection) -> Result<Option<u64>, DbErr> {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        db.ping().await?;
+        return Ok(None);
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT CAST(EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())) * 1000 AS BIGINT)",
+        ))
+        .await?;
+    let lag = row
+        .map(|r| r.try_get_by_index::<Option<i64>>(0))
+        .transpose()?
+        .flatten();
+    Ok(lag.map(|ms| ms.max(0) as u64))
+}
+
+/// A read against one connection: the query built afresh for each attempt.
+pub(crate) type Read<'c, T> = BoxFuture<'c, Result<T, DbErr>>;
+
+impl Service {
+    /// Runs a read on a replica (in rotation; `stable`: the first that answers), retrying on
+    /// the next when one fails to answer, then on the primary (or 503, as configured).
+    pub(crate) async fn read_on<T, F>(&self, stable: bool, run: F) -> Result<T, Error>
+    where
+        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+    {
+        let Some(replicas) = &self.replicas else {
+            return Ok(run(&self.db).await?);
+        };
+        for m in replicas.order(stable) {
+            match run(&m.db).await {
+                Ok(v) => {
+                    m.reads.fetch_add(1, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e) if is_unavailable(&e) => replicas.out_of_rotation(m, &e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match replicas.fallback {
+            Fallback::Primary => {
+                replicas.primary_reads.fetch_add(1, Ordering::Relaxed);
+                Ok(run(&self.db).await?)
+            }
+            Fallback::Unavailable => {
+                tracing::warn!("no replica answers: read refused (--replica-fallback unavailable)");
+                Err(Error::Unavailable)
+            }
+        }
+    }
+
+    /// [`Service::read_on`] in rotation.
+    pub(crate) async fn read<T, F>(&self, run: F) -> Result<T, Error>
+    where
+        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+    {
+        self.read_on(false, run).await
+    }
+
+    /// The replicas, when reads go to replicas.
+    pub fn replicas(&self) -> Option<&Replicas> {
+        self.replicas.as_deref()
+    }
+
+    /// Starts the replicas' health checks (every [`CHECK_EVERY`]) for as long as the
+    /// process runs; nothing without replicas.
+    pub fn watch_replicas(&self) {
+        let Some(replicas) = self.replicas.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut round = 0u64;
+            loop {
+                replicas.check(round).await;
+                round += 1;
+                tokio::time::sleep(CHECK_EVERY).await;
+            }
+        });
+    }
+}
