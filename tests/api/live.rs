@@ -560,7 +560,8 @@ async fn a_slow_subscriber_is_dropped_with_a_reason_and_never_slows_the_others()
     while tokio::time::Instant::now() < until {
         n += 1;
         app.db
-            .write(&format!("UPDATE midjourneys SET progress = '{n}%'"))
+            // Never "100%": a finished task is no longer watched.
+            .write(&format!("UPDATE midjourneys SET progress = 'step {n}'"))
             .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
