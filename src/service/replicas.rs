@@ -61,7 +61,8 @@ pub struct ReplicaStatus {
     pub up: bool,
     /// Reads served so far.
     pub reads: u64,
-    /// Seconds since the last transaction replayed from the primary (PostgreSQL), when known.
+    /// Replication lag in seconds, when the database tells (PostgreSQL: since the last
+    /// replayed transaction; MySQL/MariaDB: `Seconds_Behind_Master`).
     pub lag_seconds: Option<f64>,
 }
 
@@ -165,24 +166,44 @@ impl Replicas {
     }
 }
 
-/// Pings `db` and reads its replay lag in milliseconds (PostgreSQL standbys; `None` where
-/// the database does not say).
+/// Pings `db`, then reads its replication lag in milliseconds where the database tells
+/// (PostgreSQL standbys: time since the last replayed transaction; MySQL/MariaDB replicas:
+/// `Seconds_Behind_Master`). A lag the user may not read is `None`, not a failure.
 async fn lag_ms(db: &DatabaseConnection) -> Result<Option<u64>, DbErr> {
+    db.ping().await?;
     let backend = db.get_database_backend();
-    if backend != DbBackend::Postgres {
-        db.ping().await?;
-        return Ok(None);
-    }
-    let row = db
-        .query_one_raw(Statement::from_string(
-            backend,
-            "SELECT CAST(EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())) * 1000 AS BIGINT)",
-        ))
-        .await?;
-    let lag = row
-        .map(|r| r.try_get_by_index::<Option<i64>>(0))
-        .transpose()?
-        .flatten();
+    let lag = match backend {
+        DbBackend::Postgres => db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT CAST(EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())) * 1000 AS BIGINT)",
+            ))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok())
+            .flatten(),
+        DbBackend::MySql => {
+            let mut seconds = None;
+            for (sql, column) in [
+                ("SHOW SLAVE STATUS", "Seconds_Behind_Master"),
+                ("SHOW REPLICA STATUS", "Seconds_Behind_Source"),
+            ] {
+                if let Ok(Some(row)) = db.query_one_raw(Statement::from_string(backend, sql)).await {
+                    // An unsigned column on MySQL and MariaDB alike.
+                    seconds = row
+                        .try_get::<Option<u64>>("", column)
+                        .map(|v| v.map(|s| s as i64))
+                        .or_else(|_| row.try_get::<Option<i64>>("", column))
+                        .ok()
+                        .flatten();
+                    break;
+                }
+            }
+            seconds.map(|s| s * 1000)
+        }
+        _ => None,
+    };
     Ok(lag.map(|ms| ms.max(0) as u64))
 }
 
