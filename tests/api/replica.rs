@@ -390,6 +390,7 @@ struct MariaPair {
     dir: tempfile::TempDir,
     primary: u16,
     replica: u16,
+    children: std::sync::Mutex<Vec<(String, std::process::Child)>>,
 }
 
 fn free_port() -> u16 {
@@ -438,12 +439,23 @@ impl MariaPair {
     }
 
     fn spawn(&self, name: &str, port: u16, id: u32) {
-        Command::new("/usr/sbin/mariadbd")
+        let child = Command::new("/usr/sbin/mariadbd")
             .args(self.server_args(name, port, id))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("mariadbd");
+        self.children.lock().unwrap().push((name.to_owned(), child));
+    }
+
+    /// Stops `name` (SIGTERM: a clean shutdown) and waits for it to exit.
+    fn stop(&self, name: &str) {
+        let mut children = self.children.lock().unwrap();
+        for (_, child) in children.iter_mut().filter(|(n, _)| n == name) {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+        children.retain(|(n, _)| n != name);
     }
 
     async fn start() -> MariaPair {
@@ -476,6 +488,7 @@ impl MariaPair {
             dir,
             primary: free_port(),
             replica: free_port(),
+            children: std::sync::Mutex::default(),
         };
         pair.spawn("primary", pair.primary, 1);
         pair.spawn("replica", pair.replica, 2);
@@ -528,12 +541,8 @@ impl MariaPair {
 
 impl Drop for MariaPair {
     fn drop(&mut self) {
-        for name in ["primary", "replica"] {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.path().join(format!("{name}.pid"))) {
-                let _ = Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        self.stop("replica");
+        self.stop("primary");
     }
 }
 
