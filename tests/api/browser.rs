@@ -62,6 +62,16 @@ impl Driver {
         }
     }
 
+    /// Ends the browser session.
+    async fn end(&self, sid: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/session/{sid}"),
+            Value::Null,
+        )
+        .await;
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let req = self
             .client
@@ -206,13 +216,7 @@ async fn playground_runs_a_query_with_auth_headers_in_headless_chromium() {
         path.display(),
         bytes.len()
     );
-    driver
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/session/{sid}"),
-            Value::Null,
-        )
-        .await;
+    driver.end(&sid).await;
 }
 
 #[tokio::test]
@@ -279,13 +283,7 @@ async fn playground_runs_a_subscription_and_shows_events_as_rows_change() {
         "events through the README's WebSocket snippet: {}",
         seen.as_str().unwrap()
     );
-    driver
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/session/{sid}"),
-            Value::Null,
-        )
-        .await;
+    driver.end(&sid).await;
 }
 
 /// The browser snippet of the README's "Live progress" section, verbatim.

@@ -522,6 +522,18 @@ impl MariaPair {
         format!("mysql://root@127.0.0.1:{port}/{database}")
     }
 
+    /// Creates `name` on the primary (the replica follows).
+    async fn create_database(&self, name: &str) {
+        let admin = Database::connect(self.url("primary", "mysql").as_str())
+            .await
+            .expect("primary");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        admin.close().await.ok();
+    }
+
     fn stop_replica(&self) {
         let pid = std::fs::read_to_string(self.dir.path().join("replica.pid")).unwrap_or_default();
         Command::new("kill").arg(pid.trim()).status().expect("kill");
@@ -550,14 +562,7 @@ impl Drop for MariaPair {
 #[ignore = "starts a MariaDB primary and replica of its own (run with --ignored replica::)"]
 async fn a_mariadb_replica_serves_reads() {
     let pair = MariaPair::start().await;
-    let primary_admin = Database::connect(pair.url("primary", "mysql").as_str())
-        .await
-        .expect("primary");
-    primary_admin
-        .execute_unprepared("CREATE DATABASE mj")
-        .await
-        .expect("create database");
-    primary_admin.close().await.ok();
+    pair.create_database("mj").await;
     let primary_url = pair.url("primary", "mj");
     let replica_url = pair.url("replica", "mj");
 
@@ -579,14 +584,7 @@ async fn a_mariadb_replica_serves_reads() {
     println!("MariaDB: a row written on the primary was served from the replica after {seen:?}");
 
     // Pending migrations on the read-only replica: refused, naming the fix.
-    let primary_admin = Database::connect(pair.url("primary", "mysql").as_str())
-        .await
-        .expect("primary");
-    primary_admin
-        .execute_unprepared("CREATE DATABASE empty")
-        .await
-        .expect("create database");
-    primary_admin.close().await.ok();
+    pair.create_database("empty").await;
     let empty_on_replica = pair.url("replica", "empty");
     replicated(&empty_on_replica, "SELECT CAST(1 AS SIGNED)", 1).await;
     let refused = App::build(&ServeArgs::new(
