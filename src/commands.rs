@@ -125,6 +125,9 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             dir.path().join("bench.db").display()
         ),
     };
+    if args.http {
+        return crate::bench::http::run(args, &url).await;
+    }
     crate::bench::run(
         &DbConfig::for_url(url),
         args.tasks as usize,

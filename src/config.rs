@@ -187,9 +187,31 @@ pub struct BenchArgs {
     /// How many tasks to seed.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1000..=20_000_000))]
     pub tasks: u32,
-    /// How many times each case runs.
+    /// How many times each case runs (service-layer benchmark).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub runs: u32,
+    /// Benchmark over HTTP instead: the release server started as its own process, driven at
+    /// each concurrency, against the floor (the same SQL sent straight to the database).
+    #[arg(long)]
+    pub http: bool,
+    /// HTTP: reuse the database when an earlier run seeded it (its bench-* users are there).
+    #[arg(long)]
+    pub reuse: bool,
+    /// HTTP: how many light users share 90 % of the tasks (a heavy one owns the other 10 %).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: u32,
+    /// HTTP: requests per case and concurrency (fewer when --max-seconds is reached first).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub requests: u32,
+    /// HTTP: the concurrency levels, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 8, 32])]
+    pub concurrency: Vec<u32>,
+    /// HTTP: longest time one case runs at one concurrency, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub max_seconds: u64,
+    /// HTTP: only the cases whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod items;
 mod params;
 
 pub use envelope::ApiError;
+pub use items::SelfItem;
 
 use axum::Router;
 use axum::routing::get;

@@ -7,10 +7,11 @@ use rand::{Rng, SeedableRng};
 use std::time::Duration;
 
 use entity::midjourney::Column;
-use sea_orm::sea_query::Expr;
+use entity::user;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    TransactionTrait,
+    QueryOrder, TransactionTrait,
 };
 
 use crate::error::Error;
@@ -46,6 +47,15 @@ const SUBJECTS: &[&str] = &[
 ];
 const STYLES: &[&str] = &["--ar 16:9", "--v 6", "--style raw", "--q 2", "--niji 6", ""];
 
+/// The users of a benchmark database.
+pub struct BenchUsers {
+    pub admin: NewUser,
+    /// Owns 10 % of the tasks.
+    pub heavy: NewUser,
+    /// Share the other 90 %.
+    pub light: Vec<NewUser>,
+}
+
 /// The users a demo database gets.
 pub struct DemoUsers {
     pub admin: NewUser,
@@ -62,6 +72,81 @@ impl Service {
             users.push(self.create_user(name, Role::Common).await?);
         }
         let owners: Vec<i64> = users.iter().map(|u| u.id).chain([admin.id]).collect();
+        self.insert_demo_tasks(tasks, &owners).await?;
+        Ok(DemoUsers { admin, users })
+    }
+
+    /// Creates a benchmark's users (an admin, one heavy user who owns 10 % of the tasks, and
+    /// `light` users sharing the rest), then `tasks` tasks. Names start with `bench-`, so a
+    /// later run can find them again ([`Service::bench_users`]).
+    pub async fn seed_bench(&self, tasks: usize, light: usize) -> Result<BenchUsers, Error> {
+        let admin = self.create_user("bench-admin", Role::Admin).await?;
+        let heavy = self.create_user("bench-heavy", Role::Common).await?;
+        let mut users = Vec::with_capacity(light);
+        for i in 0..light {
+            users.push(
+                self.create_user(&format!("bench-{i:04}"), Role::Common)
+                    .await?,
+            );
+        }
+        // One slot in ten for the heavy user, the other nine spread over the light ones.
+        let mut owners = Vec::with_capacity(light.max(1) * 10);
+        for u in &users {
+            owners.extend([u.id; 9]);
+            owners.push(heavy.id);
+        }
+        if owners.is_empty() {
+            owners.push(heavy.id);
+        }
+        self.insert_demo_tasks(tasks, &owners).await?;
+        Ok(BenchUsers {
+            admin,
+            heavy,
+            light: users,
+        })
+    }
+
+    /// The users [`Service::seed_bench`] made, with their tokens, when this database has
+    /// them (a benchmark run reusing an earlier seed).
+    pub async fn bench_users(&self) -> Result<Option<BenchUsers>, Error> {
+        let found = user::Entity::find()
+            .filter(user::Column::Username.starts_with("bench-"))
+            .filter(user::deleted_at().is_null())
+            .order_by_asc(user::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut admin = None;
+        let mut heavy = None;
+        let mut light = Vec::new();
+        for m in found {
+            let username = m.username.clone().unwrap_or_default();
+            let role = Role::from_stored(m.role.unwrap_or_default()).unwrap_or(Role::Common);
+            let token = m.access_token.clone().unwrap_or_default();
+            let u = NewUser {
+                id: m.id,
+                username: username.clone(),
+                role,
+                access_token: token.trim_end().to_owned(),
+            };
+            match username.as_str() {
+                "bench-admin" => admin = Some(u),
+                "bench-heavy" => heavy = Some(u),
+                _ => light.push(u),
+            }
+        }
+        Ok(match (admin, heavy) {
+            (Some(admin), Some(heavy)) => Some(BenchUsers {
+                admin,
+                heavy,
+                light,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Inserts `tasks` generated tasks over `owners` (picked at random), spread over the last
+    /// 30 days, newest last, in one transaction.
+    async fn insert_demo_tasks(&self, tasks: usize, owners: &[i64]) -> Result<(), Error> {
         let mut rng = StdRng::seed_from_u64(0x6d6a);
         // Spread over the last 30 days, so time windows and daily stats show data.
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -72,7 +157,7 @@ impl Service {
         for i in 0..tasks {
             batch.push(demo_task(
                 &mut rng,
-                &owners,
+                owners,
                 start_ms + step_ms * i as i64,
                 i,
             ));
@@ -83,7 +168,7 @@ impl Service {
             }
         }
         txn.commit().await?;
-        Ok(DemoUsers { admin, users })
+        Ok(())
     }
 
     /// Refreshes the planner's statistics (and PostgreSQL's visibility map) after a bulk

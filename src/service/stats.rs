@@ -1,7 +1,10 @@
 //! Counts and sums over the same scope and filter as a task list.
 
+use entity::midjourney;
 use sea_orm::sea_query::Expr;
-use sea_orm::{DbBackend, Order, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    DbBackend, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement,
+};
 
 use crate::error::Error;
 use crate::service::Service;
@@ -69,10 +72,32 @@ impl Service {
     /// Count, quota sum, successes and failures of the matching tasks.
     pub async fn task_totals(&self, viewer: &Viewer, query: &TaskQuery) -> Result<Totals, Error> {
         query.filter.validate(viewer)?;
-        let backend = self.db.get_database_backend();
         self.count_query();
+        let totals = self.totals_select(viewer, query);
+        let row = self
+            .read(|db| Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().one(db)))
+            .await?;
+        let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
+        Ok(Totals {
+            count,
+            quota_sum,
+            success_count,
+            failure_count,
+        })
+    }
+
+    /// The statement [`Service::task_totals`] runs (for the benchmark's floor).
+    pub fn totals_statement(&self, viewer: &Viewer, query: &TaskQuery) -> Result<Statement, Error> {
+        query.filter.validate(viewer)?;
+        Ok(self
+            .totals_select(viewer, query)
+            .build(self.db.get_database_backend()))
+    }
+
+    fn totals_select(&self, viewer: &Viewer, query: &TaskQuery) -> Select<midjourney::Entity> {
+        let backend = self.db.get_database_backend();
         let status = exact_text(backend, "status");
-        let totals = scoped(backend, viewer, query)
+        scoped(backend, viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")
@@ -89,17 +114,7 @@ impl Service {
                     &format!("CASE WHEN {status} = 'FAILURE' THEN 1 ELSE 0 END"),
                 ),
                 "f",
-            );
-        let row = self
-            .read(|db| Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().one(db)))
-            .await?;
-        let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
-        Ok(Totals {
-            count,
-            quota_sum,
-            success_count,
-            failure_count,
-        })
+            )
     }
 
     /// The matching tasks grouped by `by`, most frequent first (ties by key), at most

@@ -3,7 +3,8 @@
 use entity::midjourney::{self, Column};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Select, Statement,
 };
 
 use crate::error::Error;
@@ -71,19 +72,29 @@ fn sea_order(d: Direction) -> Order {
     }
 }
 
+/// A page query ready to run: its statement, and what is needed to read the answer.
+struct PagePlan {
+    select: Select<midjourney::Entity>,
+    order: Vec<TaskOrder>,
+    fingerprint: String,
+    limit: u64,
+    backwards: bool,
+    offset_page: Option<u64>,
+}
+
 impl Service {
-    /// One page of the tasks `viewer` may see that match the query, in one SQL query
-    /// (one row more than the page is fetched to learn whether another page follows).
-    pub async fn list_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<TaskPage, Error> {
+    /// Checks the query and builds its page statement (one row more than the page, to learn
+    /// whether another page follows), without running it.
+    fn page_plan(&self, viewer: &Viewer, query: &TaskQuery) -> Result<PagePlan, Error> {
         query.filter.validate(viewer)?;
         let order = order::normalize(&query.order)?;
-        let fp = cursor::fingerprint(&order, &query.filter);
+        let fingerprint = cursor::fingerprint(&order, &query.filter);
         let mut select = scoped(self.db.get_database_backend(), viewer, query);
 
         let (limit, backwards, offset_page) = match &query.page {
             PageRequest::Offset(p) => {
                 select = select.offset(p.offset());
-                (p.page_size, false, Some(*p))
+                (p.page_size, false, Some(p.page))
             }
             PageRequest::Cursor(c) => {
                 let (limit, backwards) = match (c.first, c.last) {
@@ -95,17 +106,16 @@ impl Service {
                     (None, None) => (page::DEFAULT_PAGE_SIZE, false),
                 };
                 if let Some(after) = &c.after {
-                    let values = cursor::decode(after, &order, &fp)?;
+                    let values = cursor::decode(after, &order, &fingerprint)?;
                     select = select.filter(cursor::beyond(&order, &values, true));
                 }
                 if let Some(before) = &c.before {
-                    let values = cursor::decode(before, &order, &fp)?;
+                    let values = cursor::decode(before, &order, &fingerprint)?;
                     select = select.filter(cursor::beyond(&order, &values, false));
                 }
                 (limit, backwards, None)
             }
         };
-
         for key in &order {
             let dir = if backwards {
                 key.direction.reversed()
@@ -114,9 +124,40 @@ impl Service {
             };
             select = select.order_by(key.field.expr(), sea_order(dir));
         }
+        Ok(PagePlan {
+            select: select.limit(limit.saturating_add(1)),
+            order,
+            fingerprint,
+            limit,
+            backwards,
+            offset_page,
+        })
+    }
+
+    /// The SQL statements a page and its total run, as they would be sent (for the
+    /// benchmark's floor, which sends them straight to the database).
+    pub fn page_statements(
+        &self,
+        viewer: &Viewer,
+        query: &TaskQuery,
+    ) -> Result<(Statement, Statement), Error> {
+        let backend = self.db.get_database_backend();
+        let plan = self.page_plan(viewer, query)?;
+        let count = scoped(backend, viewer, query)
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n");
+        Ok((plan.select.build(backend), count.build(backend)))
+    }
+
+    /// One page of the tasks `viewer` may see that match the query, in one SQL query
+    /// (one row more than the page is fetched to learn whether another page follows).
+    pub async fn list_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<TaskPage, Error> {
+        let plan = self.page_plan(viewer, query)?;
         self.rows_query();
-        let select = select.limit(limit.saturating_add(1));
+        let select = &plan.select;
         let models = self.read(|db| Box::pin(select.clone().all(db))).await?;
+        let limit = plan.limit;
+        let backwards = plan.backwards;
         let more = models.len() as u64 > limit;
         let forward = self.image_forward_base.as_deref();
         let mut rows: Vec<TaskRecord> = models
@@ -129,7 +170,7 @@ impl Service {
         }
         let cursors = rows
             .iter()
-            .map(|r| cursor::encode(r, &order, &fp))
+            .map(|r| cursor::encode(r, &plan.order, &plan.fingerprint))
             .collect();
 
         let (has_next_page, has_previous_page) = match &query.page {
@@ -142,7 +183,7 @@ impl Service {
             cursors,
             has_next_page,
             has_previous_page,
-            page: offset_page.map(|p| p.page),
+            page: plan.offset_page,
             page_size: limit,
         })
     }

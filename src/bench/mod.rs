@@ -3,6 +3,8 @@
 //! median and 95th percentile of repeated runs. Performance is measured here, not asserted
 //! in tests.
 
+pub mod http;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;

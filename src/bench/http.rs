@@ -1,0 +1,654 @@
+//! `mj-tasks bench --http`: the service as its clients see it, against the database's own
+//! floor.
+//!
+//! Seeds (or reuses) a database with many users, starts this binary's `serve` as its own
+//! process, and drives it over HTTP at each concurrency from this process, checking every
+//! body (a 200 with `success:false` or GraphQL `errors` counts as an error). In the same run
+//! it measures the **floor**: the SQL statements the service sends for the same request (the
+//! page, and its count when the answer has a total) sent straight to the database through
+//! the same driver, prepared, at the same concurrency, rows serialised to the same JSON.
+//! Requests are drawn from 512 prepared ones per case (users picked at random), so no cache
+//! of identical requests flatters a case that is meant to spread over many users.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use entity::midjourney;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
+
+use crate::app;
+use crate::config::{BenchArgs, DbConfig};
+use crate::rest::SelfItem;
+use crate::service::demo::BenchUsers;
+use crate::service::{
+    CursorPage, NumFilter, OffsetPage, PageRequest, Scope, Service, StringFilter, TaskFilter,
+    TaskQuery, TaskRecord, Viewer,
+};
+
+/// Prepared requests per case.
+const PREPARED: usize = 512;
+
+/// What one request asks: over HTTP, and the statements of its floor.
+#[derive(Clone)]
+struct Prepared {
+    /// `Authorization` and `New-Api-User`.
+    auth: (String, String),
+    /// A REST path with its query, or a GraphQL body.
+    http: Http,
+    /// What the database must do for it.
+    floor: Floor,
+}
+
+/// The statements behind one answer.
+#[derive(Clone)]
+enum Floor {
+    /// The page, and its count when the answer has a total.
+    Page(Statement, Option<Statement>),
+    /// One aggregate row (statistics).
+    Aggregate(Statement),
+}
+
+#[derive(Clone)]
+enum Http {
+    Get(String),
+    Graphql(String),
+}
+
+struct Case {
+    name: String,
+    requests: Vec<Prepared>,
+}
+
+/// One measurement.
+struct Measured {
+    done: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i].as_secs_f64() * 1000.0
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn viewer(u: &crate::service::NewUser) -> Viewer {
+    Viewer {
+        id: u.id,
+        username: u.username.clone(),
+        role: u.role,
+    }
+}
+
+fn auth(u: &crate::service::NewUser) -> (String, String) {
+    (format!("Bearer {}", u.access_token), u.id.to_string())
+}
+
+fn offset(page: u64, page_size: u64) -> PageRequest {
+    PageRequest::Offset(OffsetPage { page, page_size })
+}
+
+fn gql(query: &str) -> String {
+    serde_json::json!({ "query": query }).to_string()
+}
+
+/// Runs the HTTP benchmark on the database at `url`.
+pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
+    let db = DbConfig::for_url(url);
+    let service = app::open_service(&db).await?;
+    let users = match service.bench_users().await? {
+        Some(users) if args.reuse => {
+            println!(
+                "reusing the seeded database ({} light users)",
+                users.light.len()
+            );
+            users
+        }
+        Some(_) => anyhow::bail!("this database was seeded by an earlier run: pass --reuse"),
+        None => {
+            let started = Instant::now();
+            let users = service
+                .seed_bench(args.tasks as usize, args.users as usize)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("seeding (the database must hold no users yet): {e}")
+                })?;
+            service.refresh_statistics().await?;
+            println!(
+                "seeded {} tasks for {} users in {:.1} s",
+                args.tasks,
+                args.users + 1,
+                started.elapsed().as_secs_f64()
+            );
+            users
+        }
+    };
+    let cases = cases(&service, &users, args).await?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let server = Server(
+        Command::new(exe)
+            .args([
+                "serve",
+                "--no-migrate",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the server")?,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let started = Instant::now();
+    while client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let floor_db = service.db().clone();
+    println!();
+    println!(
+        "| case | conc. | req/s | p50 ms | p99 ms | errors | floor req/s | floor p99 ms | ÷ floor |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut total_errors = 0;
+    for case in &cases {
+        for &c in &args.concurrency {
+            let requests = Arc::new(case.requests.clone());
+            let http = drive(args, c, {
+                let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
+                move |i| {
+                    let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
+                    async move { send(&client, &base, &requests[i % requests.len()]).await }
+                }
+            })
+            .await;
+            let floor = drive(args, c, {
+                let (db, requests) = (floor_db.clone(), requests.clone());
+                move |i| {
+                    let (db, requests) = (db.clone(), requests.clone());
+                    async move { floor(&db, &requests[i % requests.len()]).await }
+                }
+            })
+            .await;
+            total_errors += http.errors + floor.errors;
+            println!(
+                "| {} | {c} | {:.0} | {:.1} | {:.1} | {} | {:.0} | {:.1} | {:.2} |",
+                case.name,
+                http.rate(),
+                http.pct(0.5),
+                http.pct(0.99),
+                http.errors,
+                floor.rate(),
+                floor.pct(0.99),
+                http.rate() / floor.rate().max(1e-9)
+            );
+        }
+    }
+    let (rss, peak) = memory(server.0.id());
+    println!();
+    println!("server RSS at the end {rss:.1} MiB, peak {peak:.1} MiB; errors {total_errors}");
+    drop(server);
+    anyhow::ensure!(total_errors == 0, "{total_errors} requests failed");
+    Ok(())
+}
+
+/// Runs `one(i)` for i = 0.. at concurrency `c` until `--requests` are done or
+/// `--max-seconds` have passed.
+async fn drive<F, Fut>(args: &BenchArgs, c: u32, one: F) -> Measured
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let total = args.requests as usize;
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..c.max(1) {
+        let (next, one) = (next.clone(), one.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total || Instant::now() > deadline {
+                    break;
+                }
+                let t = Instant::now();
+                if !one(i).await {
+                    errors += 1;
+                }
+                latencies.push(t.elapsed());
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        if let Ok((l, e)) = w.await {
+            latencies.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Measured {
+        done: latencies.len(),
+        errors,
+        elapsed,
+        latencies,
+    }
+}
+
+/// One HTTP request; whether its answer was a success.
+async fn send(client: &reqwest::Client, base: &str, p: &Prepared) -> bool {
+    let req = match &p.http {
+        Http::Get(path) => client.get(format!("{base}{path}")),
+        Http::Graphql(body) => client
+            .post(format!("{base}/graphql"))
+            .header("Content-Type", "application/json")
+            .body(body.clone()),
+    };
+    let resp = req
+        .header("Authorization", &p.auth.0)
+        .header("New-Api-User", &p.auth.1)
+        .send()
+        .await;
+    let Ok(resp) = resp else { return false };
+    if resp.status() != 200 {
+        return false;
+    }
+    let Ok(body) = resp.bytes().await else {
+        return false;
+    };
+    match &p.http {
+        Http::Get(_) => body.starts_with(br#"{"success":true"#),
+        Http::Graphql(_) => {
+            !body.windows(9).any(|w| w == br#""errors":"#) && body.starts_with(br#"{"data":{"#)
+        }
+    }
+}
+
+/// The floor of one request: its statements straight to the database, rows as JSON.
+async fn floor(db: &DatabaseConnection, p: &Prepared) -> bool {
+    let (page, count) = match &p.floor {
+        Floor::Page(page, count) => (page, count),
+        Floor::Aggregate(stmt) => {
+            let Ok(Some(row)) = db.query_one_raw(stmt.clone()).await else {
+                return false;
+            };
+            let totals: Vec<i64> = (0..4)
+                .map(|i| row.try_get_by_index::<i64>(i).unwrap_or(0))
+                .collect();
+            return serde_json::to_vec(&serde_json::json!({"data": totals})).is_ok();
+        }
+    };
+    let Ok(rows) = db.query_all_raw(page.clone()).await else {
+        return false;
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Ok(m) = midjourney::Model::from_query_result(row, "") else {
+            return false;
+        };
+        items.push(SelfItem::from(TaskRecord::from_model(m, None)));
+    }
+    let mut total = 0i64;
+    if let Some(count) = count {
+        let Ok(Some(row)) = db.query_one_raw(count.clone()).await else {
+            return false;
+        };
+        total = row.try_get_by_index::<i64>(0).unwrap_or(0);
+    }
+    let body = serde_json::json!({"success": true, "data": {"items": items, "total": total}});
+    serde_json::to_vec(&body).is_ok()
+}
+
+/// `VmRSS` and `VmHWM` of `pid`, in MiB (0 where /proc does not tell).
+fn memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// What the floor of a request runs: the page (with its total, or not), or the stats row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Page,
+    PageAndTotal,
+    Stats,
+}
+
+type Draw = (Viewer, TaskQuery, Want, (String, String), Http);
+
+/// A case over one kind of request; `make` draws one (a user picked with `rng`).
+fn case(
+    service: &Service,
+    name: &str,
+    rng: &mut StdRng,
+    mut make: impl FnMut(&mut StdRng) -> anyhow::Result<Draw>,
+) -> anyhow::Result<Case> {
+    let mut requests = Vec::with_capacity(PREPARED);
+    let bad = |e: crate::error::Error| anyhow::anyhow!("{name}: {e}");
+    for _ in 0..PREPARED {
+        let (viewer, query, want, auth, http) = make(rng)?;
+        let floor = if want == Want::Stats {
+            Floor::Aggregate(service.totals_statement(&viewer, &query).map_err(bad)?)
+        } else {
+            let (page, count) = service.page_statements(&viewer, &query).map_err(bad)?;
+            Floor::Page(page, (want == Want::PageAndTotal).then_some(count))
+        };
+        requests.push(Prepared { auth, http, floor });
+    }
+    Ok(Case {
+        name: name.to_owned(),
+        requests,
+    })
+}
+
+/// The benchmark's cases.
+async fn cases(
+    service: &Service,
+    users: &BenchUsers,
+    args: &BenchArgs,
+) -> anyhow::Result<Vec<Case>> {
+    let mut rng = StdRng::seed_from_u64(0x6274);
+    let light = &users.light;
+    anyhow::ensure!(!light.is_empty(), "no light users");
+    let admin = viewer(&users.admin);
+    let heavy = viewer(&users.heavy);
+    let own = |scope| TaskQuery {
+        scope,
+        page: offset(1, 20),
+        ..Default::default()
+    };
+    // Real mj ids of light users' tasks, for lookups.
+    let mut lookups = Vec::new();
+    for u in light.iter().take(64) {
+        let page = service.list_tasks(&viewer(u), &own(Scope::Own)).await?;
+        if let Some(r) = page.rows.first() {
+            lookups.push((u.clone(), r.mj_id.clone()));
+        }
+    }
+    anyhow::ensure!(!lookups.is_empty(), "no tasks to look up");
+    // 24 hours ending now (the seeded tasks span 30 days).
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = (now - 86_400_000, now);
+    // A cursor 10,000 rows into the heavy user's newest-first list (less on a small seed).
+    let depth = (args.tasks as u64 / 10).saturating_sub(40).clamp(1, 10_000);
+    let deep = service
+        .list_tasks(
+            &heavy,
+            &TaskQuery {
+                page: offset(depth, 1),
+                ..Default::default()
+            },
+        )
+        .await?
+        .cursors
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let deepest = (args.tasks as u64 / 20).max(1);
+    let deep_name = format!("GraphQL heavy user cursor page {depth} deep");
+    let pick = |rng: &mut StdRng| &light[rng.random_range(0..light.len())];
+
+    let mut out = Vec::new();
+    let only = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
+    macro_rules! add {
+        ($name:expr, $make:expr) => {
+            if only($name) {
+                out.push(case(service, $name, &mut rng, $make)?);
+            }
+        };
+    }
+    add!("REST user first page + total", |rng| {
+        let u = pick(rng);
+        Ok((
+            viewer(u),
+            own(Scope::Own),
+            Want::PageAndTotal,
+            auth(u),
+            Http::Get("/api/mj/self?p=1&page_size=20".into()),
+        ))
+    });
+    add!("REST heavy user (10 %) first page + total", |_| {
+        Ok((
+            heavy.clone(),
+            own(Scope::Own),
+            Want::PageAndTotal,
+            auth(&users.heavy),
+            Http::Get("/api/mj/self?p=1&page_size=20".into()),
+        ))
+    });
+    add!("REST mj_id lookup", |rng| {
+        let (u, mj) = &lookups[rng.random_range(0..lookups.len())];
+        let query = TaskQuery {
+            filter: TaskFilter {
+                mj_id: Some(StringFilter {
+                    eq: Some(mj.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..own(Scope::Own)
+        };
+        Ok((
+            viewer(u),
+            query,
+            Want::PageAndTotal,
+            auth(u),
+            Http::Get(format!("/api/mj/self?mj_id={mj}")),
+        ))
+    });
+    add!("REST 24-hour window + total", |rng| {
+        let u = pick(rng);
+        let query = TaskQuery {
+            filter: TaskFilter {
+                submit_time: Some(NumFilter {
+                    gte: Some(day.0),
+                    lte: Some(day.1),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..own(Scope::Own)
+        };
+        let path = format!(
+            "/api/mj/self?start_timestamp={}&end_timestamp={}",
+            day.0, day.1
+        );
+        Ok((
+            viewer(u),
+            query,
+            Want::PageAndTotal,
+            auth(u),
+            Http::Get(path),
+        ))
+    });
+    add!("REST admin first page + whole-table total", |_| {
+        Ok((
+            admin.clone(),
+            own(Scope::Visible),
+            Want::PageAndTotal,
+            auth(&users.admin),
+            Http::Get("/api/mj/?p=1&page_size=20".into()),
+        ))
+    });
+    add!("REST admin channel filter + total", |rng| {
+        let channel = rng.random_range(1..=5);
+        let query = TaskQuery {
+            filter: TaskFilter {
+                channel_id: Some(NumFilter {
+                    eq: Some(channel),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..own(Scope::Visible)
+        };
+        Ok((
+            admin.clone(),
+            query,
+            Want::PageAndTotal,
+            auth(&users.admin),
+            Http::Get(format!("/api/mj/?channel_id={channel}")),
+        ))
+    });
+    add!("REST admin page 500 deep + total", |_| {
+        let query = TaskQuery {
+            page: offset(500, 20),
+            ..own(Scope::Visible)
+        };
+        Ok((
+            admin.clone(),
+            query,
+            Want::PageAndTotal,
+            auth(&users.admin),
+            Http::Get("/api/mj/?p=500&page_size=20".into()),
+        ))
+    });
+    add!("REST admin deepest page + total", |_| {
+        let query = TaskQuery {
+            page: offset(deepest, 20),
+            ..own(Scope::Visible)
+        };
+        Ok((
+            admin.clone(),
+            query,
+            Want::PageAndTotal,
+            auth(&users.admin),
+            Http::Get(format!("/api/mj/?p={deepest}&page_size=20")),
+        ))
+    });
+    const FIELDS: &str = "id mjId action prompt promptEn status progress imageUrl videoUrl submitTime startTime finishTime failReason quota";
+    add!("GraphQL user first page + totalCount", |rng| {
+        let u = pick(rng);
+        let q = format!(
+            "{{ midjourneyTasks(page: {{offset: {{page: 1, pageSize: 20}}}}) {{ totalCount nodes {{ {FIELDS} }} }} }}"
+        );
+        Ok((
+            viewer(u),
+            own(Scope::Visible),
+            Want::PageAndTotal,
+            auth(u),
+            Http::Graphql(gql(&q)),
+        ))
+    });
+    add!("GraphQL heavy user first page + totalCount", |_| {
+        let q = format!(
+            "{{ midjourneyTasks(page: {{offset: {{page: 1, pageSize: 20}}}}) {{ totalCount nodes {{ {FIELDS} }} }} }}"
+        );
+        Ok((
+            heavy.clone(),
+            own(Scope::Visible),
+            Want::PageAndTotal,
+            auth(&users.heavy),
+            Http::Graphql(gql(&q)),
+        ))
+    });
+    add!("GraphQL mj_id lookup + totalCount", |rng| {
+        let (u, mj) = &lookups[rng.random_range(0..lookups.len())];
+        let query = TaskQuery {
+            filter: TaskFilter {
+                mj_id: Some(StringFilter {
+                    eq: Some(mj.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..own(Scope::Visible)
+        };
+        let q = format!(
+            "{{ midjourneyTasks(filter: {{mjId: {{eq: \"{mj}\"}}}}) {{ totalCount nodes {{ {FIELDS} }} }} }}"
+        );
+        Ok((
+            viewer(u),
+            query,
+            Want::PageAndTotal,
+            auth(u),
+            Http::Graphql(gql(&q)),
+        ))
+    });
+    add!(&deep_name, |_| {
+        let query = TaskQuery {
+            page: PageRequest::Cursor(CursorPage {
+                first: Some(20),
+                after: Some(deep.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let q = format!(
+            "{{ midjourneyTasks(page: {{cursor: {{first: 20, after: \"{deep}\"}}}}) {{ nodes {{ {FIELDS} }} }} }}"
+        );
+        Ok((
+            heavy.clone(),
+            query,
+            Want::Page,
+            auth(&users.heavy),
+            Http::Graphql(gql(&q)),
+        ))
+    });
+    add!("GraphQL midjourneyTaskStats, one user", |rng| {
+        let u = pick(rng);
+        let q = "{ midjourneyTaskStats { count quotaSum successCount failureCount } }";
+        Ok((
+            viewer(u),
+            own(Scope::Visible),
+            Want::Stats,
+            auth(u),
+            Http::Graphql(gql(q)),
+        ))
+    });
+    Ok(out)
+}
