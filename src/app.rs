@@ -77,7 +77,10 @@ impl App {
         if !cfg.no_migrate {
             migrate(&cfg.db, &db).await?;
         }
-        let mut service = Service::new(db, cfg.image_forward_base.clone());
+        let mut service = Service::new(db, cfg.image_forward_base.clone()).with_caches(
+            Duration::from_millis(cfg.auth_cache_ms),
+            Duration::from_millis(cfg.count_freshness_ms),
+        );
         if !cfg.replicas.read_database_urls.is_empty() {
             service = service.with_replicas(replicas(cfg).await?);
             if let Some(r) = service.replicas() {

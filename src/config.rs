@@ -96,6 +96,15 @@ pub struct ServeArgs {
     pub live: LiveArgs,
     #[command(flatten)]
     pub replicas: ReplicaArgs,
+    /// Milliseconds a token's user is remembered (a ban, deletion or new token takes effect
+    /// within this); 0 looks the user up on every request.
+    #[arg(long, env = "AUTH_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub auth_cache_ms: u64,
+    /// Milliseconds a finished count may be reused for the same question (a total is at most
+    /// this old); 0 (the default) counts for every request, sharing only counts running at
+    /// the same moment.
+    #[arg(long, env = "COUNT_FRESHNESS_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub count_freshness_ms: u64,
 }
 
 /// Read replicas.
@@ -244,6 +253,8 @@ impl ServeArgs {
             no_introspection: false,
             live: LiveArgs::default(),
             replicas: ReplicaArgs::default(),
+            auth_cache_ms: 1000,
+            count_freshness_ms: 0,
         }
     }
 }

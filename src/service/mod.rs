@@ -2,6 +2,7 @@
 //! pages, counts, users, imports. The REST and GraphQL skins only translate to and from
 //! these types; neither builds a query.
 
+mod cache;
 mod cursor;
 pub mod demo;
 pub mod filter;
@@ -32,6 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::DatabaseConnection;
 
+use std::time::Duration;
+
+use crate::service::cache::{CountCache, TokenCache};
 use crate::service::replicas::Replicas;
 
 /// The service: a database handle plus the settings that shape what it returns.
@@ -43,6 +47,8 @@ pub struct Service {
     counters: Arc<Counters>,
     /// Where reads go, when not to `db`.
     replicas: Option<Arc<Replicas>>,
+    tokens: Arc<TokenCache>,
+    counts: Arc<CountCache>,
 }
 
 /// How many task queries this service has run, by kind (shared by its clones).
@@ -72,7 +78,19 @@ impl Service {
             image_forward_base: image_forward_base.filter(|b| !b.trim().is_empty()),
             counters: Arc::default(),
             replicas: None,
+            tokens: Arc::default(),
+            counts: Arc::default(),
         }
+    }
+
+    /// The same service with its caches set: a token's user is kept for `auth_ttl` (a ban
+    /// takes effect within it; zero: looked up on every request), and a finished count is
+    /// reused for `count_freshness` (zero: only counts running at the same moment are
+    /// shared).
+    pub fn with_caches(mut self, auth_ttl: Duration, count_freshness: Duration) -> Service {
+        self.tokens = Arc::new(TokenCache::new(auth_ttl));
+        self.counts = Arc::new(CountCache::new(count_freshness));
+        self
     }
 
     /// The same service, its reads sent to `replicas` (writes stay on the primary).

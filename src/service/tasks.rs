@@ -190,16 +190,26 @@ impl Service {
 
     /// How many tasks match the query's scope and filter (its order and page are
     /// ignored): exact, one `COUNT(*)` query.
+    ///
+    /// Identical counts asked at the same time run once and share the answer; with a
+    /// freshness window (`--count-freshness-ms`) a finished count is reused for that long.
     pub async fn count_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
-        self.count_query();
-        let count = scoped(self.db.get_database_backend(), viewer, query)
+        let backend = self.db.get_database_backend();
+        let count = scoped(backend, viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n");
-        let n = self
-            .read(|db| Box::pin(count.clone().into_tuple::<i64>().one(db)))
-            .await?;
-        Ok(n.unwrap_or(0).max(0) as u64)
+        let statement = count.build(backend);
+        let key = format!("{}|{:?}", statement.sql, statement.values);
+        self.counts
+            .get_or_run(key, async {
+                self.count_query();
+                let n = self
+                    .read(|db| Box::pin(count.clone().into_tuple::<i64>().one(db)))
+                    .await?;
+                Ok(n.unwrap_or(0).max(0) as u64)
+            })
+            .await
     }
 }
 

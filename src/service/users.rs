@@ -83,6 +83,9 @@ impl Service {
         if token.is_empty() {
             return Ok(None);
         }
+        if let Some(known) = self.tokens.get(token) {
+            return Ok(known);
+        }
         // PostgreSQL: compare as char(32), the column's type, so its unique index is used
         // (a text parameter would cast the column and scan the whole table). char
         // comparison ignores the padding PostgreSQL stores.
@@ -106,7 +109,9 @@ impl Service {
             };
             bool::from(stored.as_bytes().ct_eq(token.as_bytes()))
         });
-        Ok(found.map(user_record))
+        let found = found.map(user_record);
+        self.tokens.put(token, found.clone());
+        Ok(found)
     }
 
     /// The current viewer of each user in `ids` (at most [`MAX_USER_BATCH`] ids), or why

@@ -51,6 +51,9 @@ pub async fn spawn_app_with(db: TestDb, tweak: impl FnOnce(&mut ServeArgs)) -> T
         DbConfig::for_url(db.url.clone()),
         "127.0.0.1:0".parse().expect("addr"),
     );
+    // Tests check that a ban or a new token takes effect on the very next request; the
+    // token cache has tests of its own.
+    cfg.auth_cache_ms = 0;
     tweak(&mut cfg);
     let app = App::build(&cfg).await.expect("build app");
     let addr = app.local_addr().expect("local addr");

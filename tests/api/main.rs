@@ -8,6 +8,7 @@ mod attach;
 mod auth;
 mod backends;
 mod browser;
+mod caches;
 mod cli;
 mod cross_backend;
 mod errors;

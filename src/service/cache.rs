@@ -1,0 +1,178 @@
+//! The two short-lived caches that keep repeated work off the database, both bounded:
+//!
+//! - **tokens**: the user a token belongs to (or that it belongs to nobody) is kept for
+//!   `--auth-cache-ms` (default 1 s), so a ban, a deletion or a new token takes effect within
+//!   that time; `0` looks the user up on every request;
+//! - **counts**: identical counts asked while one is running share its answer (always), and
+//!   a finished count is reused for `--count-freshness-ms` (default 0: never; a total is then
+//!   exact as of a moment during the request).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::service::users::UserRecord;
+
+/// Most tokens remembered (hits and misses alike); past it the oldest half is dropped.
+const MAX_TOKENS: usize = 10_000;
+/// Most counts remembered at once.
+const MAX_COUNTS: usize = 10_000;
+
+/// Recently looked-up tokens.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Option<UserRecord>)>>,
+}
+
+impl TokenCache {
+    pub(crate) fn new(ttl: Duration) -> TokenCache {
+        TokenCache {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// The remembered answer for `token`, if fresh.
+    pub(crate) fn get(&self, token: &str) -> Option<Option<UserRecord>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(token)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, user)| user.clone())
+    }
+
+    pub(crate) fn put(&self, token: &str, user: Option<UserRecord>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_TOKENS {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= MAX_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(token.to_owned(), (Instant::now(), user));
+    }
+}
+
+/// One count, running or done.
+#[derive(Debug, Default)]
+struct CountSlot {
+    value: tokio::sync::OnceCell<u64>,
+    done: OnceLock<Instant>,
+}
+
+/// Counts in flight, and recent ones within the freshness window.
+#[derive(Debug, Default)]
+pub(crate) struct CountCache {
+    freshness: Duration,
+    slots: Mutex<HashMap<String, Arc<CountSlot>>>,
+}
+
+impl CountCache {
+    pub(crate) fn new(freshness: Duration) -> CountCache {
+        CountCache {
+            freshness,
+            slots: Mutex::default(),
+        }
+    }
+
+    /// The count `key` names: joins one running, reuses one done within the window, or runs
+    /// `count`.
+    pub(crate) async fn get_or_run<F>(&self, key: String, count: F) -> Result<u64, Error>
+    where
+        F: Future<Output = Result<u64, Error>>,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let usable = slots
+                .get(&key)
+                .filter(|s| s.done.get().is_none_or(|at| at.elapsed() < self.freshness));
+            match usable {
+                Some(s) => s.clone(),
+                None => {
+                    if slots.len() >= MAX_COUNTS {
+                        slots.retain(|_, s| s.done.get().is_none());
+                    }
+                    let s = Arc::new(CountSlot::default());
+                    slots.insert(key.clone(), s.clone());
+                    s
+                }
+            }
+        };
+        let value = *slot.value.get_or_try_init(|| count).await?;
+        if slot.done.set(Instant::now()).is_ok() && self.freshness.is_zero() {
+            // Nobody may reuse it: forget it (unless a newer one took its place).
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            if slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                slots.remove(&key);
+            }
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn counts_asked_while_one_runs_share_it_and_later_ones_run_again() {
+        let cache = Arc::new(CountCache::new(Duration::ZERO));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let ask = |n: u64| {
+            let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_run("k".into(), async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok(n)
+                    })
+                    .await
+            })
+        };
+        let first = ask(7);
+        tokio::task::yield_now().await;
+        let others: Vec<_> = (0..5).map(|_| ask(99)).collect();
+        tokio::task::yield_now().await;
+        gate.notify_one();
+        assert_eq!(first.await.ok().and_then(Result::ok), Some(7));
+        for o in others {
+            assert_eq!(
+                o.await.ok().and_then(Result::ok),
+                Some(7),
+                "shared the running count"
+            );
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Done, with no freshness window: the next one counts again.
+        let again = cache.get_or_run("k".into(), async { Ok(8) }).await;
+        assert_eq!(again.ok(), Some(8));
+    }
+
+    #[test]
+    fn the_token_cache_forgets_after_its_time_and_stays_bounded() {
+        let cache = TokenCache::new(Duration::from_millis(30));
+        cache.put("t", None);
+        assert_eq!(cache.get("t"), Some(None));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(cache.get("t"), None);
+        for i in 0..MAX_TOKENS + 5 {
+            cache.put(&i.to_string(), None);
+        }
+        let len = cache.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX);
+        assert!(len <= MAX_TOKENS, "{len}");
+        assert_eq!(TokenCache::new(Duration::ZERO).get("t"), None);
+    }
+}
