@@ -3,7 +3,7 @@
 //! expands to, and no mutation over GET.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
@@ -39,16 +39,51 @@ pub const MAX_FIELDS: usize = 2_000;
 /// Marks a request that arrived over GET (mutations are refused).
 pub struct OverGet;
 
-/// The limits extension.
-pub struct Limits;
+/// Most parsed documents kept (the operations a frontend sends are few and repeated).
+const MAX_PARSED: usize = 256;
+/// Longest document kept parsed, in bytes.
+const MAX_PARSED_LEN: usize = 16 * 1024;
 
-impl ExtensionFactory for Limits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension)
+/// Documents that parsed and passed [`check_shape`], by their text: a repeated operation is
+/// neither parsed nor measured again (validation still runs for every request).
+#[derive(Default)]
+struct ParsedDocuments(Mutex<HashMap<String, ExecutableDocument>>);
+
+impl ParsedDocuments {
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        let docs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        docs.get(query).cloned()
+    }
+
+    fn put(&self, query: &str, doc: &ExecutableDocument) {
+        if query.len() > MAX_PARSED_LEN {
+            return;
+        }
+        let mut docs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if docs.len() >= MAX_PARSED {
+            docs.clear();
+        }
+        docs.insert(query.to_owned(), doc.clone());
     }
 }
 
-struct LimitsExtension;
+/// The limits extension.
+#[derive(Default)]
+pub struct Limits {
+    parsed: Arc<ParsedDocuments>,
+}
+
+impl ExtensionFactory for Limits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(LimitsExtension {
+            parsed: self.parsed.clone(),
+        })
+    }
+}
+
+struct LimitsExtension {
+    parsed: Arc<ParsedDocuments>,
+}
 
 #[async_trait::async_trait]
 impl Extension for LimitsExtension {
@@ -61,8 +96,12 @@ impl Extension for LimitsExtension {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if let Ok(doc) = request.parsed_query() {
-            check_shape(doc)?;
+        if let Some(doc) = self.parsed.get(&request.query) {
+            request.set_parsed_query(doc);
+        } else if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
+            check_shape(&doc)?;
+            self.parsed.put(&request.query, &doc);
+            request.set_parsed_query(doc);
         }
         next.run(ctx, request).await
     }

@@ -38,7 +38,7 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 pub fn build_schema(introspection: bool) -> AppSchema {
     let builder = Schema::build(query::Query, EmptyMutation, subscription::Subscription)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(limits::Limits);
+        .extension(limits::Limits::default());
     if introspection {
         builder.finish()
     } else {

@@ -86,3 +86,34 @@ async fn a_freshness_window_reuses_a_total_for_at_most_its_time() {
         "counted again after it"
     );
 }
+
+/// Parsed documents are kept by their text: a repeated one answers the same, and every
+/// check still applies to it (a refused document is refused every time).
+#[tokio::test]
+async fn a_repeated_graphql_document_answers_the_same_and_keeps_its_limits() {
+    let app = spawn_app_with(TestDb::new().await, |_| {}).await;
+    let u = app.user("alice", Role::Common).await;
+    app.task(Task::of(u.id).mj("p-1")).await;
+    let q = "{ midjourneyTasks { totalCount nodes { mjId } } }";
+    let first = app.gql(&u, q).await;
+    let second = app.gql(&u, q).await;
+    assert_eq!(first.text, second.text);
+    assert!(first.text.contains("p-1"));
+    let deep = format!("{{ viewer {} }}", "{ id ".repeat(20) + &"}".repeat(20));
+    for _ in 0..2 {
+        let a = app.gql(&u, &deep).await;
+        assert_eq!(a.codes(), ["QUERY_TOO_COMPLEX"], "{}", a.text);
+    }
+    // A mutation over GET stays refused when the same text was seen before over POST.
+    let m = "mutation { __typename }";
+    let _ = app.gql(&u, m).await;
+    let url = format!("/graphql?query={}", "mutation%20%7B%20__typename%20%7D");
+    for _ in 0..2 {
+        let a = app.get_as(&u, &url).await;
+        assert!(
+            a.text.contains("METHOD_NOT_ALLOWED") || a.text.contains("errors"),
+            "{}",
+            a.text
+        );
+    }
+}
