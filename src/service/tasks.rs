@@ -72,8 +72,14 @@ fn sea_order(d: Direction) -> Order {
     }
 }
 
+/// From this many rows deep, an offset page finds its ids first (an index-only scan where
+/// the database has one), then reads just those rows.
+pub const IDS_FIRST_OFFSET: u64 = 1_000;
+
 /// A page query ready to run: its statement, and what is needed to read the answer.
 struct PagePlan {
+    /// Find the page's ids first, then the rows (deep offset pages).
+    ids_first: bool,
     select: Select<midjourney::Entity>,
     order: Vec<TaskOrder>,
     fingerprint: String,
@@ -124,7 +130,10 @@ impl Service {
             };
             select = select.order_by(key.field.expr(), sea_order(dir));
         }
+        let ids_first =
+            matches!(&query.page, PageRequest::Offset(p) if p.offset() >= IDS_FIRST_OFFSET);
         Ok(PagePlan {
+            ids_first,
             select: select.limit(limit.saturating_add(1)),
             order,
             fingerprint,
@@ -132,6 +141,23 @@ impl Service {
             backwards,
             offset_page,
         })
+    }
+
+    /// A deep offset page in two steps: the ids (the offset walked over an index only, where
+    /// there is one), then those rows, in the page's order.
+    async fn rows_by_ids_first(&self, plan: &PagePlan) -> Result<Vec<midjourney::Model>, Error> {
+        let ids_only = plan.select.clone().select_only().column(Column::Id);
+        let ids = self
+            .read(|db| Box::pin(ids_only.clone().into_tuple::<i64>().all(db)))
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = midjourney::Entity::find().filter(Column::Id.is_in(ids));
+        for key in &plan.order {
+            rows = rows.order_by(key.field.expr(), sea_order(key.direction));
+        }
+        self.read(|db| Box::pin(rows.clone().all(db))).await
     }
 
     /// The SQL statements a page and its total run, as they would be sent (for the
@@ -155,7 +181,11 @@ impl Service {
         let plan = self.page_plan(viewer, query)?;
         self.rows_query();
         let select = &plan.select;
-        let models = self.read(|db| Box::pin(select.clone().all(db))).await?;
+        let models = if plan.ids_first {
+            self.rows_by_ids_first(&plan).await?
+        } else {
+            self.read(|db| Box::pin(select.clone().all(db))).await?
+        };
         let limit = plan.limit;
         let backwards = plan.backwards;
         let more = models.len() as u64 > limit;

@@ -173,3 +173,66 @@ async fn admin_route_pages_over_every_users_tasks() {
         .collect();
     assert_eq!(a.ids(), own);
 }
+
+/// Offset pages 1,000 rows deep and more find their ids first, then the rows: the same
+/// rows, in the same order, as the plain query would give (REST newest first, and GraphQL
+/// ordered by a column with ties).
+#[tokio::test]
+async fn deep_offset_pages_answer_the_same_rows_in_the_same_order() {
+    use entity::midjourney;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let app = spawn_app().await;
+    let u = app.user("alice", Role::Common).await;
+    let conn = app.db.connect().await;
+    let rows: Vec<midjourney::ActiveModel> = (0..1_150)
+        .map(|i| midjourney::ActiveModel {
+            user_id: Set(Some(u.id)),
+            mj_id: Set(Some(format!("deep-{i}"))),
+            quota: Set(Some((i * 7) % 13)),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in rows.chunks(200) {
+        midjourney::Entity::insert_many(chunk.to_vec())
+            .exec(&conn)
+            .await
+            .unwrap();
+    }
+    let stored: Vec<(i64, i64)> = midjourney::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id, m.quota.unwrap_or(0)))
+        .collect();
+    conn.close().await.ok();
+
+    // REST: newest first, 20 per page; page 52 starts 1,020 rows deep.
+    let mut newest: Vec<i64> = stored.iter().map(|(id, _)| *id).collect();
+    newest.sort_unstable_by(|a, b| b.cmp(a));
+    for p in [50, 51, 52, 58] {
+        let a = app
+            .get_as(&u, &format!("/api/mj/self?p={p}&page_size=20"))
+            .await;
+        let start = (p - 1) * 20;
+        let want: Vec<i64> = newest.iter().skip(start).take(20).copied().collect();
+        assert_eq!(a.ids(), want, "page {p}");
+        assert_eq!(a.total(), 1_150);
+    }
+    // GraphQL: by quota (ties broken by id, descending), 1,000 to 1,100 rows deep.
+    let mut by_quota = stored.clone();
+    by_quota.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    for page in [11, 12] {
+        let q = format!(
+            "{{ midjourneyTasks(orderBy: [{{field: QUOTA, direction: DESC}}], page: {{offset: {{page: {page}, pageSize: 100}}}}) {{ nodes {{ id }} }} }}"
+        );
+        let a = app.gql(&u, &q).await;
+        let want: Vec<i64> = by_quota
+            .iter()
+            .skip((page - 1) * 100)
+            .take(100)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(a.node_ids(), want, "page {page}");
+    }
+}
