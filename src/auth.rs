@@ -40,7 +40,8 @@ pub fn has_credentials(headers: &HeaderMap) -> bool {
 
 /// Authenticates the request and checks the caller's role is at least `min_role`.
 /// No check that fails runs a task query; the user lookup is one indexed query and is
-/// never cached, so a ban or role change takes effect on the next request.
+/// remembered for at most `--auth-cache-ms` (default 1 s), so a ban or role change takes
+/// effect within that time.
 pub async fn authenticate(
     service: &Service,
     headers: &HeaderMap,
