@@ -434,9 +434,7 @@ async fn cases(
             },
         )
         .await?
-        .cursors
-        .into_iter()
-        .next()
+        .cursor(0)
         .unwrap_or_default();
     let deepest = (args.tasks as u64 / 20).max(1);
     let deep_name = format!("GraphQL heavy user cursor page {depth} deep");

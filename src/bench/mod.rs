@@ -189,8 +189,6 @@ async fn deep_cursor(service: &Service, admin: &Viewer, tasks: usize) -> anyhow:
     };
     let found = service.list_tasks(admin, &query).await?;
     found
-        .cursors
-        .into_iter()
-        .next()
+        .cursor(0)
         .context("the seeded table is too small for a deep cursor")
 }

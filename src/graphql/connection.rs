@@ -64,12 +64,12 @@ impl PageInfo<'_> {
         self.0.page.has_previous_page
     }
     /// The first task's cursor (null on an empty page).
-    async fn start_cursor(&self) -> Option<&str> {
-        self.0.page.cursors.first().map(String::as_str)
+    async fn start_cursor(&self) -> Option<String> {
+        self.0.page.cursor(0)
     }
     /// The last task's cursor (null on an empty page).
-    async fn end_cursor(&self) -> Option<&str> {
-        self.0.page.cursors.last().map(String::as_str)
+    async fn end_cursor(&self) -> Option<String> {
+        self.0.page.cursor(self.0.page.rows.len().checked_sub(1)?)
     }
     /// The page number (offset pages only; null with cursors).
     async fn page(&self) -> Option<u64> {
@@ -96,11 +96,8 @@ impl MidjourneyTaskConnection {
     /// The tasks of this page with their cursors.
     async fn edges(&self) -> Vec<MidjourneyTaskEdge> {
         self.tasks()
-            .zip(self.page.cursors.iter())
-            .map(|(node, cursor)| MidjourneyTaskEdge {
-                cursor: cursor.clone(),
-                node,
-            })
+            .zip(self.page.cursors())
+            .map(|(node, cursor)| MidjourneyTaskEdge { cursor, node })
             .collect()
     }
     /// Where this page stands.

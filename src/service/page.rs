@@ -102,11 +102,29 @@ impl Default for PageRequest {
 #[derive(Clone, Debug)]
 pub struct TaskPage {
     pub rows: Vec<TaskRecord>,
-    /// An opaque cursor for each row, in order.
-    pub cursors: Vec<String>,
+    /// The order and filter the rows' cursors are made for (cursors are only encoded when
+    /// asked for: the legacy routes never need them).
+    pub(crate) order: Vec<crate::service::order::TaskOrder>,
+    pub(crate) fingerprint: String,
     pub has_next_page: bool,
     pub has_previous_page: bool,
     /// The page number in offset mode.
     pub page: Option<u64>,
     pub page_size: u64,
+}
+
+impl TaskPage {
+    /// The opaque cursor of row `i`.
+    pub fn cursor(&self, i: usize) -> Option<String> {
+        self.rows
+            .get(i)
+            .map(|r| crate::service::cursor::encode(r, &self.order, &self.fingerprint))
+    }
+
+    /// The cursor of every row, in order.
+    pub fn cursors(&self) -> Vec<String> {
+        (0..self.rows.len())
+            .filter_map(|i| self.cursor(i))
+            .collect()
+    }
 }

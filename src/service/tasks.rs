@@ -198,10 +198,6 @@ impl Service {
         if backwards {
             rows.reverse();
         }
-        let cursors = rows
-            .iter()
-            .map(|r| cursor::encode(r, &plan.order, &plan.fingerprint))
-            .collect();
 
         let (has_next_page, has_previous_page) = match &query.page {
             PageRequest::Offset(p) => (more, p.page > 1),
@@ -210,7 +206,8 @@ impl Service {
         };
         Ok(TaskPage {
             rows,
-            cursors,
+            order: plan.order,
+            fingerprint: plan.fingerprint,
             has_next_page,
             has_previous_page,
             page: plan.offset_page,
