@@ -85,12 +85,26 @@ impl Query {
     ) -> async_graphql::Result<MidjourneyTaskConnection> {
         let (service, viewer, lang) = caller(ctx)?;
         let query = task_query(filter, order_by, page).gql(lang)?;
-        let page = service.list_tasks(viewer, &query).await.gql(lang)?;
+        // A selected total is counted alongside the page rather than after it.
+        let look = ctx.look_ahead();
+        let wants_total = look.field("totalCount").exists()
+            || look.field("pageInfo").field("totalPages").exists();
+        let total = OnceCell::new();
+        let page = if wants_total {
+            let (page, count) = tokio::join!(
+                service.list_tasks(viewer, &query),
+                service.count_tasks(viewer, &query)
+            );
+            let _ = total.set(count.gql(lang)?);
+            page
+        } else {
+            service.list_tasks(viewer, &query).await
+        };
         Ok(MidjourneyTaskConnection {
-            page,
+            page: page.gql(lang)?,
             query,
             viewer: viewer.clone(),
-            total: OnceCell::new(),
+            total,
         })
     }
 
