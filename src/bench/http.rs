@@ -617,6 +617,25 @@ async fn cases(
             Http::Graphql(gql(&q)),
         ))
     });
+    add!("GraphQL heavy user cursor first page", |_| {
+        let query = TaskQuery {
+            page: PageRequest::Cursor(CursorPage {
+                first: Some(20),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let q = format!(
+            "{{ midjourneyTasks(page: {{cursor: {{first: 20}}}}) {{ nodes {{ {FIELDS} }} }} }}"
+        );
+        Ok((
+            heavy.clone(),
+            query,
+            Want::Page,
+            auth(&users.heavy),
+            Http::Graphql(gql(&q)),
+        ))
+    });
     add!(&deep_name, |_| {
         let query = TaskQuery {
             page: PageRequest::Cursor(CursorPage {
