@@ -353,7 +353,7 @@ async fn floor(db: &DatabaseConnection, p: &Prepared) -> bool {
 }
 
 /// `VmRSS` and `VmHWM` of `pid`, in MiB (0 where /proc does not tell).
-fn memory(pid: u32) -> (f64, f64) {
+pub fn memory(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -623,16 +623,19 @@ async fn cases(
             Http::Graphql(gql(&q)),
         ))
     });
-    add!("GraphQL heavy user cursor first page", |_| {
+    // The heavy user's newest-first list by cursor: from the start, and 10,000 rows in.
+    let cursor_page = |after: Option<String>| -> anyhow::Result<Draw> {
         let query = TaskQuery {
             page: PageRequest::Cursor(CursorPage {
                 first: Some(20),
+                after: after.clone(),
                 ..Default::default()
             }),
             ..Default::default()
         };
+        let after = after.map_or(String::new(), |c| format!(", after: \"{c}\""));
         let q = format!(
-            "{{ midjourneyTasks(page: {{cursor: {{first: 20}}}}) {{ nodes {{ {FIELDS} }} }} }}"
+            "{{ midjourneyTasks(page: {{cursor: {{first: 20{after}}}}}) {{ nodes {{ {FIELDS} }} }} }}"
         );
         Ok((
             heavy.clone(),
@@ -641,27 +644,11 @@ async fn cases(
             auth(&users.heavy),
             Http::Graphql(gql(&q)),
         ))
-    });
-    add!(&deep_name, |_| {
-        let query = TaskQuery {
-            page: PageRequest::Cursor(CursorPage {
-                first: Some(20),
-                after: Some(deep.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let q = format!(
-            "{{ midjourneyTasks(page: {{cursor: {{first: 20, after: \"{deep}\"}}}}) {{ nodes {{ {FIELDS} }} }} }}"
-        );
-        Ok((
-            heavy.clone(),
-            query,
-            Want::Page,
-            auth(&users.heavy),
-            Http::Graphql(gql(&q)),
-        ))
-    });
+    };
+    add!("GraphQL heavy user cursor first page", |_| cursor_page(
+        None
+    ));
+    add!(&deep_name, |_| cursor_page(Some(deep.clone())));
     add!("GraphQL midjourneyTaskStats, one user", |rng| {
         let u = pick(rng);
         let q = "{ midjourneyTaskStats { count quotaSum successCount failureCount } }";
