@@ -107,8 +107,15 @@ pub async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
         .on_upgrade(move |socket| serve(socket, state, headers, protocol))
 }
 
-/// A close code and reason chosen while authenticating `connection_init`.
-type Rejection = Arc<Mutex<Option<(u16, String)>>>;
+/// Why a connection is closed: the close frame's code and reason.
+#[derive(Clone, Debug)]
+struct CloseReason {
+    code: u16,
+    reason: String,
+}
+
+/// The close reason chosen while authenticating `connection_init`.
+type Rejection = Arc<Mutex<Option<CloseReason>>>;
 
 /// The headers `connection_init` carries, over those of the upgrade request.
 fn init_headers(upgrade: &HeaderMap, payload: &serde_json::Value) -> HeaderMap {
@@ -155,7 +162,7 @@ async fn init(
     upgrade: HeaderMap,
     connection: Connection,
     payload: serde_json::Value,
-) -> Result<Data, (u16, String)> {
+) -> Result<Data, CloseReason> {
     let headers = init_headers(&upgrade, &payload);
     let lang = auth::lang(&headers);
     let viewer = auth::authenticate(&state.service, &headers, Role::Common)
@@ -166,7 +173,10 @@ async fn init(
                 Error::Auth(_) => 4401,
                 _ => 1011,
             };
-            (code, e.message(lang))
+            CloseReason {
+                code,
+                reason: e.message(lang),
+            }
         })?;
     let mut data = Data::default();
     data.insert(Arc::new(RequestContext {
@@ -222,9 +232,9 @@ async fn serve(
         move |payload| async move {
             init(init_state, upgrade, init_connection, payload)
                 .await
-                .map_err(|(code, reason)| {
-                    let message = reason.clone();
-                    *rejected.lock().unwrap_or_else(PoisonError::into_inner) = Some((code, reason));
+                .map_err(|why| {
+                    let message = why.reason.clone();
+                    *rejected.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
                     async_graphql::Error::new(message)
                 })
         },
@@ -250,7 +260,7 @@ async fn serve(
                 Some(WsMessage::Close(code, reason)) => {
                     let chosen = rejection.lock().unwrap_or_else(PoisonError::into_inner).take();
                     let (code, reason) = match chosen {
-                        Some(c) => c,
+                        Some(why) => (why.code, why.reason),
                         // A subscribe before connection_init (graphql-transport-ws: 4401).
                         None if !acked && code == 1011 => (4401, "Unauthorized".to_owned()),
                         None => (code, reason),

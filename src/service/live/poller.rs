@@ -1,0 +1,247 @@
+//! The poller: what changed in the tasks table since the last poll, sent to every subscriber.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use entity::midjourney::{self, Column};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::error::Error;
+use crate::service::Service;
+use crate::service::filter::TaskFilter;
+use crate::service::record::TaskRecord;
+use crate::service::users::MAX_USER_BATCH;
+
+use super::{Batch, EventKind, Inner, TaskEvent};
+
+/// Most unfinished rows re-read each poll; beyond it the oldest stop being watched.
+pub const MAX_WATCHED: usize = 10_000;
+/// How far below the highest id the first poll looks for unfinished rows to watch.
+pub const WATCH_WINDOW: i64 = 10_000;
+/// How long an id skipped by a not-yet-committed insert keeps being looked for.
+pub const GAP_TTL: Duration = Duration::from_secs(30);
+/// Most skipped ids looked for at once.
+const MAX_GAPS: usize = 1_000;
+/// New rows read per query (more are read at once in further queries).
+const NEW_BATCH: u64 = 500;
+/// Watched rows read per query.
+const WATCH_BATCH: usize = 500;
+/// What the poller remembers between polls.
+#[derive(Debug, Default)]
+struct PollState {
+    /// The highest id seen.
+    last_id: i64,
+    /// Unfinished rows as last read, by id.
+    watched: BTreeMap<i64, TaskRecord>,
+    /// Ids below `last_id` not seen yet (an insert that had not committed), with when to
+    /// stop looking.
+    gaps: BTreeMap<i64, Instant>,
+}
+
+pub(super) async fn poll_loop(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut state: Option<PollState> = None;
+    let mut failing = false;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if inner.total.load(Ordering::Relaxed) == 0 {
+            // Nobody listens: forget everything and wait for a subscriber.
+            state = None;
+            tokio::select! {
+                () = inner.wake.notified() => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
+        let started = Instant::now();
+        let result = match state.as_mut() {
+            Some(s) => poll(&inner, s).await,
+            None => match baseline(&inner.service).await {
+                Ok(s) => {
+                    state = Some(s);
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        inner.polls.fetch_add(1, Ordering::Relaxed);
+        let more = match result {
+            Ok(more) => {
+                if failing {
+                    tracing::info!("live poller: the database answers again");
+                    failing = false;
+                }
+                more
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "live poller: a poll failed; retrying every interval");
+                    failing = true;
+                }
+                false
+            }
+        };
+        if more {
+            continue;
+        }
+        let wait = inner.config.interval.saturating_sub(started.elapsed());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The starting point: the highest id, and the recent unfinished rows to watch.
+async fn baseline(service: &Service) -> Result<PollState, Error> {
+    let backend = service.db.get_database_backend();
+    service.live_query();
+    let highest = midjourney::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("MAX(id)"), "m");
+    let last = service
+        .read_on(true, |db| {
+            Box::pin(highest.clone().into_tuple::<Option<i64>>().one(db))
+        })
+        .await?;
+    let last_id = last.flatten().unwrap_or(0);
+    let unfinished = TaskFilter {
+        finished: Some(false),
+        ..Default::default()
+    };
+    service.live_query();
+    let recent = midjourney::Entity::find()
+        .filter(Column::Id.gt(last_id.saturating_sub(WATCH_WINDOW)))
+        .filter(unfinished.condition(backend))
+        .order_by_desc(Column::Id)
+        .limit(MAX_WATCHED as u64);
+    let rows = service
+        .read_on(true, |db| Box::pin(recent.clone().all(db)))
+        .await?;
+    let forward = service.image_forward_base.as_deref();
+    let watched = rows
+        .into_iter()
+        .map(|m| (m.id, TaskRecord::from_model(m, forward)))
+        .collect();
+    Ok(PollState {
+        last_id,
+        watched,
+        ..Default::default()
+    })
+}
+
+/// One poll; `Ok(true)` when more new rows are waiting (poll again at once).
+///
+/// An idle poll is one query: the first [`WATCH_BATCH`] watched rows, the skipped ids and
+/// the new rows are read together; the subscribed users are read again only when there are
+/// events to deliver (a banned user receives nothing more).
+async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
+    let service = &inner.service;
+    let forward = service.image_forward_base.as_deref();
+    let now = Instant::now();
+    state.gaps.retain(|_, until| *until > now);
+    let watched: Vec<i64> = state.watched.keys().copied().collect();
+    let mut chunks = watched.chunks(WATCH_BATCH);
+    let first = chunks.next().unwrap_or_default();
+
+    let mut rows = Vec::new();
+    // Watched rows beyond the first batch, by primary key.
+    for chunk in chunks {
+        service.live_query();
+        let watched = midjourney::Entity::find().filter(Column::Id.is_in(chunk.iter().copied()));
+        rows.extend(
+            service
+                .read_on(true, |db| Box::pin(watched.clone().all(db)))
+                .await?,
+        );
+    }
+    // The first watched rows, the skipped ids and what is new, in id order: every watched
+    // and skipped row fits under the limit, and up to NEW_BATCH new rows follow them.
+    let mut wanted = Condition::any().add(Column::Id.gt(state.last_id));
+    let known: Vec<i64> = first.iter().chain(state.gaps.keys()).copied().collect();
+    if !known.is_empty() {
+        wanted = wanted.add(Column::Id.is_in(known.iter().copied()));
+    }
+    service.live_query();
+    let changed = midjourney::Entity::find()
+        .filter(wanted)
+        .order_by_asc(Column::Id)
+        .limit(NEW_BATCH + known.len() as u64);
+    let found = service
+        .read_on(true, |db| Box::pin(changed.clone().all(db)))
+        .await?;
+    let fresh = found.iter().filter(|m| m.id > state.last_id).count() as u64;
+    rows.extend(found);
+
+    let mut events = Vec::new();
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut expected = state.last_id + 1;
+    for m in rows {
+        let id = m.id;
+        seen.insert(id);
+        let task = TaskRecord::from_model(m, forward);
+        if let Some(before) = state.watched.get(&id) {
+            if *before == task {
+                continue;
+            }
+            let kind = if task.finished() {
+                state.watched.remove(&id);
+                EventKind::Finished
+            } else {
+                state.watched.insert(id, task.clone());
+                EventKind::Updated
+            };
+            events.push(TaskEvent { kind, task });
+            continue;
+        }
+        if id > state.last_id {
+            for gap in expected..id.min(expected.saturating_add(MAX_GAPS as i64)) {
+                state.gaps.insert(gap, now + GAP_TTL);
+            }
+            expected = id + 1;
+            state.last_id = id;
+        } else if state.gaps.remove(&id).is_none() {
+            continue;
+        }
+        if !task.finished() {
+            state.watched.insert(id, task.clone());
+        }
+        events.push(TaskEvent {
+            kind: EventKind::Created,
+            task,
+        });
+    }
+    // A deleted row is no longer watched.
+    for id in &watched {
+        if !seen.contains(id) {
+            state.watched.remove(id);
+        }
+    }
+    while state.gaps.len() > MAX_GAPS {
+        state.gaps.pop_first();
+    }
+    while state.watched.len() > MAX_WATCHED {
+        state.watched.pop_first();
+    }
+    if events.is_empty() {
+        return Ok(false);
+    }
+
+    // Before anything is delivered: the subscribed users, as they are now.
+    let subscribed: Vec<i64> = {
+        let users = inner.users.lock().unwrap_or_else(PoisonError::into_inner);
+        users.keys().copied().collect()
+    };
+    let mut users = HashMap::with_capacity(subscribed.len());
+    for chunk in subscribed.chunks(MAX_USER_BATCH) {
+        service.live_query();
+        users.extend(service.current_viewers(chunk).await?);
+    }
+    // No receiver is not an error: the last subscriber just left.
+    let _ = inner.tx.send(Arc::new(Batch { events, users }));
+    Ok(fresh == NEW_BATCH)
+}
