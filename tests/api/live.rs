@@ -351,6 +351,18 @@ async fn an_mj_ids_subscription_completes_when_all_have_finished() {
     // j-bob stays invisible, so the subscription waits for it as for an id not yet
     // submitted: it is still open.
     assert!(ws.silent_for(Duration::from_millis(800)).await);
+    // Listing only her own: the subscription completes once they have finished.
+    ws.subscribe("2", EVENTS, json!({"mjIds": ["j-3"]})).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.db.submit(alice.id, "j-3", 1).await;
+    expect(&ws.event("2").await, "CREATED", "SUBMITTED", "0%");
+    app.db.succeed("j-3").await;
+    expect(&ws.event("2").await, "FINISHED", "SUCCESS", "100%");
+    assert_eq!(
+        ws.next_of("2").await,
+        None,
+        "complete after the last one finished"
+    );
 }
 
 #[tokio::test]

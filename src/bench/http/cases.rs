@@ -89,6 +89,16 @@ pub(super) async fn cases(
         .unwrap_or_default();
     let deepest = (args.tasks as u64 / 20).max(1);
     let deep_name = format!("GraphQL heavy user cursor page {depth} deep");
+    let lookup = |mj: &str, scope| TaskQuery {
+        filter: TaskFilter {
+            mj_id: Some(StringFilter {
+                eq: Some(mj.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..own(scope)
+    };
     let pick = |rng: &mut StdRng| &light[rng.random_range(0..light.len())];
 
     let mut out = Vec::new();
@@ -121,16 +131,7 @@ pub(super) async fn cases(
     });
     add!("REST mj_id lookup", |rng| {
         let (u, mj) = &lookups[rng.random_range(0..lookups.len())];
-        let query = TaskQuery {
-            filter: TaskFilter {
-                mj_id: Some(StringFilter {
-                    eq: Some(mj.clone()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            ..own(Scope::Own)
-        };
+        let query = lookup(mj, Scope::Own);
         Ok((
             viewer(u),
             query,
@@ -247,16 +248,7 @@ pub(super) async fn cases(
     });
     add!("GraphQL mj_id lookup + totalCount", |rng| {
         let (u, mj) = &lookups[rng.random_range(0..lookups.len())];
-        let query = TaskQuery {
-            filter: TaskFilter {
-                mj_id: Some(StringFilter {
-                    eq: Some(mj.clone()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            ..own(Scope::Visible)
-        };
+        let query = lookup(mj, Scope::Visible);
         let q = format!(
             "{{ midjourneyTasks(filter: {{mjId: {{eq: \"{mj}\"}}}}) {{ totalCount nodes {{ {FIELDS} }} }} }}"
         );
