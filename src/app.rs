@@ -3,21 +3,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, extract::State};
+use axum::{Router, middleware};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::config::{DbConfig, LiveArgs, ServeArgs};
+use crate::config::{DbConfig, LiveArgs, ServeArgs, ServerArgs};
 use crate::db;
 use crate::error::{Error, Lang};
 use crate::graphql::{self, WsSettings};
 use crate::rest::{self, ApiError};
+use crate::server::{self, Guard, Phase, ServerSettings, Shutdown};
 use crate::service::live::{Live, LiveConfig};
 use crate::service::replicas::{Replicas, display_name};
 use crate::service::{NewUser, Role, Service};
@@ -56,6 +57,8 @@ pub struct App {
     router: Router,
     service: Service,
     live: Live,
+    settings: ServerSettings,
+    shutdown: Shutdown,
 }
 
 fn live_config(args: &LiveArgs) -> LiveConfig {
@@ -100,6 +103,11 @@ impl App {
                 source,
             })?;
         let live = Live::new(service.clone(), live_config(&cfg.live));
+        let shutdown = Shutdown::default();
+        let guard = Guard {
+            shutdown: shutdown.clone(),
+            request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
+        };
         let state = AppState {
             service: service.clone(),
             schema: graphql::build_schema(!cfg.no_introspection),
@@ -108,12 +116,16 @@ impl App {
                 init_timeout: Duration::from_millis(cfg.live.ws_init_timeout_ms),
                 keepalive: Duration::from_millis(cfg.live.ws_keepalive_ms),
             },
+            body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
+            shutdown: shutdown.clone(),
         };
         Ok(App {
             listener,
-            router: router(state),
+            router: router(state, guard),
             service,
             live,
+            settings: server_settings(&cfg.server),
+            shutdown,
         })
     }
 
@@ -137,22 +149,40 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` completes, letting in-flight requests finish.
+    /// Where the instance is in its life.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Serves until `stop` completes, then shuts down gracefully (see [`crate::server`]).
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "listening");
         let live = self.live.clone();
+        let closing = self.shutdown.clone();
         let stopping = live.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                stop.await;
-                // Subscriptions complete and WebSockets close (1001) before the exit.
-                stopping.shutdown();
-            })
-            .await;
-        live.drained(Duration::from_secs(3)).await;
+        // Subscriptions complete and WebSockets close (1001) once the listener stops.
+        tokio::spawn(async move {
+            closing.reached(Phase::Closing).await;
+            stopping.shutdown();
+        });
+        let grace = self.settings.grace;
+        let started = std::time::Instant::now();
+        let served = server::serve(
+            self.listener,
+            self.router,
+            self.settings,
+            self.shutdown,
+            stop,
+        )
+        .await;
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .min(Duration::from_secs(3));
+        live.drained(left).await;
+        tracing::info!("stopped");
         served
     }
 }
@@ -259,13 +289,23 @@ pub fn print_new_user(headline: &str, user: &NewUser) {
     println!("  token:    {}", user.access_token);
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
+fn server_settings(args: &ServerArgs) -> ServerSettings {
+    ServerSettings {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        drain: Duration::from_millis(args.shutdown_drain_ms),
+        grace: Duration::from_millis(args.shutdown_grace_ms),
+    }
+}
+
+/// The whole HTTP surface, every request passing `guard`.
+pub fn router(state: AppState, guard: Guard) -> Router {
     rest::router()
         .merge(graphql::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(guard, server::guard))
         .layer(
             // One INFO line per request (method, path, status, latency); headers are not
             // logged, so tokens never reach the log.
@@ -277,10 +317,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Liveness plus a database ping: 200 when reads can be served, 503 otherwise. With read
+/// Liveness plus a database ping: 200 when reads can be served, 503 otherwise (and 503
+/// `draining` from the shutdown signal on, so load balancers stop sending). With read
 /// replicas, each one's state, reads and replay lag are listed; `status` is `ok` only when
 /// every database answers.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.shutdown.phase() != Phase::Serving {
+        let body = serde_json::json!({ "status": "draining" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     let primary_up = state.service.ping().await.is_ok();
     let mut body = serde_json::json!({
         "status": if primary_up { "ok" } else { "degraded" },
@@ -335,5 +380,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

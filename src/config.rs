@@ -96,6 +96,8 @@ pub struct ServeArgs {
     pub live: LiveArgs,
     #[command(flatten)]
     pub replicas: ReplicaArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Milliseconds a token's user is remembered (a ban, deletion or new token takes effect
     /// within this); 0 looks the user up on every request.
     #[arg(long, env = "AUTH_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
@@ -105,6 +107,46 @@ pub struct ServeArgs {
     /// the same moment.
     #[arg(long, env = "COUNT_FRESHNESS_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub count_freshness_ms: u64,
+}
+
+/// Connections, timeouts and shutdown.
+#[derive(Clone, Debug, Args)]
+pub struct ServerArgs {
+    /// Most connections open at once (WebSockets count until upgraded); one more is answered
+    /// 503 and closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Milliseconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection stays open. 0 disables it.
+    #[arg(long, env = "HEADER_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a client has to send a request body (a GraphQL POST), answered 408 after.
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub body_timeout_ms: u64,
+    /// Longest a request may take, in milliseconds, answered 504 (`TIMEOUT`) after; 0 for no
+    /// limit. Subscriptions are not requests in this sense.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub request_timeout_ms: u64,
+    /// Milliseconds /healthz reports `draining` after SIGTERM while everything is still served
+    /// (set it to the load balancer's health-check interval).
+    #[arg(long, env = "SHUTDOWN_DRAIN_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub shutdown_drain_ms: u64,
+    /// Milliseconds from SIGTERM to the exit: requests still running then are answered 503.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        ServerArgs {
+            max_connections: 10_000,
+            header_timeout_ms: 30_000,
+            body_timeout_ms: 30_000,
+            request_timeout_ms: 30_000,
+            shutdown_drain_ms: 0,
+            shutdown_grace_ms: 10_000,
+        }
+    }
 }
 
 /// Read replicas.
@@ -253,6 +295,7 @@ impl ServeArgs {
             no_introspection: false,
             live: LiveArgs::default(),
             replicas: ReplicaArgs::default(),
+            server: ServerArgs::default(),
             auth_cache_ms: 1000,
             count_freshness_ms: 0,
         }

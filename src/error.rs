@@ -137,6 +137,18 @@ pub enum Error {
     /// The instance is shutting down.
     #[error("the server is shutting down: connect again")]
     ShuttingDown,
+    /// The instance has as many connections open as it accepts.
+    #[error("too many connections: try again shortly")]
+    TooManyConnections,
+    /// The request's headers are larger than the limit.
+    #[error("request headers larger than 16 KiB")]
+    HeadersTooLarge,
+    /// The client took too long to send the request body.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// The request took longer than the whole-request limit (in milliseconds).
+    #[error("the request took longer than {0} ms")]
+    Timeout(u64),
     #[error("internal error")]
     Internal,
 }
@@ -161,6 +173,10 @@ impl Error {
             Error::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
             Error::SlowConsumer => "SLOW_CONSUMER",
             Error::ShuttingDown => "SHUTTING_DOWN",
+            Error::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            Error::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            Error::BodyTimeout => "BODY_TIMEOUT",
+            Error::Timeout(_) => "TIMEOUT",
             Error::Internal => "INTERNAL",
         }
     }
@@ -177,7 +193,13 @@ impl Error {
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
             Error::TooManySubscriptions(_) => 429,
-            Error::Unavailable | Error::SlowConsumer | Error::ShuttingDown => 503,
+            Error::Unavailable
+            | Error::SlowConsumer
+            | Error::ShuttingDown
+            | Error::TooManyConnections => 503,
+            Error::HeadersTooLarge => 431,
+            Error::BodyTimeout => 408,
+            Error::Timeout(_) => 504,
             Error::Internal => 500,
         }
     }

@@ -6,6 +6,7 @@
 //! - [`rest`] translates the legacy routes to and from it;
 //! - [`graphql`] is the GraphQL API over the same service;
 //! - [`auth`] reads the caller from the two auth headers;
+//! - [`server`] accepts connections, guards requests and shuts down gracefully;
 //! - [`app`] wires it all together; [`config`] holds every setting.
 
 pub mod app;
@@ -17,5 +18,6 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod rest;
+pub mod server;
 pub mod service;
 pub mod state;

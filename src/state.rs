@@ -1,6 +1,9 @@
 //! State shared by every handler and resolver (cheap to clone).
 
+use std::time::Duration;
+
 use crate::graphql::{AppSchema, WsSettings};
+use crate::server::Shutdown;
 use crate::service::Service;
 use crate::service::live::Live;
 
@@ -12,4 +15,8 @@ pub struct AppState {
     pub live: Live,
     /// WebSocket timeouts.
     pub ws: WsSettings,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: Duration,
+    /// Where the instance is in its life (`/healthz` reports draining).
+    pub shutdown: Shutdown,
 }

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::{self, AuthError};
+use crate::error::Error;
 use crate::graphql::context::RequestContext;
 use crate::graphql::errors::{ensure_codes, server_error};
 use crate::graphql::limits::OverGet;
@@ -34,7 +35,7 @@ pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
 }
 
 /// A response made of request-level errors only (no execution took place).
-pub(crate) fn request_error(
+pub fn request_error(
     status: StatusCode,
     message: &str,
     code: &'static str,
@@ -111,13 +112,26 @@ pub async fn post_graphql(
             &headers,
         );
     }
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return request_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body larger than 64 KiB",
-            "BAD_REQUEST",
-            &headers,
-        );
+    // A body trickling in is cut off at the body timeout (slowloris).
+    let bytes = match tokio::time::timeout(state.body_timeout, to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return request_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body larger than 64 KiB",
+                "BAD_REQUEST",
+                &headers,
+            );
+        }
+        Err(_) => {
+            let e = Error::BodyTimeout;
+            return request_error(
+                StatusCode::REQUEST_TIMEOUT,
+                &e.to_string(),
+                e.code(),
+                &headers,
+            );
+        }
     };
     // A list is a batch; anything else must be one request object (serde would read `[]`
     // as an empty request object).

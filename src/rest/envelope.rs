@@ -50,10 +50,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = Failure {
-            success: false,
-            message: self.error.message(self.lang),
-        };
-        (status, Json(body)).into_response()
+        (status, Json(failure(&self.error, self.lang))).into_response()
     }
+}
+
+fn failure(error: &Error, lang: Lang) -> Failure {
+    Failure {
+        success: false,
+        message: error.message(lang),
+    }
+}
+
+/// The failure envelope's bytes, for answers written below the router (a connection refused
+/// at the cap).
+pub fn failure_body(error: &Error, lang: Lang) -> Vec<u8> {
+    serde_json::to_vec(&failure(error, lang)).unwrap_or_default()
 }

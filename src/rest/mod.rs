@@ -7,7 +7,7 @@ mod handlers;
 mod items;
 mod params;
 
-pub use envelope::ApiError;
+pub use envelope::{ApiError, failure_body};
 pub use items::SelfItem;
 
 use axum::Router;

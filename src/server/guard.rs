@@ -1,0 +1,73 @@
+//! The guard every request passes: the header size limit, the whole-request timeout and the
+//! shutdown deadline. A refusal is answered in the door's own shape (the legacy envelope on
+//! the REST routes, a GraphQL error on `/graphql`), never by dropping the connection.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth;
+use crate::error::Error;
+use crate::graphql;
+use crate::rest::ApiError;
+use crate::server::shutdown::{Phase, Shutdown};
+
+/// Most bytes of request headers (names and values) answered normally; larger heads get 431.
+/// (Heads beyond the parser's buffer, [`super::MAX_HEAD_BUFFER`], are refused by the HTTP
+/// parser itself with a bare 431.)
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// What the guard needs.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    pub shutdown: Shutdown,
+    /// Longest a request may take; zero for no limit.
+    pub request_timeout: Duration,
+}
+
+/// Refuses `error` in the shape of the door `path` belongs to.
+pub fn refuse(error: Error, path: &str, headers: &HeaderMap) -> Response {
+    if path == "/graphql" || path.starts_with("/graphql/") {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        graphql::error_response(status, &error.to_string(), error.code(), headers)
+    } else {
+        ApiError::new(error, auth::lang(headers)).into_response()
+    }
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+/// The middleware.
+pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    if header_bytes(&headers) > MAX_HEADER_BYTES {
+        return refuse(Error::HeadersTooLarge, &path, &headers);
+    }
+    let timeout = async {
+        if guard.request_timeout.is_zero() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(guard.request_timeout).await;
+    };
+    tokio::select! {
+        response = next.run(request) => response,
+        () = timeout => {
+            tracing::warn!(path, timeout_ms = guard.request_timeout.as_millis() as u64, "request timed out");
+            refuse(Error::Timeout(guard.request_timeout.as_millis() as u64), &path, &headers)
+        }
+        () = guard.shutdown.reached(Phase::Deadline) => {
+            tracing::warn!(path, "request still running at the shutdown deadline");
+            refuse(Error::ShuttingDown, &path, &headers)
+        }
+    }
+}
