@@ -1,5 +1,7 @@
 //! The `mj-tasks` binary: parse the command line, start tracing, run the command.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use mj_tasks::app::App;
 use mj_tasks::commands;
@@ -15,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     match cli.command {

@@ -101,19 +101,23 @@ pub async fn serve(
     };
 
     tokio::pin!(stop);
-    let mut drain_until = None;
+    let mut signalled = None;
     loop {
         let drain_over = async {
-            match drain_until {
-                Some(at) => sleep_until(at).await,
+            match signalled {
+                Some(at) => sleep_until(at + settings.drain).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            () = &mut stop, if drain_until.is_none() => {
+            biased;
+            () = &mut stop, if signalled.is_none() => {
                 tracing::info!(drain_ms = settings.drain.as_millis() as u64, grace_ms = settings.grace.as_millis() as u64, "shutting down: draining");
                 shutdown.enter(Phase::Draining);
-                drain_until = Some(Instant::now() + settings.drain);
+                signalled = Some(Instant::now());
+                if settings.drain.is_zero() {
+                    break;
+                }
             }
             () = drain_over => break,
             accepted = listener.accept() => match accepted {
@@ -126,7 +130,7 @@ pub async fn serve(
             },
         }
     }
-    let signalled = drain_until.map_or_else(Instant::now, |at| at - settings.drain);
+    let signalled = signalled.unwrap_or_else(Instant::now);
 
     // Take what the operating system has already accepted for us, then close the listener.
     let listener = listener.into_std()?;

@@ -33,4 +33,5 @@ mod online_index;
 mod paging;
 mod process;
 mod replica;
+mod shutdown;
 mod testdb;

@@ -76,12 +76,17 @@ impl ServerProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal named `name` (TERM, STOP, CONT…).
+    pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([format!("-{name}"), self.pid().to_string()])
             .status()
             .expect("kill")
             .success();
-        assert!(ok, "kill -TERM failed");
+        assert!(ok, "kill -{name} failed");
     }
 
     /// Waits for the process to exit, at most `within`.
