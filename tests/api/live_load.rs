@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::helpers::{TestDb, env_cases};
 use crate::live_client::{EVENTS, Frame, Ws};
+use crate::process::{free_port, percentile};
 
 const USERS: usize = 100;
 const TABS: usize = 10;
@@ -28,21 +29,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,19 +198,6 @@ pub async fn exchange(addr: SocketAddr, request: &[u8]) -> (TcpStream, Option<Ra
     (stream, response)
 }
 
-/// Whether the server closed `stream` (EOF or reset) within `within`.
-pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
 /// The `p` quantile of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

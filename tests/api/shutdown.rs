@@ -69,7 +69,7 @@ async fn sigterm_with_a_hundred_requests_on_the_wire_answers_every_one() {
     // the other 50 are sent while the process is stopped (SIGSTOP), so at SIGTERM they sit
     // in the operating system's accept queue, accepted by the kernel but not by the service.
     let send = |i: usize, barrier: Arc<Barrier>| {
-        let request = if i % 5 == 0 {
+        let request = if i.is_multiple_of(5) {
             graphql_post(&admin, STATS)
         } else {
             rest_get(&admin, &format!("/api/mj/?p={}&page_size=20", i + 1))
@@ -104,7 +104,7 @@ async fn sigterm_with_a_hundred_requests_on_the_wire_answers_every_one() {
         let (i, answer) = c.await.expect("client");
         let full = |r: &RawResponse| {
             let v = r.json();
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 v["data"]["midjourneyTaskStats"]["count"] == json!(tasks)
             } else {
                 v["success"] == json!(true)
