@@ -103,7 +103,7 @@ impl AuthError {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// A failed authentication or role check, with the legacy message and status.
     #[error("{}", .0.message(Lang::En))]

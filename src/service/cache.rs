@@ -63,10 +63,12 @@ impl TokenCache {
     }
 }
 
-/// One count, running or done.
+/// One count, running or done. Its outcome, failure included, is shared by everyone who
+/// joined it: when the database is down, the waiters fail with the count they joined instead
+/// of each trying again in turn.
 #[derive(Debug, Default)]
 struct CountSlot {
-    value: tokio::sync::OnceCell<u64>,
+    value: tokio::sync::OnceCell<Result<u64, Error>>,
     done: OnceLock<Instant>,
 }
 
@@ -108,15 +110,16 @@ impl CountCache {
                 }
             }
         };
-        let value = *slot.value.get_or_try_init(|| count).await?;
-        if slot.done.set(Instant::now()).is_ok() && self.freshness.is_zero() {
-            // Nobody may reuse it: forget it (unless a newer one took its place).
+        let value = slot.value.get_or_init(|| count).await.clone();
+        if slot.done.set(Instant::now()).is_ok() && (self.freshness.is_zero() || value.is_err()) {
+            // Nobody may reuse it (a failure never): forget it (unless a newer one took its
+            // place).
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
             if slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
                 slots.remove(&key);
             }
         }
-        Ok(value)
+        value
     }
 }
 
@@ -157,6 +160,37 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Done, with no freshness window: the next one counts again.
+        let again = cache.get_or_run("k".into(), async { Ok(8) }).await;
+        assert_eq!(again.ok(), Some(8));
+    }
+
+    /// A failed count is the answer of everyone who joined it (found with the database
+    /// restarted under load: each waiter retried in turn, a second more for each).
+    #[tokio::test]
+    async fn a_failed_count_fails_everyone_who_joined_it_and_the_next_one_counts_again() {
+        let cache = Arc::new(CountCache::new(Duration::from_secs(60)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let ask = || {
+            let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_run("k".into(), async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Err::<u64, _>(Error::Unavailable)
+                    })
+                    .await
+            })
+        };
+        let asked: Vec<_> = (0..6).map(|_| ask()).collect();
+        tokio::task::yield_now().await;
+        gate.notify_one();
+        for a in asked {
+            assert!(matches!(a.await.ok(), Some(Err(Error::Unavailable))));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one count for all six");
+        // A failure is never reused, even within the freshness window.
         let again = cache.get_or_run("k".into(), async { Ok(8) }).await;
         assert_eq!(again.ok(), Some(8));
     }

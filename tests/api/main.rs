@@ -11,6 +11,8 @@ mod browser;
 mod caches;
 mod cli;
 mod cross_backend;
+mod db_restart;
+mod db_servers;
 mod errors;
 mod filter_match;
 mod filters;

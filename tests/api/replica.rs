@@ -7,9 +7,8 @@
 //! `#[ignore]`d: it needs `TEST_DATABASE_URL=postgres://…` naming the local server, whose
 //! `pg_hba.conf` allows replication from 127.0.0.1 (`.ci/run` adds the line).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mj_tasks::app::App;
 use mj_tasks::config::{DbConfig, ServeArgs};
@@ -17,150 +16,9 @@ use mj_tasks::service::Role;
 use mj_tasks::service::replicas::Fallback;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
+use crate::db_servers::{MariaServer, PgCluster, eventually};
 use crate::helpers::{Backend, Task, TestApp, TestDb, spawn_app_with};
 use crate::live_client::{EVENTS, Sse};
-
-/// A streaming replica of the local PostgreSQL server, stopped when dropped.
-struct PgReplica {
-    dir: tempfile::TempDir,
-    port: u16,
-    bin: PathBuf,
-}
-
-fn as_postgres(program: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(program)
-        .args(args)
-        .output()
-        .expect("runuser");
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-impl PgReplica {
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    /// Base backup of the server at 127.0.0.1:`primary_port`, started as a hot standby.
-    fn create(primary_port: u16) -> PgReplica {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL's binaries under /usr/lib/postgresql")
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("pg_basebackup").exists())
-            .expect("pg_basebackup");
-        let dir = tempfile::Builder::new()
-            .prefix("mj-replica-")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        let chown = Command::new("chown")
-            .args(["postgres:postgres", &dir.path().display().to_string()])
-            .status()
-            .expect("chown");
-        assert!(chown.success());
-        let replica = PgReplica { dir, port, bin };
-        let data = replica.data();
-        as_postgres(
-            &replica.bin.join("pg_basebackup"),
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &primary_port.to_string(),
-                "-U",
-                "postgres",
-                "-D",
-                &data,
-                "-R",
-                "-X",
-                "stream",
-                "-c",
-                "fast",
-            ],
-        );
-        // Debian keeps the configuration outside the data directory: the replica gets its
-        // own, with trust on loopback and its socket in its directory.
-        for (file, text) in [
-            (
-                "postgresql.conf",
-                "hot_standby = on\nlisten_addresses = '127.0.0.1'\nmax_connections = 100\n",
-            ),
-            (
-                "pg_hba.conf",
-                "local all all trust\nhost all all 127.0.0.1/32 trust\n",
-            ),
-            ("pg_ident.conf", ""),
-        ] {
-            let path = replica.dir.path().join("data").join(file);
-            std::fs::write(&path, text).expect("config");
-            Command::new("chown")
-                .args(["postgres:postgres", &path.display().to_string()])
-                .status()
-                .expect("chown");
-        }
-        replica.start();
-        replica
-    }
-
-    fn start(&self) {
-        let opts = format!("-p {} -k {}", self.port, self.dir.path().display());
-        let log = self.dir.path().join("log").display().to_string();
-        as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
-        );
-    }
-
-    fn stop(&self) {
-        as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D", &self.data(), "-m", "fast", "-w", "stop"],
-        );
-    }
-
-    /// The URL of `database` on the replica.
-    fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-}
-
-impl Drop for PgReplica {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
-            .output();
-    }
-}
-
-/// Polls `check` until it holds (at most `within`), returning how long it took.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     db.query_one_raw(sea_orm::Statement::from_string(
@@ -229,7 +87,7 @@ async fn a_postgresql_streaming_replica_serves_reads() {
     let alice = on_primary.user("alice", Role::Common).await;
     on_primary.task(Task::of(alice.id).mj("before")).await;
 
-    let replica = PgReplica::create(port);
+    let replica = PgCluster::replica_of(port);
     let replica_url = replica.url(&name);
     let took = replicated(&replica_url, "SELECT COUNT(*) FROM midjourneys", 1).await;
     println!(
@@ -384,147 +242,44 @@ async fn a_postgresql_streaming_replica_serves_reads() {
 }
 
 /// A MariaDB primary and its replica, both started by the test (the machine's own server has
-/// no binary log to replicate from): `mariadb-install-db` then `mariadbd` on free ports, the
-/// replica read-only and following the primary's GTIDs. Stopped when dropped.
+/// no binary log to replicate from), the replica read-only and following the primary's GTIDs.
 struct MariaPair {
-    dir: tempfile::TempDir,
-    primary: u16,
-    replica: u16,
-    children: std::sync::Mutex<Vec<(String, std::process::Child)>>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
+    primary: MariaServer,
+    replica: MariaServer,
 }
 
 impl MariaPair {
-    fn server_args(&self, name: &str, port: u16, id: u32) -> Vec<String> {
-        let d = self.dir.path().display();
-        let mut args = vec![
-            "--no-defaults".into(),
-            "--user=mysql".into(),
-            format!("--datadir={d}/{name}"),
-            format!("--port={port}"),
-            "--bind-address=127.0.0.1".into(),
-            format!("--socket={d}/{name}.sock"),
-            format!("--pid-file={d}/{name}.pid"),
-            format!("--log-error={d}/{name}.err"),
-            format!("--server-id={id}"),
-            // A throwaway pair: no grants to set up.
-            "--skip-grant-tables".into(),
-        ];
-        if name == "primary" {
-            args.push(format!("--log-bin={d}/primary/bin"));
-        } else {
-            args.push("--read-only=1".into());
-        }
-        args
-    }
-
-    async fn wait_up(port: u16) {
-        let url = format!("mysql://root@127.0.0.1:{port}/mysql");
-        eventually(Duration::from_secs(30), &url, || async {
-            match Database::connect(url.as_str()).await {
-                Ok(db) => {
-                    db.close().await.ok();
-                    true
-                }
-                Err(_) => false,
-            }
-        })
-        .await;
-    }
-
-    fn spawn(&self, name: &str, port: u16, id: u32) {
-        let child = Command::new("/usr/sbin/mariadbd")
-            .args(self.server_args(name, port, id))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mariadbd");
-        self.children.lock().unwrap().push((name.to_owned(), child));
-    }
-
-    /// Stops `name` (SIGTERM: a clean shutdown) and waits for it to exit.
-    fn stop(&self, name: &str) {
-        let mut children = self.children.lock().unwrap();
-        for (_, child) in children.iter_mut().filter(|(n, _)| n == name) {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
-        children.retain(|(n, _)| n != name);
-    }
-
     async fn start() -> MariaPair {
-        let dir = tempfile::Builder::new()
-            .prefix("mj-mariadb-")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        Command::new("chown")
-            .args(["mysql:mysql", &dir.path().display().to_string()])
-            .status()
-            .expect("chown");
-        for name in ["primary", "replica"] {
-            let out = Command::new("mariadb-install-db")
-                .args([
-                    "--no-defaults",
-                    "--user=mysql",
-                    &format!("--datadir={}/{name}", dir.path().display()),
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                ])
-                .output()
-                .expect("mariadb-install-db");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let pair = MariaPair {
-            dir,
-            primary: free_port(),
-            replica: free_port(),
-            children: std::sync::Mutex::default(),
-        };
-        pair.spawn("primary", pair.primary, 1);
-        pair.spawn("replica", pair.replica, 2);
-        Self::wait_up(pair.primary).await;
-        Self::wait_up(pair.replica).await;
-        let replica = Database::connect(pair.url("replica", "mysql").as_str())
+        let primary = MariaServer::start(1, true, &[]).await;
+        let replica = MariaServer::start(2, false, &["--read-only=1"]).await;
+        let db = Database::connect(replica.url("mysql").as_str())
             .await
             .expect("replica");
-        replica
-            .execute_unprepared(&format!(
-                "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', \
-                 MASTER_USE_GTID=current_pos",
-                pair.primary
-            ))
-            .await
-            .expect("change master");
-        replica
-            .execute_unprepared("START SLAVE")
+        db.execute_unprepared(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', \
+             MASTER_USE_GTID=current_pos",
+            primary.port
+        ))
+        .await
+        .expect("change master");
+        db.execute_unprepared("START SLAVE")
             .await
             .expect("start slave");
-        replica.close().await.ok();
-        pair
+        db.close().await.ok();
+        MariaPair { primary, replica }
     }
 
     fn url(&self, which: &str, database: &str) -> String {
-        let port = if which == "primary" {
-            self.primary
+        if which == "primary" {
+            self.primary.url(database)
         } else {
-            self.replica
-        };
-        format!("mysql://root@127.0.0.1:{port}/{database}")
+            self.replica.url(database)
+        }
     }
 
     /// Creates `name` on the primary (the replica follows).
     async fn create_database(&self, name: &str) {
-        let admin = Database::connect(self.url("primary", "mysql").as_str())
+        let admin = Database::connect(self.primary.url("mysql").as_str())
             .await
             .expect("primary");
         admin
@@ -535,26 +290,11 @@ impl MariaPair {
     }
 
     fn stop_replica(&self) {
-        let pid = std::fs::read_to_string(self.dir.path().join("replica.pid")).unwrap_or_default();
-        Command::new("kill").arg(pid.trim()).status().expect("kill");
-        let started = Instant::now();
-        while self.dir.path().join("replica.pid").exists()
-            && started.elapsed() < Duration::from_secs(30)
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.replica.stop();
     }
 
     async fn start_replica(&self) {
-        self.spawn("replica", self.replica, 2);
-        Self::wait_up(self.replica).await;
-    }
-}
-
-impl Drop for MariaPair {
-    fn drop(&mut self) {
-        self.stop("replica");
-        self.stop("primary");
+        self.replica.restart().await;
     }
 }
 
