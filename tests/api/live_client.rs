@@ -284,6 +284,17 @@ impl Sse {
     }
 }
 
+/// The insert new-api makes when a task is submitted.
+pub fn submit_sql(user: i64, mj_id: &str, channel: i64) -> String {
+    format!(
+        "INSERT INTO midjourneys (user_id, code, action, mj_id, prompt, prompt_en, description, \
+         state, submit_time, start_time, finish_time, image_url, video_url, video_urls, status, \
+         progress, fail_reason, channel_id, quota, buttons, properties) VALUES ({user}, 1, \
+         'IMAGINE', '{mj_id}', 'a cat', 'a cat', 'Submit success', '', 1764000000000, 0, 0, '', \
+         '', '[]', 'SUBMITTED', '0%', '', {channel}, 100, '[]', '{{}}')"
+    )
+}
+
 /// Writes to the tasks table the way new-api does: plain SQL on a connection of its own.
 impl TestDb {
     /// Runs one statement on a connection of its own.
@@ -295,14 +306,7 @@ impl TestDb {
 
     /// Inserts a submitted task for `user` and returns its mj id.
     pub async fn submit(&self, user: i64, mj_id: &str, channel: i64) {
-        self.write(&format!(
-            "INSERT INTO midjourneys (user_id, code, action, mj_id, prompt, prompt_en, description, \
-             state, submit_time, start_time, finish_time, image_url, video_url, video_urls, status, \
-             progress, fail_reason, channel_id, quota, buttons, properties) VALUES ({user}, 1, \
-             'IMAGINE', '{mj_id}', 'a cat', 'a cat', 'Submit success', '', 1764000000000, 0, 0, '', \
-             '', '[]', 'SUBMITTED', '0%', '', {channel}, 100, '[]', '{{}}')"
-        ))
-        .await;
+        self.write(&submit_sql(user, mj_id, channel)).await;
     }
 
     /// Moves task `mj_id` to `status` at `progress`.
