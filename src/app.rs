@@ -330,6 +330,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = serde_json::json!({
         "status": if primary_up { "ok" } else { "degraded" },
         "database": if primary_up { "ok" } else { "unavailable" },
+        "pool": state.service.pool_status(),
     });
     let serving = match state.service.replicas() {
         None => primary_up,

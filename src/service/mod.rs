@@ -129,4 +129,36 @@ impl Service {
     pub async fn ping(&self) -> Result<(), crate::error::Error> {
         self.db.ping().await.map_err(crate::error::Error::from)
     }
+
+    /// The primary's connection pool now: connections open and how many of them are idle.
+    pub fn pool_status(&self) -> PoolStatus {
+        use sea_orm::DatabaseBackend as B;
+        let (open, idle) = match self.db.get_database_backend() {
+            B::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            B::MySql => {
+                let p = self.db.get_mysql_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            _ => {
+                let p = self.db.get_sqlite_connection_pool();
+                (p.size(), p.num_idle())
+            }
+        };
+        PoolStatus {
+            open,
+            in_use: (open as usize).saturating_sub(idle),
+        }
+    }
+}
+
+/// A connection pool's state (`/healthz`, metrics).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct PoolStatus {
+    /// Connections open.
+    pub open: u32,
+    /// Of which in use by a query.
+    pub in_use: usize,
 }

@@ -37,5 +37,6 @@ mod paging;
 mod process;
 mod replica;
 mod shutdown;
+mod soak;
 mod sqlite_writer;
 mod testdb;

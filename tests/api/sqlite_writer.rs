@@ -20,7 +20,12 @@ use crate::process::ServerProcess;
 const CONCURRENCY: usize = 16;
 
 /// Inserts at 50/s for `secs`; returns the mj ids committed.
-async fn insert_tasks(db: DatabaseConnection, users: Vec<i64>, secs: u64, busy: Arc<AtomicU64>) -> Vec<String> {
+async fn insert_tasks(
+    db: DatabaseConnection,
+    users: Vec<i64>,
+    secs: u64,
+    busy: Arc<AtomicU64>,
+) -> Vec<String> {
     let mut ticks = tokio::time::interval(Duration::from_millis(20));
     let until = Instant::now() + Duration::from_secs(secs);
     let mut committed = Vec::new();
@@ -96,7 +101,13 @@ async fn reads_stay_clean_while_another_process_writes() {
         .collect();
     let base = server.url("");
 
-    let mut idle = closed_loop(&base, &users, CONCURRENCY, Duration::from_secs(secs.min(10))).await;
+    let mut idle = closed_loop(
+        &base,
+        &users,
+        CONCURRENCY,
+        Duration::from_secs(secs.min(10)),
+    )
+    .await;
 
     // The writer: a connection pool of its own (new-api's), plain SQL, autocommit.
     let writer = Database::connect(db.url.as_str()).await.expect("writer");
@@ -162,5 +173,8 @@ async fn reads_stay_clean_while_another_process_writes() {
     assert!(errors.is_empty(), "errors reached clients: {errors:?}");
     assert_eq!(missing, 0, "committed rows not visible");
     assert_eq!(total["data"]["total"], json!(20_000 + inserted.len()));
-    assert!(inserted.len() as u64 >= secs * 40, "the writer kept its pace");
+    assert!(
+        inserted.len() as u64 >= secs * 40,
+        "the writer kept its pace"
+    );
 }
