@@ -10,7 +10,8 @@ use axum::{Json, extract::State};
 use axum::{Router, middleware};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::{DbConfig, LiveArgs, ServeArgs, ServerArgs};
@@ -50,6 +51,9 @@ pub enum StartError {
         source: std::io::Error,
     },
 }
+
+/// The request id header, set on every request and response.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// A built application: a bound listener and its router, ready to run.
 pub struct App {
@@ -307,14 +311,32 @@ pub fn router(state: AppState, guard: Guard) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(guard, server::guard))
         .layer(
-            // One INFO line per request (method, path, status, latency); headers are not
-            // logged, so tokens never reach the log.
+            // One INFO line per request (method, path, request id, status, latency); headers
+            // are not logged, so tokens never reach the log.
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(request_span)
                 .on_request(DefaultOnRequest::new().level(Level::DEBUG))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        // Every request has an id (the client's `x-request-id`, else a new UUID), logged and
+        // returned in the response's `x-request-id`.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
 }
 
 /// Liveness plus a database ping: 200 when reads can be served, 503 otherwise (and 503

@@ -19,9 +19,19 @@ use crate::service::replicas::Fallback;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log lines as text, or as one JSON object per line for log shippers.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Settings for `serve`, the default command.
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// How log lines are written (to standard error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

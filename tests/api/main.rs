@@ -33,6 +33,7 @@ mod live_load;
 mod load;
 mod model;
 mod online_index;
+mod operations;
 mod paging;
 mod process;
 mod replica;

@@ -26,6 +26,11 @@ pub fn free_port() -> u16 {
 impl ServerProcess {
     /// Starts the server on `database_url` with `args` and waits until `/healthz` answers 200.
     pub async fn start(database_url: &str, args: &[&str]) -> ServerProcess {
+        Self::start_logging(database_url, args, "warn,mj_tasks::server=info").await
+    }
+
+    /// [`ServerProcess::start`] with `RUST_LOG` set to `log`.
+    pub async fn start_logging(database_url: &str, args: &[&str], rust_log: &str) -> ServerProcess {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
         let log = tempfile::NamedTempFile::new().expect("log file");
@@ -33,7 +38,7 @@ impl ServerProcess {
             .args(["serve", "--listen", &addr.to_string()])
             .args(args)
             .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn,mj_tasks::server=info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("log file"))
             .spawn()
