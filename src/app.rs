@@ -1,15 +1,17 @@
 //! Wiring: connect, migrate, bind the port, build the router; run until stopped.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, extract::State};
 use axum::{Router, middleware};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -19,7 +21,7 @@ use crate::db;
 use crate::error::{Error, Lang};
 use crate::graphql::{self, WsSettings};
 use crate::rest::{self, ApiError};
-use crate::server::{self, Guard, Phase, ServerSettings, Shutdown};
+use crate::server::{self, Guard, Phase, RateLimits, ServerSettings, Shutdown};
 use crate::service::live::{Live, LiveConfig};
 use crate::service::replicas::{Replicas, display_name};
 use crate::service::{NewUser, Role, Service};
@@ -111,6 +113,8 @@ impl App {
         let guard = Guard {
             shutdown: shutdown.clone(),
             request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
+            limits: RateLimits::new(cfg.server.rate_limit_per_ip, cfg.server.rate_limit_per_user)
+                .map(Arc::new),
         };
         let state = AppState {
             service: service.clone(),
@@ -123,9 +127,13 @@ impl App {
             body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
             shutdown: shutdown.clone(),
         };
+        let mut router = router(state, guard);
+        if let Some(cors) = cors(&cfg.server.cors_origins) {
+            router = router.layer(cors);
+        }
         Ok(App {
             listener,
-            router: router(state, guard),
+            router,
             service,
             live,
             settings: server_settings(&cfg.server),
@@ -291,6 +299,33 @@ pub fn print_new_user(headline: &str, user: &NewUser) {
     println!("  role:     {:?}", user.role);
     println!("  id:       {}", user.id);
     println!("  token:    {}", user.access_token);
+}
+
+/// The CORS policy for `origins` (none when empty): the two auth headers and
+/// `Content-Type` allowed, the request id and `Retry-After` readable by the page.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                HeaderName::from_static("new-api-user"),
+                header::CONTENT_TYPE,
+                header::ACCEPT_LANGUAGE,
+                HeaderName::from_static(REQUEST_ID),
+            ])
+            .expose_headers([HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 fn server_settings(args: &ServerArgs) -> ServerSettings {

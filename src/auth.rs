@@ -32,6 +32,14 @@ pub fn lang(headers: &HeaderMap) -> Lang {
     Lang::from_accept_language(header(headers, "accept-language"))
 }
 
+/// The credentials the request presents, as compared (token without its scheme, user id
+/// trimmed), for keying per-user limits; `None` without a token.
+pub fn presented(headers: &HeaderMap) -> Option<(&str, &str)> {
+    let token = strip_bearer(header(headers, "authorization")?);
+    let user = header(headers, "new-api-user").unwrap_or("").trim();
+    (!token.is_empty()).then_some((token, user))
+}
+
 /// Whether the request carries an `Authorization` header at all (GraphQL lets
 /// introspection through without one).
 pub fn has_credentials(headers: &HeaderMap) -> bool {

@@ -119,9 +119,14 @@ pub struct ServeArgs {
     pub count_freshness_ms: u64,
 }
 
-/// Connections, timeouts and shutdown.
+/// Connections, timeouts, shutdown and browsers.
 #[derive(Clone, Debug, Args)]
 pub struct ServerArgs {
+    /// Origins whose browser pages may call the API (CORS): exact origins such as
+    /// https://dash.example.com (repeat the flag, or separate with commas), or `*` for any
+    /// origin (no cookies are involved: credentials travel in headers). Off when unset.
+    #[arg(long = "cors-origins", env = "CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
     /// Most connections open at once (WebSockets count until upgraded); one more is answered
     /// 503 and closed.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -137,6 +142,14 @@ pub struct ServerArgs {
     /// limit. Subscriptions are not requests in this sense.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub request_timeout_ms: u64,
+    /// Requests a second one client IP may send (bursts of as many); 0 for no limit. Over it:
+    /// 429 with Retry-After.
+    #[arg(long, env = "RATE_LIMIT_PER_IP", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit_per_ip: u32,
+    /// Requests a second one user (one set of credentials) may send (bursts of as many); 0 for
+    /// no limit.
+    #[arg(long, env = "RATE_LIMIT_PER_USER", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit_per_user: u32,
     /// Milliseconds /healthz reports `draining` after SIGTERM while everything is still served
     /// (set it to the load balancer's health-check interval).
     #[arg(long, env = "SHUTDOWN_DRAIN_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -146,9 +159,37 @@ pub struct ServerArgs {
     pub shutdown_grace_ms: u64,
 }
 
+/// An origin as browsers send it (`scheme://host[:port]`, no path), or `*`.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(value.to_owned());
+    }
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or("an origin starts with http:// or https://")?;
+    let valid = !rest.is_empty()
+        && !rest.contains('/')
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(
+            "an origin is scheme://host[:port], with no path (e.g. https://dash.example.com)"
+                .into(),
+        )
+    }
+}
+
 impl Default for ServerArgs {
     fn default() -> Self {
         ServerArgs {
+            cors_origins: Vec::new(),
+            rate_limit_per_ip: 0,
+            rate_limit_per_user: 0,
             max_connections: 10_000,
             header_timeout_ms: 30_000,
             body_timeout_ms: 30_000,

@@ -146,6 +146,9 @@ pub enum Error {
     /// The client took too long to send the request body.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// The caller sent more requests than the rate limit allows.
+    #[error("too many requests: slow down and retry after the time in Retry-After")]
+    RateLimited,
     /// The request took longer than the whole-request limit (in milliseconds).
     #[error("the request took longer than {0} ms")]
     Timeout(u64),
@@ -177,6 +180,7 @@ impl Error {
             Error::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Error::BodyTimeout => "BODY_TIMEOUT",
             Error::Timeout(_) => "TIMEOUT",
+            Error::RateLimited => "RATE_LIMITED",
             Error::Internal => "INTERNAL",
         }
     }
@@ -192,7 +196,7 @@ impl Error {
             | Error::CursorMismatch => 400,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
-            Error::TooManySubscriptions(_) => 429,
+            Error::TooManySubscriptions(_) | Error::RateLimited => 429,
             Error::Unavailable
             | Error::SlowConsumer
             | Error::ShuttingDown

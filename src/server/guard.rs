@@ -1,11 +1,13 @@
-//! The guard every request passes: the header size limit, the whole-request timeout and the
-//! shutdown deadline. A refusal is answered in the door's own shape (the legacy envelope on
+//! The guard every request passes: the header size limit, the rate limits, the whole-request
+//! timeout and the shutdown deadline. A refusal is answered in the door's own shape (the legacy envelope on
 //! the REST routes, a GraphQL error on `/graphql`), never by dropping the connection.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -13,6 +15,7 @@ use crate::auth;
 use crate::error::Error;
 use crate::graphql;
 use crate::rest::ApiError;
+use crate::server::rate::RateLimits;
 use crate::server::shutdown::{Phase, Shutdown};
 
 /// Most bytes of request headers (names and values) answered normally; larger heads get 431.
@@ -26,6 +29,22 @@ pub struct Guard {
     pub shutdown: Shutdown,
     /// Longest a request may take; zero for no limit.
     pub request_timeout: Duration,
+    /// Rate limits, when any are set.
+    pub limits: Option<Arc<RateLimits>>,
+}
+
+/// Paths no rate limit applies to (load balancers and scrapers poll them).
+const UNLIMITED: [&str; 2] = ["/healthz", "/metrics"];
+
+fn rate_limited(limits: &RateLimits, request: &Request) -> Result<(), u64> {
+    if UNLIMITED.contains(&request.uri().path()) {
+        return Ok(());
+    }
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    limits.admit(ip, auth::presented(request.headers()))
 }
 
 /// Refuses `error` in the shape of the door `path` belongs to.
@@ -52,6 +71,15 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
     let headers = request.headers().clone();
     if header_bytes(&headers) > MAX_HEADER_BYTES {
         return refuse(Error::HeadersTooLarge, &path, &headers);
+    }
+    if let Some(limits) = &guard.limits
+        && let Err(seconds) = rate_limited(limits, &request)
+    {
+        let mut response = refuse(Error::RateLimited, &path, &headers);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        return response;
     }
     let timeout = async {
         if guard.request_timeout.is_zero() {

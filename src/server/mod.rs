@@ -10,9 +10,11 @@
 //! answered with a 503 envelope, and the process exits.
 
 mod guard;
+mod rate;
 mod shutdown;
 
 pub use guard::{Guard, MAX_HEADER_BYTES, guard, refuse};
+pub use rate::RateLimits;
 pub use shutdown::{Phase, Shutdown};
 
 use std::future::Future;

@@ -109,14 +109,8 @@ async fn wait_for(
     }
 }
 
-/// A headless Chromium session with the playground open on `query`, the auth headers of
-/// `user` filled in, its run button ready.
-async fn open_playground(
-    app: &TestApp,
-    user: &TestUser,
-    query: &str,
-) -> (Driver, String, tempfile::TempDir) {
-    let driver = Driver::start().await;
+/// A headless Chromium session with a profile of its own.
+async fn new_session(driver: &Driver) -> (String, tempfile::TempDir) {
     let profile = tempfile::tempdir().unwrap();
     let session = driver
         .call(
@@ -136,6 +130,29 @@ async fn open_playground(
         .as_str()
         .unwrap_or_else(|| panic!("session: {session}"))
         .to_owned();
+    (sid, profile)
+}
+
+/// Opens `url` in the session.
+async fn navigate(driver: &Driver, sid: &str, url: &str) {
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/session/{sid}/url"),
+            json!({"url": url}),
+        )
+        .await;
+}
+
+/// A headless Chromium session with the playground open on `query`, the auth headers of
+/// `user` filled in, its run button ready.
+async fn open_playground(
+    app: &TestApp,
+    user: &TestUser,
+    query: &str,
+) -> (Driver, String, tempfile::TempDir) {
+    let driver = Driver::start().await;
+    let (sid, profile) = new_session(&driver).await;
 
     let headers = json!({"Authorization": format!("Bearer {}", user.token), "New-Api-User": user.id.to_string()})
         .to_string();
@@ -301,3 +318,87 @@ pub const README_SNIPPET: &str = r#"function subscribe(onEvent) {
   ws.onclose = (e) => console.log("closed", e.code, e.reason); // 4401/4403: credentials
   return ws;
 }"#;
+
+/// The script a frontend runs: GraphQL and REST with the two auth headers, by `fetch`.
+fn frontend_calls(api: &str, user: &TestUser) -> String {
+    format!(
+        r#"const done = arguments[arguments.length - 1];
+const h = {{"Authorization": "{token}", "New-Api-User": "{id}"}};
+Promise.all([
+  fetch("{api}/graphql", {{method: "POST", headers: {{...h, "Content-Type": "application/json"}},
+    body: JSON.stringify({{query: "{{ midjourneyTasks {{ nodes {{ mjId }} }} }}"}})}}).then(r => r.json()),
+  fetch("{api}/api/mj/self", {{headers: h}})
+    .then(async r => ({{status: r.status, requestId: r.headers.get("x-request-id"), body: await r.json()}})),
+]).then(v => done({{ok: v}}), e => done({{error: String(e)}}));"#,
+        token = user.token,
+        id = user.id,
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs Debian's chromium and chromium-driver (run with --ignored browser::)"]
+async fn a_page_from_an_allowed_origin_calls_graphql_and_rest_and_another_origin_is_refused() {
+    // The frontend: a page served from an origin of its own.
+    let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_port = site.local_addr().unwrap().port();
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            axum::response::Html("<!doctype html><title>dashboard</title>")
+        }),
+    );
+    tokio::spawn(async move { axum::serve(site, page).await });
+    let allowed = format!("http://127.0.0.1:{site_port}");
+    let origin = allowed.clone();
+    let app = spawn_app_with(TestDb::new().await, move |c| {
+        c.server.cors_origins = vec![origin];
+    })
+    .await;
+    let user = app.user("alice", Role::Common).await;
+    app.task(Task::of(user.id).mj("cors-task")).await;
+    let api = format!("http://{}", app.addr);
+
+    let driver = Driver::start().await;
+    let (sid, _profile) = new_session(&driver).await;
+    let call = |sid: String| {
+        let script = frontend_calls(&api, &user);
+        let driver = &driver;
+        async move {
+            driver
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/session/{sid}/execute/async"),
+                    json!({"script": script, "args": []}),
+                )
+                .await
+        }
+    };
+    navigate(&driver, &sid, &format!("{allowed}/")).await;
+    let answer = call(sid.clone()).await;
+    println!("from {allowed}: {answer}");
+    assert_eq!(
+        answer["ok"][0]["data"]["midjourneyTasks"]["nodes"][0]["mjId"], "cors-task",
+        "{answer}"
+    );
+    assert_eq!(answer["ok"][1]["status"], 200);
+    assert_eq!(answer["ok"][1]["body"]["success"], true);
+    assert!(
+        answer["ok"][1]["requestId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+
+    // The same page from an origin not in the list: the browser refuses to hand over the
+    // answers.
+    let other = format!("http://localhost:{site_port}");
+    navigate(&driver, &sid, &format!("{other}/")).await;
+    let refused = call(sid.clone()).await;
+    println!("from {other}: {refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{refused}"
+    );
+    driver.end(&sid).await;
+}

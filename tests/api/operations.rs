@@ -1,9 +1,11 @@
-//! What an operator sees: JSON log lines carrying a request id that is also returned to the
-//! client.
+//! What an operator sees and sets: JSON log lines carrying a request id that is also
+//! returned to the client, and rate limits.
 
 use std::time::Duration;
 
-use crate::helpers::TestDb;
+use mj_tasks::service::Role;
+
+use crate::helpers::{TestDb, spawn_app_with};
 use crate::process::ServerProcess;
 
 #[tokio::test]
@@ -50,4 +52,63 @@ async fn json_logs_carry_the_request_id_the_response_returns() {
     assert!(finished(&made_id).is_some(), "the made id is logged too");
     // Tokens never reach the log.
     assert!(!log.contains("Authorization") && !log.contains("authorization"));
+}
+
+#[tokio::test]
+async fn rate_limits_per_user_and_per_ip_answer_429_with_retry_after() {
+    let app = spawn_app_with(TestDb::new().await, |c| {
+        c.server.rate_limit_per_user = 5;
+    })
+    .await;
+    let alice = app.user("alice", Role::Common).await;
+    let bob = app.user("bob", Role::Common).await;
+    for _ in 0..5 {
+        assert_eq!(app.get_as(&alice, "/api/mj/self").await.status, 200);
+    }
+    let limited = app
+        .client
+        .get(app.url("/api/mj/self"))
+        .header("Authorization", &alice.token)
+        .header("New-Api-User", alice.id.to_string())
+        .header("Accept-Language", "en")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(
+        limited.text().await.expect("body"),
+        r#"{"success":false,"message":"too many requests: slow down and retry after the time in Retry-After"}"#
+    );
+    let gql = app.gql(&alice, "{ midjourneyTasks { totalCount } }").await;
+    assert_eq!(gql.status, 429);
+    assert_eq!(gql.codes(), ["RATE_LIMITED"]);
+    // Bob has a budget of his own; /healthz is never limited.
+    assert_eq!(app.get_as(&bob, "/api/mj/self").await.status, 200);
+    for _ in 0..20 {
+        assert_eq!(app.get_with("/healthz", &[]).await.status, 200);
+    }
+    // A second later Alice may go on.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(app.get_as(&alice, "/api/mj/self").await.status, 200);
+
+    let app = spawn_app_with(TestDb::new().await, |c| {
+        c.server.rate_limit_per_ip = 3;
+    })
+    .await;
+    let statuses = futures_statuses(&app, 5).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+}
+
+/// Sends `n` anonymous requests one after another, returning their statuses.
+async fn futures_statuses(app: &crate::helpers::TestApp, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(app.get_with("/api/mj/self", &[]).await.status);
+    }
+    statuses
 }

@@ -1,0 +1,100 @@
+//! Rate limits per client IP and per user (the credentials a request presents), off by
+//! default: a generic cell rate algorithm per key, `rate` requests a second with bursts of
+//! as many, in a bounded table.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Most keys remembered per limiter; past it, keys idle long enough to be back at a full
+/// burst are forgotten.
+const MAX_KEYS: usize = 100_000;
+
+/// One limiter: `rate` requests a second per key.
+#[derive(Debug)]
+struct Cells {
+    interval: Duration,
+    burst: Duration,
+    next: Mutex<HashMap<u64, Instant>>,
+}
+
+impl Cells {
+    fn new(rate: u32) -> Cells {
+        let interval = Duration::from_secs(1) / rate.max(1);
+        Cells {
+            interval,
+            burst: interval * rate.max(1).saturating_sub(1),
+            next: Mutex::default(),
+        }
+    }
+
+    /// Admits a request of `key` now, or says how long until one would be.
+    fn admit(&self, key: u64, now: Instant) -> Result<(), Duration> {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        if next.len() >= MAX_KEYS {
+            next.retain(|_, at| *at > now);
+        }
+        let at = next.get(&key).copied().unwrap_or(now).max(now);
+        if at > now + self.burst {
+            return Err(at - self.burst - now);
+        }
+        if next.len() < MAX_KEYS || next.contains_key(&key) {
+            next.insert(key, at + self.interval);
+        }
+        Ok(())
+    }
+}
+
+/// The limits of this instance.
+#[derive(Debug)]
+pub struct RateLimits {
+    per_ip: Option<Cells>,
+    per_user: Option<Cells>,
+    hasher: RandomState,
+}
+
+impl RateLimits {
+    /// Limits of `per_ip` and `per_user` requests a second (0: none); `None` when both are off.
+    pub fn new(per_ip: u32, per_user: u32) -> Option<RateLimits> {
+        (per_ip > 0 || per_user > 0).then(|| RateLimits {
+            per_ip: (per_ip > 0).then(|| Cells::new(per_ip)),
+            per_user: (per_user > 0).then(|| Cells::new(per_user)),
+            hasher: RandomState::new(),
+        })
+    }
+
+    /// Admits a request from `ip` presenting `credentials` (the two auth headers, hashed:
+    /// tokens are not kept), or says in how many seconds to retry.
+    pub fn admit(&self, ip: Option<IpAddr>, credentials: Option<(&str, &str)>) -> Result<(), u64> {
+        let now = Instant::now();
+        let wait = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        if let (Some(cells), Some(ip)) = (&self.per_ip, ip) {
+            cells.admit(self.hasher.hash_one(ip), now).map_err(wait)?;
+        }
+        if let (Some(cells), Some(c)) = (&self.per_user, credentials) {
+            cells.admit(self.hasher.hash_one(c), now).map_err(wait)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_rate_then_one_per_interval() {
+        let cells = Cells::new(5);
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(cells.admit(1, t0).is_ok());
+        }
+        let wait = cells.admit(1, t0).expect_err("over the burst");
+        assert_eq!(wait, Duration::from_millis(200));
+        assert!(cells.admit(2, t0).is_ok(), "another key has its own budget");
+        assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_ok());
+        assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_err());
+    }
+}
