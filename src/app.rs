@@ -20,6 +20,7 @@ use crate::config::{DbConfig, LiveArgs, ServeArgs, ServerArgs};
 use crate::db;
 use crate::error::{Error, Lang};
 use crate::graphql::{self, WsSettings};
+use crate::metrics::Sample;
 use crate::rest::{self, ApiError};
 use crate::server::{self, Guard, Phase, RateLimits, ServerSettings, Shutdown};
 use crate::service::live::{Live, LiveConfig};
@@ -126,6 +127,8 @@ impl App {
             },
             body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
             shutdown: shutdown.clone(),
+            metrics: Arc::default(),
+            pool_max: cfg.db.db_max_connections,
         };
         let mut router = router(state, guard);
         if let Some(cors) = cors(&cfg.server.cors_origins) {
@@ -342,9 +345,14 @@ pub fn router(state: AppState, guard: Guard) -> Router {
     rest::router()
         .merge(graphql::router())
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(guard, server::guard))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            server::record,
+        ))
         .layer(
             // One INFO line per request (method, path, request id, status, latency); headers
             // are not logged, so tokens never reach the log.
@@ -407,6 +415,67 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body))
+}
+
+/// Prometheus metrics (text format); see [`crate::metrics`].
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.service.pool_status();
+    let counts = state.service.query_counts();
+    let value = |name, help, kind, values| Sample::Value {
+        name,
+        help,
+        kind,
+        values,
+    };
+    let extra = [
+        value(
+            "mj_tasks_db_pool_connections",
+            "Database connections of the primary's pool, by state.",
+            "gauge",
+            vec![
+                ("state=\"open\"".into(), f64::from(pool.open)),
+                ("state=\"in_use\"".into(), pool.in_use as f64),
+                ("state=\"max\"".into(), f64::from(state.pool_max)),
+            ],
+        ),
+        value(
+            "mj_tasks_db_queries_total",
+            "Task queries run, by kind (rows: pages and lookups; aggregates: counts and stats; live: the subscriptions' poller).",
+            "counter",
+            vec![
+                ("kind=\"rows\"".into(), counts.rows as f64),
+                ("kind=\"aggregates\"".into(), counts.aggregates as f64),
+                ("kind=\"live\"".into(), counts.live as f64),
+            ],
+        ),
+        Sample::Histogram {
+            name: "mj_tasks_db_read_duration_seconds",
+            help: "Time each database read took, waiting for a connection included.",
+            histogram: state.service.read_durations(),
+        },
+        value(
+            "mj_tasks_live_subscriptions",
+            "Open GraphQL subscriptions on this instance.",
+            "gauge",
+            vec![(String::new(), state.live.subscriptions() as f64)],
+        ),
+        value(
+            "mj_tasks_draining",
+            "1 from the shutdown signal on.",
+            "gauge",
+            vec![(
+                String::new(),
+                f64::from(u8::from(state.shutdown.phase() != Phase::Serving)),
+            )],
+        ),
+    ];
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&extra),
+    )
 }
 
 async fn not_found() -> ApiError {

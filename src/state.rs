@@ -1,8 +1,10 @@
 //! State shared by every handler and resolver (cheap to clone).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::graphql::{AppSchema, WsSettings};
+use crate::metrics::Metrics;
 use crate::server::Shutdown;
 use crate::service::Service;
 use crate::service::live::Live;
@@ -19,4 +21,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Where the instance is in its life (`/healthz` reports draining).
     pub shutdown: Shutdown,
+    /// Request metrics (`/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The pool's size limit (`/metrics`).
+    pub pool_max: u32,
 }

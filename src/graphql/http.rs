@@ -15,6 +15,7 @@ use crate::graphql::context::RequestContext;
 use crate::graphql::errors::{ensure_codes, server_error};
 use crate::graphql::limits::OverGet;
 use crate::graphql::{playground, sse, ws};
+use crate::metrics::Outcome;
 use crate::service::Role;
 use crate::service::live::Connection;
 use crate::state::AppState;
@@ -196,11 +197,18 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
     let mut responses = Vec::with_capacity(requests.len());
     let mut all_failed = true;
     for req in requests {
+        let operation = req.operation_name.clone();
         let mut resp = state.schema.execute(req.data(ctx.clone())).await;
         // Errors without a path come from parsing or validation: nothing was executed.
         let failed = resp.data == Value::Null
             && !resp.errors.is_empty()
             && resp.errors.iter().all(|e| e.path.is_empty());
+        let outcome = match (resp.errors.is_empty(), resp.data == Value::Null) {
+            (true, _) => Outcome::Ok,
+            (false, false) => Outcome::Partial,
+            (false, true) => Outcome::Failed,
+        };
+        state.metrics.graphql(operation.as_deref(), outcome);
         ensure_codes(&mut resp.errors, failed);
         all_failed &= failed;
         responses.push(resp);

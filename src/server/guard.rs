@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth;
 use crate::error::Error;
 use crate::graphql;
+use crate::metrics::Metrics;
 use crate::rest::ApiError;
 use crate::server::rate::RateLimits;
 use crate::server::shutdown::{Phase, Shutdown};
@@ -98,4 +99,18 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
             refuse(Error::ShuttingDown, &path, &headers)
         }
     }
+}
+
+/// Records each request's route, status and latency (the route pattern, not the path, so
+/// the label set stays small; `unmatched` for everything else).
+pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http(&route, response.status().as_u16(), started.elapsed());
+    response
 }

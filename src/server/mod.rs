@@ -13,7 +13,7 @@ mod guard;
 mod rate;
 mod shutdown;
 
-pub use guard::{Guard, MAX_HEADER_BYTES, guard, refuse};
+pub use guard::{Guard, MAX_HEADER_BYTES, guard, record, refuse};
 pub use rate::RateLimits;
 pub use shutdown::{Phase, Shutdown};
 

@@ -91,7 +91,11 @@ mod tests {
         for _ in 0..5 {
             assert!(cells.admit(1, t0).is_ok());
         }
-        assert_eq!(cells.admit(1, t0), Err(Duration::from_millis(200)), "over the burst");
+        assert_eq!(
+            cells.admit(1, t0),
+            Err(Duration::from_millis(200)),
+            "over the burst"
+        );
         assert!(cells.admit(2, t0).is_ok(), "another key has its own budget");
         assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_ok());
         assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_err());

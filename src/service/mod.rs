@@ -57,6 +57,8 @@ struct Counters {
     rows: AtomicU64,
     aggregates: AtomicU64,
     live: AtomicU64,
+    /// How long reads took (metrics).
+    reads: crate::metrics::Histogram,
 }
 
 /// A reading of the query counters.
@@ -106,6 +108,11 @@ impl Service {
             aggregates: self.counters.aggregates.load(Ordering::Relaxed),
             live: self.counters.live.load(Ordering::Relaxed),
         }
+    }
+
+    /// How long reads took, all kinds together.
+    pub fn read_durations(&self) -> &crate::metrics::Histogram {
+        &self.counters.reads
     }
 
     fn rows_query(&self) {

@@ -217,6 +217,16 @@ impl Service {
     where
         F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
     {
+        let started = std::time::Instant::now();
+        let result = self.read_timed(stable, run).await;
+        self.read_durations().observe(started.elapsed());
+        result
+    }
+
+    async fn read_timed<T, F>(&self, stable: bool, run: F) -> Result<T, Error>
+    where
+        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+    {
         let Some(replicas) = &self.replicas else {
             return Ok(run(&self.db).await?);
         };

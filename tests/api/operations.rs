@@ -112,3 +112,96 @@ async fn futures_statuses(app: &crate::helpers::TestApp, n: usize) -> Vec<u16> {
     }
     statuses
 }
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)?
+            .strip_prefix(' ')?
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_requests_operations_reads_and_the_pool() {
+    let app = spawn_app_with(TestDb::new().await, |_| {}).await;
+    let alice = app.user("alice", Role::Common).await;
+    for _ in 0..3 {
+        assert_eq!(app.get_as(&alice, "/api/mj/self?p=1").await.status, 200);
+    }
+    assert_eq!(app.get_with("/api/mj/self", &[]).await.status, 401);
+    let named = serde_json::json!({"query": "query Dashboard { midjourneyTasks { totalCount } }", "operationName": "Dashboard"});
+    let r = app
+        .client
+        .post(app.url("/graphql"))
+        .header("Authorization", &alice.token)
+        .header("New-Api-User", alice.id.to_string())
+        .json(&named)
+        .send()
+        .await
+        .expect("graphql");
+    assert_eq!(r.status(), 200);
+    app.gql(&alice, "{ nope }").await;
+    let r = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = r.text().await.expect("text");
+    println!("{text}");
+    let route = r#"route="/api/mj/self",status="200""#;
+    assert_eq!(
+        sample(
+            &text,
+            &format!("mj_tasks_http_request_duration_seconds_count{{{route}}}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"mj_tasks_http_request_duration_seconds_count{route="/api/mj/self",status="401"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("mj_tasks_http_request_duration_seconds_bucket{{{route},le=\"+Inf\"}}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"mj_tasks_graphql_operations_total{operation="anonymous",outcome="failed"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"mj_tasks_graphql_operations_total{operation="Dashboard",outcome="ok"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&text, r#"mj_tasks_db_queries_total{kind="rows"}"#).is_some_and(|n| n >= 3.0));
+    assert!(sample(&text, "mj_tasks_db_read_duration_seconds_count").is_some_and(|n| n >= 6.0));
+    assert_eq!(
+        sample(&text, r#"mj_tasks_db_pool_connections{state="max"}"#),
+        Some(10.0)
+    );
+    assert!(
+        sample(&text, r#"mj_tasks_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0)
+    );
+    assert!(text.contains("mj_tasks_build_info{version=\""));
+}
