@@ -46,18 +46,53 @@ pub fn request_error(
     render(status, &BatchResponse::Single(body), headers)
 }
 
+/// Whether `r` failed before execution (parsing, validation, a refused request): errors
+/// only, none with a path. Such a result has no `data` entry at all.
+fn not_executed(r: &GqlResponse) -> bool {
+    r.data == Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty())
+}
+
 pub(crate) fn render(status: StatusCode, body: &BatchResponse, headers: &HeaderMap) -> Response {
     let content_type = if accepts(headers, GRAPHQL_RESPONSE) {
         "application/graphql-response+json; charset=utf-8"
     } else {
         "application/json"
     };
-    match serde_json::to_vec(body) {
+    let any_unexecuted = match body {
+        BatchResponse::Single(r) => not_executed(r),
+        BatchResponse::Batch(v) => v.iter().any(not_executed),
+    };
+    let bytes = if any_unexecuted {
+        serde_json::to_value(body).and_then(|mut v| {
+            match &mut v {
+                serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_data),
+                other => drop_null_data(other),
+            }
+            serde_json::to_vec(&v)
+        })
+    } else {
+        serde_json::to_vec(body)
+    };
+    match bytes {
         Ok(bytes) => (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "serializing a GraphQL response");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// Removes `"data": null` from a result whose errors have no path (nothing was executed).
+fn drop_null_data(result: &mut serde_json::Value) {
+    let Some(map) = result.as_object_mut() else {
+        return;
+    };
+    let pathless = map
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .is_some_and(|e| !e.is_empty() && e.iter().all(|e| e.get("path").is_none()));
+    if pathless && map.get("data").is_some_and(serde_json::Value::is_null) {
+        map.remove("data");
     }
 }
 
@@ -200,9 +235,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         let operation = req.operation_name.clone();
         let mut resp = state.schema.execute(req.data(ctx.clone())).await;
         // Errors without a path come from parsing or validation: nothing was executed.
-        let failed = resp.data == Value::Null
-            && !resp.errors.is_empty()
-            && resp.errors.iter().all(|e| e.path.is_empty());
+        let failed = not_executed(&resp);
         let outcome = match (resp.errors.is_empty(), resp.data == Value::Null) {
             (true, _) => Outcome::Ok,
             (false, false) => Outcome::Partial,
