@@ -109,6 +109,11 @@ pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
         "curl -N {base}/graphql -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}' \\\n  -d '{{\"query\":\"subscription {{ midjourneyTaskEvents {{ kind task {{ id mjId status progress }} }} }}\"}}'",
         alice.access_token, alice.id
     );
+    println!("# the playground, alice's headers filled in: open it and press the run button");
+    println!(
+        "{}",
+        crate::graphql::playground::link(&base, alice.id, &alice.access_token)
+    );
     println!();
     let result = app.run_until_stopped().await;
     drop(dir);

@@ -8,7 +8,7 @@ mod http;
 mod inputs;
 mod limits;
 mod paging;
-mod playground;
+pub mod playground;
 mod query;
 mod scalars;
 mod sse;

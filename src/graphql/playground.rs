@@ -29,6 +29,29 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
+/// The query a first visit runs: the caller's newest tasks.
+pub const SAMPLE_QUERY: &str = "query MyTasks {
+  viewer { id username role }
+  midjourneyTasks(page: { offset: { page: 1, pageSize: 10 } }) {
+    totalCount
+    nodes { id mjId action status progress prompt imageUrl submittedAt }
+  }
+}
+";
+
+/// The playground's address at `base` with `user_id`'s headers filled in and the sample
+/// query in the editor: one click on the run button shows their tasks.
+pub fn link(base: &str, user_id: i64, token: &str) -> String {
+    let headers = serde_json::json!({
+        "Authorization": format!("Bearer {token}"),
+        "New-Api-User": user_id.to_string(),
+    })
+    .to_string();
+    let query = serde_urlencoded::to_string([("query", SAMPLE_QUERY), ("headers", &headers)])
+        .unwrap_or_default();
+    format!("{base}/graphql?{query}")
+}
+
 /// The playground page. The header editor starts with the two auth headers to fill in;
 /// `?query=…&headers=…` in the address pre-fill the editors.
 pub async fn page() -> Html<&'static str> {

@@ -402,3 +402,56 @@ async fn a_page_from_an_allowed_origin_calls_graphql_and_rest_and_another_origin
     );
     driver.end(&sid).await;
 }
+
+#[tokio::test]
+#[ignore = "needs Debian's chromium and chromium-driver (run with --ignored browser::)"]
+async fn the_demo_prints_a_playground_link_that_runs_the_sample_with_one_click() {
+    use std::io::BufRead;
+    let port = crate::process::free_port();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_mj-tasks"))
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tasks",
+            "200",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let link = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("http://") && l.contains("/graphql?query="))
+    })
+    .await
+    .expect("reader")
+    .expect("a playground link in the demo's output");
+    println!("{link}");
+
+    let driver = Driver::start().await;
+    let (sid, _profile) = new_session(&driver).await;
+    navigate(&driver, &sid, &link).await;
+    wait_for(
+        &driver,
+        &sid,
+        "return !!document.querySelector('.graphiql-execute-button');",
+        |v| v == &json!(true),
+    )
+    .await;
+    run(&driver, &sid).await;
+    let result = wait_for(&driver, &sid, RESULT, |v| {
+        v.as_str().is_some_and(|s| s.contains("totalCount"))
+    })
+    .await;
+    let text = result.as_str().unwrap_or_default();
+    assert!(text.contains("\"username\": \"alice\""), "{text}");
+    assert!(!text.contains("\"errors\""), "{text}");
+    driver.end(&sid).await;
+    let _ = demo.kill();
+    let _ = demo.wait();
+}
