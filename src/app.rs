@@ -19,6 +19,7 @@ use tracing::Level;
 use crate::config::{DbConfig, LiveArgs, ServeArgs, ServerArgs};
 use crate::db;
 use crate::error::{Error, Lang};
+use crate::graphql::persisted::Persisted;
 use crate::graphql::{self, WsSettings};
 use crate::metrics::Sample;
 use crate::rest::{self, ApiError};
@@ -45,6 +46,8 @@ pub enum StartError {
         "read replica {0}: a replica must be a PostgreSQL or MySQL/MariaDB database of the same kind as --database-url"
     )]
     Replica(String),
+    #[error("trusted documents {path}: {reason}")]
+    TrustedDocuments { path: String, reason: String },
     #[error("creating the first user: {0}")]
     FirstUser(#[source] Error),
     #[error("listening on {addr}: {source}")]
@@ -109,6 +112,17 @@ impl App {
                 addr: cfg.listen,
                 source,
             })?;
+        let persisted = match &cfg.trusted_documents {
+            None => Persisted::default(),
+            Some(path) => {
+                let failed = |reason: String| StartError::TrustedDocuments {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let json = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+                Persisted::trusted(&json).map_err(failed)?
+            }
+        };
         let live = Live::new(service.clone(), live_config(&cfg.live));
         let shutdown = Shutdown::default();
         let guard = Guard {
@@ -129,6 +143,7 @@ impl App {
             shutdown: shutdown.clone(),
             metrics: Arc::default(),
             pool_max: cfg.db.db_max_connections,
+            persisted: Arc::new(persisted),
         };
         let mut router = router(state, guard);
         if let Some(cors) = cors(&cfg.server.cors_origins) {

@@ -99,6 +99,11 @@ pub struct ServeArgs {
     /// forwarding does. Unset: stored URLs are returned.
     #[arg(long, env = "IMAGE_FORWARD_BASE")]
     pub image_forward_base: Option<String>,
+    /// Run only the GraphQL documents in this JSON file (an object of SHA-256 hash →
+    /// document), sent by hash or in full; anything else is refused before parsing.
+    /// Unset: any document runs, and automatic persisted queries are on.
+    #[arg(long, env = "TRUSTED_DOCUMENTS")]
+    pub trusted_documents: Option<PathBuf>,
     /// Turn GraphQL introspection off (the playground then cannot show the schema).
     #[arg(long, env = "GRAPHQL_NO_INTROSPECTION")]
     pub no_introspection: bool,
@@ -344,6 +349,7 @@ impl ServeArgs {
             no_migrate: false,
             image_forward_base: None,
             no_introspection: false,
+            trusted_documents: None,
             live: LiveArgs::default(),
             replicas: ReplicaArgs::default(),
             server: ServerArgs::default(),

@@ -223,17 +223,39 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         let msg = format!("a batch holds 1 to {MAX_BATCH} operations");
         return request_error(StatusCode::BAD_REQUEST, &msg, "BATCH_TOO_LARGE", headers);
     }
-    if requests.iter().any(|r| r.query.trim().is_empty()) {
-        let msg = "a GraphQL request needs a non-empty \"query\"";
-        return request_error(StatusCode::BAD_REQUEST, msg, "BAD_REQUEST", headers);
-    }
-    let ctx = context(state, headers).await;
+    // Documents by hash (persisted queries) are resolved first: a refused one costs no
+    // parsing and, when all are refused, no user lookup either.
+    let resolved: Vec<_> = requests
+        .into_iter()
+        .map(|mut r| match state.persisted.resolve(&mut r) {
+            Ok(()) => Ok(r),
+            Err(e) => Err((r, e)),
+        })
+        .collect();
+    let ctx = if resolved.iter().any(Result::is_ok) {
+        Some(context(state, headers).await)
+    } else {
+        None
+    };
 
-    let mut responses = Vec::with_capacity(requests.len());
+    let mut responses = Vec::with_capacity(resolved.len());
     let mut all_failed = true;
-    for req in requests {
+    for req in resolved {
+        let req = match req {
+            Ok(req) => req,
+            Err((req, refusal)) => {
+                state
+                    .metrics
+                    .graphql(req.operation_name.as_deref(), Outcome::Failed);
+                let error = server_error(refusal.message, refusal.code);
+                responses.push(GqlResponse::from_errors(vec![error]));
+                continue;
+            }
+        };
+        // Some whenever a request was resolved.
+        let Some(ctx) = ctx.clone() else { continue };
         let operation = req.operation_name.clone();
-        let mut resp = state.schema.execute(req.data(ctx.clone())).await;
+        let mut resp = state.schema.execute(req.data(ctx)).await;
         // Errors without a path come from parsing or validation: nothing was executed.
         let failed = not_executed(&resp);
         let outcome = match (resp.errors.is_empty(), resp.data == Value::Null) {

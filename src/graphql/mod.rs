@@ -8,6 +8,7 @@ mod http;
 mod inputs;
 mod limits;
 mod paging;
+pub mod persisted;
 pub mod playground;
 mod query;
 mod scalars;

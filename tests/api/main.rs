@@ -23,6 +23,7 @@ mod gql_http;
 mod gql_limits_stats;
 mod gql_pages;
 mod gql_parity;
+mod gql_persisted;
 mod gql_tasks;
 mod helpers;
 mod hostile;
