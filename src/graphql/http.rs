@@ -229,7 +229,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         .into_iter()
         .map(|mut r| match state.persisted.resolve(&mut r) {
             Ok(()) => Ok(r),
-            Err(e) => Err((r, e)),
+            Err(e) => Err((r.operation_name, e)),
         })
         .collect();
     let ctx = if resolved.iter().any(Result::is_ok) {
@@ -243,10 +243,8 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
     for req in resolved {
         let req = match req {
             Ok(req) => req,
-            Err((req, refusal)) => {
-                state
-                    .metrics
-                    .graphql(req.operation_name.as_deref(), Outcome::Failed);
+            Err((operation, refusal)) => {
+                state.metrics.graphql(operation.as_deref(), Outcome::Failed);
                 let error = server_error(refusal.message, refusal.code);
                 responses.push(GqlResponse::from_errors(vec![error]));
                 continue;
