@@ -20,6 +20,9 @@ pub struct RequestContext {
     /// The client connection subscriptions are counted on (one per WebSocket; one per SSE
     /// or plain HTTP request).
     pub connection: Connection,
+    /// Single-task lookups made so far (`midjourneyTask`, federation entities), at most
+    /// [`crate::service::MAX_LOOKUPS`] a request.
+    pub lookups: std::sync::atomic::AtomicUsize,
 }
 
 /// The service and the caller, or `UNAUTHENTICATED` / `FORBIDDEN`.

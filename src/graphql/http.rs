@@ -211,6 +211,7 @@ pub(crate) async fn context(state: &AppState, headers: &HeaderMap) -> Arc<Reques
         lang: auth::lang(headers),
         live: state.live.clone(),
         connection: Connection::default(),
+        lookups: Default::default(),
     })
 }
 
@@ -240,10 +241,14 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
 
     let mut responses = Vec::with_capacity(resolved.len());
     let mut all_failed = true;
+    // A malformed request (no document, a malformed persistedQuery) is a 400 whatever the
+    // media type, as before persisted queries.
+    let mut malformed = false;
     for req in resolved {
         let req = match req {
             Ok(req) => req,
             Err((operation, refusal)) => {
+                malformed |= refusal.code == "BAD_REQUEST";
                 state.metrics.graphql(operation.as_deref(), Outcome::Failed);
                 let error = server_error(refusal.message, refusal.code);
                 responses.push(GqlResponse::from_errors(vec![error]));
@@ -267,7 +272,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         responses.push(resp);
     }
     // GraphQL-over-HTTP: with the new media type, a request that could not execute is 4xx.
-    let status = if all_failed && accepts(headers, GRAPHQL_RESPONSE) {
+    let status = if all_failed && (malformed || accepts(headers, GRAPHQL_RESPONSE)) {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK

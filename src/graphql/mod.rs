@@ -38,6 +38,7 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 /// Builds the schema (no I/O). `introspection = false` turns introspection off.
 pub fn build_schema(introspection: bool) -> AppSchema {
     let builder = Schema::build(query::Query, EmptyMutation, subscription::Subscription)
+        .enable_federation()
         .limit_complexity(MAX_COMPLEXITY)
         .extension(limits::Limits::default());
     if introspection {

@@ -5,14 +5,14 @@ use tokio::sync::OnceCell;
 
 use crate::error::Error;
 use crate::graphql::connection::MidjourneyTaskConnection;
-use crate::graphql::context::caller;
+use crate::graphql::context::{caller, request};
 use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::inputs::MidjourneyTaskFilter;
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
 use crate::graphql::stats::MidjourneyTaskStats;
 use crate::graphql::task::MidjourneyTask;
 use crate::service::filter::MAX_VALUE;
-use crate::service::{Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
+use crate::service::{MAX_LOOKUPS, Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
 
 /// The root of every query.
 pub struct Query;
@@ -116,7 +116,7 @@ impl Query {
         #[graphql(desc = "The row id.")] id: Option<i64>,
         #[graphql(desc = "The upstream task id.")] mj_id: Option<String>,
     ) -> async_graphql::Result<Option<MidjourneyTask>> {
-        let (service, viewer, lang) = caller(ctx)?;
+        let (_, _, lang) = caller(ctx)?;
         let key = match (id, mj_id) {
             (Some(id), None) => TaskKey::Id(id),
             (None, Some(m)) if m.chars().count() <= MAX_VALUE => TaskKey::MjId(m),
@@ -129,11 +129,34 @@ impl Query {
                 return Err(to_gql(&err, lang));
             }
         };
-        let found = service.find_task(viewer, key).await.gql(lang)?;
-        Ok(found.map(|record| MidjourneyTask {
-            record,
-            admin: viewer.is_admin(),
-        }))
+        lookup(ctx, key).await
+    }
+
+    /// Apollo Federation: a `MidjourneyTask` entity by its row id, scoped like
+    /// `midjourneyTask` (another user's task resolves to null).
+    #[graphql(entity)]
+    async fn find_task_by_id(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The row id.")] id: i64,
+    ) -> async_graphql::Result<Option<MidjourneyTask>> {
+        lookup(ctx, TaskKey::Id(id)).await
+    }
+
+    /// Apollo Federation: a `MidjourneyTask` entity by its upstream task id (the newest
+    /// visible one), scoped like `midjourneyTask`.
+    #[graphql(entity)]
+    async fn find_task_by_mj_id(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The upstream task id.")] mj_id: String,
+    ) -> async_graphql::Result<Option<MidjourneyTask>> {
+        let (_, _, lang) = caller(ctx)?;
+        if mj_id.chars().count() > MAX_VALUE {
+            let err = Error::BadFilter(format!("mjId is at most {MAX_VALUE} characters"));
+            return Err(to_gql(&err, lang));
+        }
+        lookup(ctx, TaskKey::MjId(mj_id)).await
     }
 
     /// Counts and sums over the same filter and scope as `midjourneyTasks`.
@@ -173,4 +196,23 @@ fn viewer_of(v: &SvcViewer) -> Viewer {
         },
         is_admin: v.is_admin(),
     }
+}
+
+/// One task the caller may see, by `key`; at most [`MAX_LOOKUPS`] a request.
+async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option<MidjourneyTask>> {
+    let (service, viewer, lang) = caller(ctx)?;
+    let made = request(ctx)?
+        .lookups
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if made >= MAX_LOOKUPS {
+        let err = Error::BadFilter(format!(
+            "at most {MAX_LOOKUPS} single-task lookups a request"
+        ));
+        return Err(to_gql(&err, lang));
+    }
+    let found = service.find_task(viewer, key).await.gql(lang)?;
+    Ok(found.map(|record| MidjourneyTask {
+        record,
+        admin: viewer.is_admin(),
+    }))
 }

@@ -185,6 +185,7 @@ async fn init(
         lang,
         live: state.live.clone(),
         connection,
+        lookups: Default::default(),
     }));
     Ok(data)
 }

@@ -161,6 +161,10 @@ impl Service {
     }
 }
 
+/// Most single-task lookups in one request (a GraphQL document with many `midjourneyTask`
+/// aliases, or a federation router asking for many entities).
+pub const MAX_LOOKUPS: usize = 100;
+
 /// A connection pool's state (`/healthz`, metrics).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct PoolStatus {

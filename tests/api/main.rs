@@ -18,6 +18,7 @@ mod filter_match;
 mod filters;
 mod found;
 mod generated;
+mod gql_federation;
 mod gql_filters;
 mod gql_http;
 mod gql_limits_stats;
