@@ -49,6 +49,8 @@ pub enum Command {
     Migrate(DbOnlyArgs),
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
+    /// Print the REST routes' OpenAPI 3.1 document, as committed in openapi.json.
+    Openapi,
     /// Seed a database and time representative queries (median and p95).
     Bench(BenchArgs),
 }

@@ -30,6 +30,10 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Demo(args)) => commands::demo(args.listen, args.tasks).await,
         Some(Command::Migrate(args)) => commands::migrate(&args.db).await,
         Some(Command::Bench(args)) => commands::bench(&args).await,
+        Some(Command::Openapi) => {
+            print!("{}", mj_tasks::rest::openapi::pretty());
+            Ok(())
+        }
         Some(Command::Schema) => {
             print!("{}", mj_tasks::graphql::sdl());
             Ok(())

@@ -5,6 +5,7 @@
 mod envelope;
 mod handlers;
 mod items;
+pub mod openapi;
 mod params;
 
 pub use envelope::{ApiError, failure_body};
@@ -22,4 +23,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/mj/self/", get(handlers::list_own))
         .route("/api/mj", get(handlers::list_all))
         .route("/api/mj/", get(handlers::list_all))
+        .route("/openapi.json", get(openapi_json))
+}
+
+/// `GET /openapi.json`: the routes' OpenAPI 3.1 description.
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::pretty(),
+    )
 }

@@ -299,3 +299,33 @@ async fn every_type_field_and_argument_is_described() {
     }
     assert!(missing.is_empty(), "undescribed: {missing:?}");
 }
+
+#[tokio::test]
+async fn committed_openapi_matches_the_code_and_is_served() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"))
+        .expect("openapi.json is committed");
+    assert!(
+        committed == mj_tasks::rest::openapi::pretty(),
+        "openapi.json differs from the code's document: run `cargo run -- openapi > openapi.json` and review the diff"
+    );
+    let app = spawn_app().await;
+    let served = app.get_with("/openapi.json", &[]).await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.text, committed);
+    // The item schemas hold exactly the fields the routes answer with.
+    let alice = app.user("alice", Role::Common).await;
+    app.task(crate::helpers::Task::of(alice.id).mj("o-1")).await;
+    let page = app.get_as(&alice, "/api/mj/self").await;
+    let item = page.items()[0].as_object().expect("an item").clone();
+    let doc: Value = serde_json::from_str(&committed).expect("json");
+    let mut documented: Vec<&String> = doc["components"]["schemas"]["SelfItem"]["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .collect();
+    let mut answered: Vec<&String> = item.keys().collect();
+    documented.sort();
+    answered.sort();
+    assert_eq!(documented, answered);
+    assert_eq!(doc["openapi"], "3.1.0");
+}
