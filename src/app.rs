@@ -84,7 +84,7 @@ impl App {
     /// does not stop the start), applies migrations, creates a first root user on an empty
     /// users table, binds the listen address and builds the router.
     pub async fn build(cfg: &ServeArgs) -> Result<App, StartError> {
-        let db = db::connect(&cfg.db, cfg.no_migrate)
+        let db = db::connect_serving(&cfg.db, cfg.no_migrate)
             .await
             .map_err(StartError::Connect)?;
         if !cfg.no_migrate {

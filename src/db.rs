@@ -11,6 +11,44 @@ use crate::config::DbConfig;
 /// Opens the pool described by `cfg`. With `lazy`, no connection is made until the first
 /// query, so the service can start (and answer 503) while the database is down.
 pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, DbErr> {
+    open(cfg, lazy, false).await
+}
+
+/// [`connect`] for the pool that serves requests: on SQLite a statement running longer
+/// than `--db-statement-timeout-ms` is interrupted (SQLite has no statement timeout of its
+/// own). Migrations, imports and other commands use [`connect`], whose work may take longer.
+pub async fn connect_serving(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, DbErr> {
+    open(cfg, lazy, true).await
+}
+
+/// Bounds every use of a pooled SQLite connection to `limit` from the moment it is handed
+/// out: a progress handler interrupts the statement after that (SQLITE_INTERRUPT), and is
+/// removed when the connection goes back to the pool.
+fn interrupt_after(
+    o: sea_orm::sqlx::pool::PoolOptions<sea_orm::sqlx::Sqlite>,
+    limit: Duration,
+) -> sea_orm::sqlx::pool::PoolOptions<sea_orm::sqlx::Sqlite> {
+    use sea_orm::sqlx::sqlite::SqliteConnection;
+    async fn arm(conn: &mut SqliteConnection, limit: Duration) -> Result<(), sea_orm::sqlx::Error> {
+        let deadline = std::time::Instant::now() + limit;
+        conn.lock_handle()
+            .await?
+            .set_progress_handler(10_000, move || std::time::Instant::now() < deadline);
+        Ok(())
+    }
+    o.after_connect(move |conn, _| Box::pin(async move { arm(conn, limit).await }))
+        .before_acquire(move |conn, _| {
+            Box::pin(async move { arm(conn, limit).await.map(|()| true) })
+        })
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                conn.lock_handle().await?.remove_progress_handler();
+                Ok(true)
+            })
+        })
+}
+
+async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConnection, DbErr> {
     let url = cfg.database_url.as_str();
     let mut opts = ConnectOptions::new(url);
     let acquire = Duration::from_millis(cfg.db_acquire_timeout_ms.max(1));
@@ -36,6 +74,9 @@ pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, D
         } else {
             statement
         };
+        if serving && !statement.is_zero() {
+            opts.map_sqlx_sqlite_pool_opts(move |o| interrupt_after(o, statement));
+        }
         opts.map_sqlx_sqlite_opts(move |o| {
             let o = o.busy_timeout(busy).synchronous(SqliteSynchronous::Normal);
             if memory || read_only {

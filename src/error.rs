@@ -251,13 +251,13 @@ fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
             // PostgreSQL: 57014 statement timeout, 57P0x shutdown, 08xxx connection
             // failures, 53xxx out of resources. MySQL/MariaDB: 1969/3024 statement
             // timeout, 1040 too many connections, 2006/2013 server gone. SQLite: 5 busy,
-            // 6 locked.
+            // 6 locked, 9 interrupted (the statement timeout).
             code == "57014"
                 || code.starts_with("57P0")
                 || code.starts_with("08")
                 || code.starts_with("53")
                 || matches!(code.as_str(), "1969" | "3024" | "1040" | "2006" | "2013")
-                || matches!(code.as_str(), "5" | "6" | "261" | "517")
+                || matches!(code.as_str(), "5" | "6" | "9" | "261" | "517")
         }
         _ => false,
     }

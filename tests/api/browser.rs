@@ -168,15 +168,19 @@ async fn open_playground(
         )
         .await;
 
-    // The playground renders (its scripts came from the service itself).
+    playground_ready(&driver, &sid).await;
+    (driver, sid, profile)
+}
+
+/// Waits until the playground has rendered (its scripts came from the service itself).
+async fn playground_ready(driver: &Driver, sid: &str) {
     wait_for(
-        &driver,
-        &sid,
+        driver,
+        sid,
         "return !!document.querySelector('.graphiql-execute-button');",
         |v| v == &json!(true),
     )
     .await;
-    (driver, sid, profile)
 }
 
 async fn run(driver: &Driver, sid: &str) {
@@ -436,13 +440,7 @@ async fn the_demo_prints_a_playground_link_that_runs_the_sample_with_one_click()
     let driver = Driver::start().await;
     let (sid, _profile) = new_session(&driver).await;
     navigate(&driver, &sid, &link).await;
-    wait_for(
-        &driver,
-        &sid,
-        "return !!document.querySelector('.graphiql-execute-button');",
-        |v| v == &json!(true),
-    )
-    .await;
+    playground_ready(&driver, &sid).await;
     run(&driver, &sid).await;
     let result = wait_for(&driver, &sid, RESULT, |v| {
         v.as_str().is_some_and(|s| s.contains("totalCount"))

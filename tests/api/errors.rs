@@ -141,3 +141,37 @@ async fn reads_keep_working_while_another_writer_holds_a_transaction() {
     }
     writer.close().await.ok();
 }
+
+/// SQLite has no statement timeout of its own: the serving pool interrupts a statement that
+/// runs longer than `--db-statement-timeout-ms`, and the connection serves on.
+#[tokio::test]
+async fn a_long_sqlite_statement_is_interrupted_at_the_statement_timeout() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let app = spawn_app_with(TestDb::sqlite(), |c| c.db.db_statement_timeout_ms = 300).await;
+    let long = Statement::from_string(
+        DatabaseBackend::Sqlite,
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+         SELECT count(*) FROM (SELECT x FROM c LIMIT 2000000000)",
+    );
+    let started = std::time::Instant::now();
+    let result = app.service.db().query_one_raw(long).await;
+    let took = started.elapsed();
+    println!("a runaway SQLite statement ended after {took:?}: {result:?}");
+    let err = result.expect_err("interrupted");
+    assert!(
+        matches!(
+            mj_tasks::error::Error::from(err),
+            mj_tasks::error::Error::Unavailable
+        ),
+        "an interrupted statement answers 503, like a timeout elsewhere"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "interrupted after {took:?}"
+    );
+    // Every pooled connection serves on.
+    let alice = app.user("alice", Role::Common).await;
+    for _ in 0..20 {
+        assert_eq!(app.get_as(&alice, "/api/mj/self").await.status, 200);
+    }
+}

@@ -7,8 +7,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestUser;
+use mj_tasks::service::{NewUser, Service};
+
+use crate::helpers::{TestDb, TestUser};
 use crate::process::percentile;
+
+/// Seeds `tasks` tasks for `users` light users (and an admin, and a heavy user) on a
+/// migrated database; returns the admin and the light users.
+pub async fn seed_readers(db: &TestDb, tasks: usize, users: usize) -> (TestUser, Vec<TestUser>) {
+    let service = Service::new(db.connect().await, None);
+    let seeded = service.seed_bench(tasks, users).await.expect("seed");
+    let user = |u: &NewUser| TestUser {
+        id: u.id,
+        token: u.access_token.clone(),
+    };
+    (user(&seeded.admin), seeded.light.iter().map(user).collect())
+}
 
 /// Latencies of the answered requests and what went wrong with the others.
 #[derive(Debug, Default)]

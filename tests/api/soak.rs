@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mj_tasks::service::Service;
 use serde_json::json;
 
-use crate::helpers::{TestDb, TestUser, env_cases};
+use crate::helpers::{TestDb, env_cases};
 use crate::live_client::{EVENTS, Frame, Ws};
-use crate::load::{closed_loop, open_loop};
+use crate::load::{closed_loop, open_loop, seed_readers};
 use crate::process::ServerProcess;
 
 const SUBSCRIBERS: usize = 50;
@@ -79,16 +78,7 @@ async fn steady_mixed_load_leaks_nothing() {
     let rate = env_cases("SOAK_RATE", 100);
     let db = TestDb::new().await;
     let server = ServerProcess::start(&db.url, &[]).await;
-    let service = Service::new(db.connect().await, None);
-    let seeded = service.seed_bench(20_000, 20).await.expect("seed");
-    let users: Vec<TestUser> = seeded
-        .light
-        .iter()
-        .map(|u| TestUser {
-            id: u.id,
-            token: u.access_token.clone(),
-        })
-        .collect();
+    let (_, users) = seed_readers(&db, 20_000, 20).await;
     for u in &users {
         db.submit(u.id, &format!("soak-{}", u.id), 1).await;
     }

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mj_tasks::service::Service;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::json;
 
-use crate::helpers::{TestDb, TestUser, env_cases};
+use crate::helpers::{TestDb, env_cases};
 use crate::live_client::submit_sql;
-use crate::load::{Tally, closed_loop};
+use crate::load::{Tally, closed_loop, seed_readers};
 use crate::process::ServerProcess;
 
 const CONCURRENCY: usize = 16;
@@ -89,16 +88,7 @@ async fn reads_stay_clean_while_another_process_writes() {
     let secs = u64::from(env_cases("SQLITE_WRITER_SECS", 10));
     let db = TestDb::sqlite();
     let server = ServerProcess::start(&db.url, &[]).await;
-    let service = Service::new(db.connect().await, None);
-    let seeded = service.seed_bench(20_000, 20).await.expect("seed");
-    let users: Vec<TestUser> = seeded
-        .light
-        .iter()
-        .map(|u| TestUser {
-            id: u.id,
-            token: u.access_token.clone(),
-        })
-        .collect();
+    let (admin, users) = seed_readers(&db, 20_000, 20).await;
     let base = server.url("");
 
     let mut idle = closed_loop(
@@ -120,10 +110,6 @@ async fn reads_stay_clean_while_another_process_writes() {
     let updated = updating.await.expect("updates");
 
     // Every committed row is visible through the service.
-    let admin = TestUser {
-        id: seeded.admin.id,
-        token: seeded.admin.access_token.clone(),
-    };
     let client = reqwest::Client::new();
     let total: serde_json::Value = client
         .get(server.url("/api/mj/?p=1&page_size=1"))
