@@ -67,7 +67,8 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     http: Mutex<BTreeMap<(String, u16), Arc<Histogram>>>,
-    graphql: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Operation name → outcome → count.
+    graphql: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
 }
 
 /// A GraphQL operation's outcome.
@@ -110,18 +111,15 @@ impl Metrics {
             Some(_) => "invalid",
         };
         let mut map = self.graphql.lock().unwrap_or_else(PoisonError::into_inner);
-        let known = map.keys().any(|(n, _)| n == name);
-        let distinct = map
-            .keys()
-            .map(|(n, _)| n)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        let name = if known || distinct < MAX_OPERATIONS {
+        let name = if map.contains_key(name) || map.len() < MAX_OPERATIONS {
             name
         } else {
             "other"
         };
-        *map.entry((name.to_owned(), outcome)).or_default() += 1;
+        *map.entry(name.to_owned())
+            .or_default()
+            .entry(outcome)
+            .or_default() += 1;
     }
 
     /// The text exposition, with the gauges and counters `extra` adds.
@@ -148,16 +146,18 @@ impl Metrics {
             h.render("mj_tasks_http_request_duration_seconds", &labels, &mut out);
         }
         out.push_str("# HELP mj_tasks_graphql_operations_total GraphQL operations by operation name and outcome.\n# TYPE mj_tasks_graphql_operations_total counter\n");
-        for ((name, outcome), n) in self
+        for (name, outcomes) in self
             .graphql
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "mj_tasks_graphql_operations_total{{operation=\"{name}\",outcome=\"{outcome}\"}} {n}"
-            );
+            for (outcome, n) in outcomes {
+                let _ = writeln!(
+                    out,
+                    "mj_tasks_graphql_operations_total{{operation=\"{name}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
         }
         for s in extra {
             s.render(&mut out);

@@ -20,10 +20,13 @@ pub struct RequestContext {
     /// The client connection subscriptions are counted on (one per WebSocket; one per SSE
     /// or plain HTTP request).
     pub connection: Connection,
-    /// Single-task lookups made so far (`midjourneyTask`, federation entities), at most
-    /// [`crate::service::MAX_LOOKUPS`] a request.
-    pub lookups: std::sync::atomic::AtomicUsize,
 }
+
+/// Single-task lookups one operation has made (`midjourneyTask`, federation entities), at
+/// most [`crate::service::MAX_LOOKUPS`]. Attached to every operation by its transport (a
+/// WebSocket's context lives as long as the connection, so the count cannot live there).
+#[derive(Debug, Default)]
+pub struct Lookups(pub std::sync::atomic::AtomicUsize);
 
 /// The service and the caller, or `UNAUTHENTICATED` / `FORBIDDEN`.
 pub fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Service, &'a Viewer, Lang)> {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::{self, AuthError};
 use crate::error::Error;
-use crate::graphql::context::RequestContext;
+use crate::graphql::context::{Lookups, RequestContext};
 use crate::graphql::errors::{ensure_codes, server_error};
 use crate::graphql::limits::OverGet;
 use crate::graphql::{playground, sse, ws};
@@ -211,7 +211,6 @@ pub(crate) async fn context(state: &AppState, headers: &HeaderMap) -> Arc<Reques
         lang: auth::lang(headers),
         live: state.live.clone(),
         connection: Connection::default(),
-        lookups: Default::default(),
     })
 }
 
@@ -258,7 +257,10 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         // Some whenever a request was resolved.
         let Some(ctx) = ctx.clone() else { continue };
         let operation = req.operation_name.clone();
-        let mut resp = state.schema.execute(req.data(ctx)).await;
+        let mut resp = state
+            .schema
+            .execute(req.data(ctx).data(Lookups::default()))
+            .await;
         // Errors without a path come from parsing or validation: nothing was executed.
         let failed = not_executed(&resp);
         let outcome = match (resp.errors.is_empty(), resp.data == Value::Null) {

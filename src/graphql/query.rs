@@ -5,7 +5,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::Error;
 use crate::graphql::connection::MidjourneyTaskConnection;
-use crate::graphql::context::{caller, request};
+use crate::graphql::context::{Lookups, caller};
 use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::inputs::MidjourneyTaskFilter;
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
@@ -119,11 +119,7 @@ impl Query {
         let (_, _, lang) = caller(ctx)?;
         let key = match (id, mj_id) {
             (Some(id), None) => TaskKey::Id(id),
-            (None, Some(m)) if m.chars().count() <= MAX_VALUE => TaskKey::MjId(m),
-            (None, Some(_)) => {
-                let err = Error::BadFilter(format!("mjId is at most {MAX_VALUE} characters"));
-                return Err(to_gql(&err, lang));
-            }
+            (None, Some(m)) => TaskKey::MjId(m),
             _ => {
                 let err = Error::BadFilter("give exactly one of id and mjId".into());
                 return Err(to_gql(&err, lang));
@@ -151,11 +147,6 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "The upstream task id.")] mj_id: String,
     ) -> async_graphql::Result<Option<MidjourneyTask>> {
-        let (_, _, lang) = caller(ctx)?;
-        if mj_id.chars().count() > MAX_VALUE {
-            let err = Error::BadFilter(format!("mjId is at most {MAX_VALUE} characters"));
-            return Err(to_gql(&err, lang));
-        }
         lookup(ctx, TaskKey::MjId(mj_id)).await
     }
 
@@ -198,15 +189,23 @@ fn viewer_of(v: &SvcViewer) -> Viewer {
     }
 }
 
-/// One task the caller may see, by `key`; at most [`MAX_LOOKUPS`] a request.
+/// One task the caller may see, by `key` (an mjId of at most [`MAX_VALUE`] characters); at
+/// most [`MAX_LOOKUPS`] an operation.
 async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option<MidjourneyTask>> {
     let (service, viewer, lang) = caller(ctx)?;
-    let made = request(ctx)?
-        .lookups
+    if let TaskKey::MjId(m) = &key
+        && m.chars().count() > MAX_VALUE
+    {
+        let err = Error::BadFilter(format!("mjId is at most {MAX_VALUE} characters"));
+        return Err(to_gql(&err, lang));
+    }
+    let made = ctx
+        .data::<Lookups>()?
+        .0
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if made >= MAX_LOOKUPS {
         let err = Error::BadFilter(format!(
-            "at most {MAX_LOOKUPS} single-task lookups a request"
+            "at most {MAX_LOOKUPS} single-task lookups an operation"
         ));
         return Err(to_gql(&err, lang));
     }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use futures_util::stream;
 
+use crate::graphql::context::Lookups;
 use crate::graphql::errors::ensure_codes;
 use crate::graphql::http::context;
 use crate::state::AppState;
@@ -35,7 +36,7 @@ pub async fn respond(
     let mut first = true;
     let events = state
         .schema
-        .execute_stream(request.data(ctx))
+        .execute_stream(request.data(ctx).data(Lookups::default()))
         .map(move |mut resp| {
             // Errors without a path on the first response: nothing was executed.
             let failed = first

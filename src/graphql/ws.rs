@@ -22,8 +22,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket as GqlWebSocket, WsMessage};
+use async_graphql::{Data, Executor};
 use axum::extract::FromRequestParts;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::request::Parts;
@@ -34,7 +34,8 @@ use tokio::time::Instant;
 
 use crate::auth;
 use crate::error::Error;
-use crate::graphql::context::RequestContext;
+use crate::graphql::AppSchema;
+use crate::graphql::context::{Lookups, RequestContext};
 use crate::graphql::http::{MAX_BODY, request_error};
 use crate::service::Role;
 use crate::service::live::Connection;
@@ -185,9 +186,29 @@ async fn init(
         lang,
         live: state.live.clone(),
         connection,
-        lookups: Default::default(),
     }));
     Ok(data)
+}
+
+/// The schema, giving every operation of a connection a lookup budget of its own.
+#[derive(Clone)]
+struct PerOperation(AppSchema);
+
+impl Executor for PerOperation {
+    fn execute(
+        &self,
+        request: async_graphql::Request,
+    ) -> impl Future<Output = async_graphql::Response> + Send {
+        Executor::execute(&self.0, request.data(Lookups::default()))
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<Data>>,
+    ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
+        Executor::execute_stream(&self.0, request.data(Lookups::default()), session_data)
+    }
 }
 
 /// `reason` cut to what a close frame holds, on a character boundary.
@@ -229,8 +250,8 @@ async fn serve(
     let rejected = rejection.clone();
     let init_state = state.clone();
     let init_connection = connection.clone();
-    let mut engine = GqlWebSocket::new(state.schema.clone(), input, protocol).on_connection_init(
-        move |payload| async move {
+    let mut engine = GqlWebSocket::new(PerOperation(state.schema.clone()), input, protocol)
+        .on_connection_init(move |payload| async move {
             init(init_state, upgrade, init_connection, payload)
                 .await
                 .map_err(|why| {
@@ -238,8 +259,7 @@ async fn serve(
                     *rejected.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
                     async_graphql::Error::new(message)
                 })
-        },
-    );
+        });
 
     let mut acked = false;
     let init_deadline = tokio::time::sleep(settings.init_timeout);

@@ -59,6 +59,18 @@ pub fn refuse(error: Error, path: &str, headers: &HeaderMap) -> Response {
     }
 }
 
+/// What a refusal is shaped by (the response media type and the message language), kept
+/// instead of a copy of every request header.
+fn shaping(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in [header::ACCEPT, header::ACCEPT_LANGUAGE] {
+        for value in headers.get_all(&name) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers
         .iter()
@@ -69,8 +81,8 @@ fn header_bytes(headers: &HeaderMap) -> usize {
 /// The middleware.
 pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    let headers = request.headers().clone();
-    if header_bytes(&headers) > MAX_HEADER_BYTES {
+    let headers = shaping(request.headers());
+    if header_bytes(request.headers()) > MAX_HEADER_BYTES {
         return refuse(Error::HeadersTooLarge, &path, &headers);
     }
     if let Some(limits) = &guard.limits

@@ -57,17 +57,6 @@ pub struct ServerSettings {
     pub grace: Duration,
 }
 
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            max_connections: 10_000,
-            header_timeout: Duration::from_secs(30),
-            drain: Duration::ZERO,
-            grace: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Serves `router` on `listener` until `stop` completes, then shuts down as the module
 /// describes, moving `shutdown` through its phases.
 pub async fn serve(

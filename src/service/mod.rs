@@ -161,7 +161,7 @@ impl Service {
     }
 }
 
-/// Most single-task lookups in one request (a GraphQL document with many `midjourneyTask`
+/// Most single-task lookups in one operation (a GraphQL document with many `midjourneyTask`
 /// aliases, or a federation router asking for many entities).
 pub const MAX_LOOKUPS: usize = 100;
 
