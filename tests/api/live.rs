@@ -649,3 +649,25 @@ async fn every_instance_on_one_database_feeds_its_own_subscribers() {
     expect(&b.event().await, "CREATED", "SUBMITTED", "0%");
     assert!(first.live.polls() > 0 && second.live.polls() > 0);
 }
+
+/// The lookup budget belongs to each operation, not to the connection: a long-lived
+/// WebSocket keeps answering `midjourneyTask` queries after more than 100 of them.
+#[tokio::test]
+async fn a_websocket_connection_runs_more_lookups_than_one_operations_budget() {
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    app.db.submit(alice.id, "ws-lookup", 1).await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
+    ws.init(&alice).await;
+    let query = "query($m: String) { midjourneyTask(mjId: $m) { mjId } }";
+    for i in 0..mj_tasks::service::MAX_LOOKUPS + 5 {
+        let id = i.to_string();
+        ws.subscribe(&id, query, json!({"m": "ws-lookup"})).await;
+        let payload = ws.next_of(&id).await.expect("an answer");
+        assert_eq!(
+            payload["data"]["midjourneyTask"]["mjId"], "ws-lookup",
+            "operation {i}: {payload}"
+        );
+        assert_eq!(ws.next_of(&id).await, None, "then complete");
+    }
+}
