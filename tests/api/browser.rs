@@ -426,15 +426,22 @@ async fn the_demo_prints_a_playground_link_that_runs_the_sample_with_one_click()
         .spawn()
         .expect("demo");
     let stdout = demo.stdout.take().expect("stdout");
-    let link = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
+    // Read on to the end: a closed pipe would make the demo's next line fail.
+    let (found, link) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find(|l| l.starts_with("http://") && l.contains("/graphql?query="))
-    })
-    .await
-    .expect("reader")
-    .expect("a playground link in the demo's output");
+        {
+            if line.starts_with("http://") && line.contains("/graphql?query=") {
+                let _ = found.send(line);
+            }
+        }
+    });
+    let link = tokio::task::spawn_blocking(move || link.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("reader")
+        .expect("a playground link in the demo's output");
     println!("{link}");
 
     let driver = Driver::start().await;
