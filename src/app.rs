@@ -445,11 +445,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let extra = [
         value(
             "mj_tasks_db_pool_connections",
-            "Database connections of the primary's pool, by state.",
+            "Database connections of the primary's pool, by state (waiting: reads waiting for a connection).",
             "gauge",
             vec![
                 ("state=\"open\"".into(), f64::from(pool.open)),
                 ("state=\"in_use\"".into(), pool.in_use as f64),
+                ("state=\"waiting\"".into(), pool.waiting as f64),
                 ("state=\"max\"".into(), f64::from(state.pool_max)),
             ],
         ),

@@ -7,6 +7,7 @@ mod errors;
 mod http;
 mod inputs;
 mod limits;
+mod node;
 mod paging;
 pub mod persisted;
 pub mod playground;

@@ -1,6 +1,6 @@
 //! The query root.
 
-use async_graphql::{Context, Enum, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use tokio::sync::OnceCell;
 
 use crate::error::Error;
@@ -8,11 +8,12 @@ use crate::graphql::connection::MidjourneyTaskConnection;
 use crate::graphql::context::{Lookups, caller};
 use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::inputs::MidjourneyTaskFilter;
+use crate::graphql::node::{self, Node};
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
 use crate::graphql::stats::MidjourneyTaskStats;
 use crate::graphql::task::MidjourneyTask;
 use crate::service::filter::MAX_VALUE;
-use crate::service::{MAX_LOOKUPS, Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
+use crate::service::{Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
 
 /// The root of every query.
 pub struct Query;
@@ -150,6 +151,33 @@ impl Query {
         lookup(ctx, TaskKey::MjId(mj_id)).await
     }
 
+    /// Relay: the object a global id (`nodeId`) names. null when there is no such object or
+    /// the caller may not see it (another user's task); `BAD_FILTER` when the text is not a
+    /// global id of this API.
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A global id, as `nodeId` gives it.")] id: ID,
+    ) -> async_graphql::Result<Option<Node>> {
+        Ok(node::nodes(ctx, std::slice::from_ref(&id))
+            .await?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+
+    /// Relay: the objects these global ids name, in the same order, null where there is no
+    /// such object or the caller may not see it. One query for all; at most 100 ids an
+    /// operation (with every other lookup).
+    #[graphql(complexity = "ids.len() * child_complexity + 1")]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global ids, as `nodeId` gives them.")] ids: Vec<ID>,
+    ) -> async_graphql::Result<Vec<Option<Node>>> {
+        node::nodes(ctx, &ids).await
+    }
+
     /// Counts and sums over the same filter and scope as `midjourneyTasks`.
     async fn midjourney_task_stats(
         &self,
@@ -190,7 +218,7 @@ fn viewer_of(v: &SvcViewer) -> Viewer {
 }
 
 /// One task the caller may see, by `key` (an mjId of at most [`MAX_VALUE`] characters); at
-/// most [`MAX_LOOKUPS`] an operation.
+/// most [`MAX_LOOKUPS`](crate::service::MAX_LOOKUPS) an operation.
 async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option<MidjourneyTask>> {
     let (service, viewer, lang) = caller(ctx)?;
     if let TaskKey::MjId(m) = &key
@@ -199,16 +227,7 @@ async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option
         let err = Error::BadFilter(format!("mjId is at most {MAX_VALUE} characters"));
         return Err(to_gql(&err, lang));
     }
-    let made = ctx
-        .data::<Lookups>()?
-        .0
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if made >= MAX_LOOKUPS {
-        let err = Error::BadFilter(format!(
-            "at most {MAX_LOOKUPS} single-task lookups an operation"
-        ));
-        return Err(to_gql(&err, lang));
-    }
+    ctx.data::<Lookups>()?.take(1).gql(lang)?;
     let found = service.find_task(viewer, key).await.gql(lang)?;
     Ok(found.map(|record| MidjourneyTask {
         record,

@@ -1,6 +1,6 @@
 //! The `MidjourneyTask` type.
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
@@ -8,6 +8,7 @@ use crate::graphql::context::lang;
 use crate::graphql::errors::to_gql;
 use crate::graphql::scalars::Long;
 use crate::service::TaskRecord;
+use crate::service::node_id;
 use crate::service::record::epoch_ms;
 
 /// One Midjourney task (an image or video job submitted upstream).
@@ -26,9 +27,13 @@ fn datetime(value: i64) -> Option<DateTime<Utc>> {
 /// read as "" or 0.
 #[Object]
 impl MidjourneyTask {
-    /// The row id.
+    /// The row id (the integer the REST routes show as `id`).
     async fn id(&self) -> i64 {
         self.record.id
+    }
+    /// The opaque global id (Relay's `Node`): give it to `node(id:)` to read this task again.
+    pub async fn node_id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        Ok(ID(node_id::encode(self.record.id)))
     }
     /// The upstream task id (not necessarily unique).
     async fn mj_id(&self) -> &str {

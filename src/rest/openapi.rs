@@ -176,7 +176,7 @@ pub fn document() -> Value {
                     "properties": {
                         "status": { "enum": ["ok", "degraded", "draining"] },
                         "database": { "enum": ["ok", "unavailable"] },
-                        "pool": { "type": "object", "properties": { "open": { "type": "integer" }, "in_use": { "type": "integer" } } },
+                        "pool": { "type": "object", "properties": { "open": { "type": "integer" }, "in_use": { "type": "integer" }, "waiting": { "type": "integer" } } },
                         "replicas": { "type": "array" },
                         "primary_reads": { "type": "integer" },
                     },

@@ -11,6 +11,7 @@ mod filter_sql;
 pub mod fold;
 pub mod import;
 pub mod live;
+pub mod node_id;
 pub mod order;
 pub mod page;
 pub mod record;
@@ -29,7 +30,7 @@ pub use users::{NewUser, UserRecord};
 pub use viewer::{Role, Viewer};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sea_orm::DatabaseConnection;
 
@@ -59,6 +60,24 @@ struct Counters {
     live: AtomicU64,
     /// How long reads took (metrics).
     reads: crate::metrics::Histogram,
+    /// Reads running on the primary's pool now, holding a connection or waiting for one.
+    primary_in_flight: AtomicUsize,
+}
+
+/// Counts one read on the primary's pool for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn start(counter: &'a AtomicUsize) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A reading of the query counters.
@@ -115,6 +134,12 @@ impl Service {
         &self.counters.reads
     }
 
+    /// Marks a read on the primary's pool until the guard is dropped (the pool's waiting
+    /// figure).
+    fn on_primary(&self) -> InFlight<'_> {
+        InFlight::start(&self.counters.primary_in_flight)
+    }
+
     fn rows_query(&self) {
         self.counters.rows.fetch_add(1, Ordering::Relaxed);
     }
@@ -154,9 +179,12 @@ impl Service {
                 (p.size(), p.num_idle())
             }
         };
+        let in_use = (open as usize).saturating_sub(idle);
+        let in_flight = self.counters.primary_in_flight.load(Ordering::Relaxed);
         PoolStatus {
             open,
-            in_use: (open as usize).saturating_sub(idle),
+            in_use,
+            waiting: in_flight.saturating_sub(in_use),
         }
     }
 }
@@ -172,4 +200,8 @@ pub struct PoolStatus {
     pub open: u32,
     /// Of which in use by a query.
     pub in_use: usize,
+    /// Reads waiting for a connection: reads on the pool beyond the connections in use (sqlx
+    /// does not count its waiters, so this is derived from the reads the service runs;
+    /// a connection held by a write makes it read low by one for that moment).
+    pub waiting: usize,
 }

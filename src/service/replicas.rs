@@ -228,6 +228,7 @@ impl Service {
         F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
     {
         let Some(replicas) = &self.replicas else {
+            let _counted = self.on_primary();
             return Ok(run(&self.db).await?);
         };
         for m in replicas.order(stable) {
@@ -243,6 +244,7 @@ impl Service {
         match replicas.fallback {
             Fallback::Primary => {
                 replicas.primary_reads.fetch_add(1, Ordering::Relaxed);
+                let _counted = self.on_primary();
                 Ok(run(&self.db).await?)
             }
             Fallback::Unavailable => {

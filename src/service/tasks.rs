@@ -287,4 +287,45 @@ impl Service {
             .into_iter()
             .next())
     }
+
+    /// The tasks with these row ids, each `None` where there is no such task or `viewer` may
+    /// not see it, in the order asked (a repeated id repeats its task); one query for all.
+    /// At most [`MAX_LIST`](crate::service::filter::MAX_LIST) distinct ids.
+    pub async fn find_tasks(
+        &self,
+        viewer: &Viewer,
+        ids: &[i64],
+    ) -> Result<Vec<Option<TaskRecord>>, Error> {
+        use crate::service::filter::{MAX_LIST, NumFilter};
+        let mut distinct = ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > MAX_LIST {
+            return Err(Error::BadFilter(format!(
+                "at most {MAX_LIST} ids in one lookup"
+            )));
+        }
+        if distinct.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = TaskQuery {
+            filter: TaskFilter {
+                id: Some(NumFilter {
+                    in_list: Some(distinct.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            page: PageRequest::Offset(page::OffsetPage {
+                page: 1,
+                page_size: distinct.len() as u64,
+            }),
+            ..Default::default()
+        };
+        let found = self.list_tasks(viewer, &query).await?.rows;
+        Ok(ids
+            .iter()
+            .map(|id| found.iter().find(|r| r.id == *id).cloned())
+            .collect())
+    }
 }

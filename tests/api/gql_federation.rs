@@ -30,7 +30,9 @@ async fn a_router_reads_the_subgraph_sdl_and_resolves_entities_within_scope() {
         "{sdl}"
     );
     assert!(
-        sdl.contains("type MidjourneyTask @key(fields: \"id\") @key(fields: \"mjId\")"),
+        sdl.contains(
+            "type MidjourneyTask implements Node @key(fields: \"id\") @key(fields: \"mjId\")"
+        ),
         "{sdl}"
     );
 

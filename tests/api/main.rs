@@ -25,6 +25,7 @@ mod gql_limits_stats;
 mod gql_pages;
 mod gql_parity;
 mod gql_persisted;
+mod gql_relay;
 mod gql_tasks;
 mod helpers;
 mod hostile;

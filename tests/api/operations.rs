@@ -203,5 +203,92 @@ async fn metrics_count_requests_operations_reads_and_the_pool() {
     assert!(
         sample(&text, r#"mj_tasks_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0)
     );
+    assert_eq!(
+        sample(&text, r#"mj_tasks_db_pool_connections{state="waiting"}"#),
+        Some(0.0)
+    );
     assert!(text.contains("mj_tasks_build_info{version=\""));
+}
+
+async fn pool_waiting(app: &crate::helpers::TestApp) -> Option<f64> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    sample(&text, r#"mj_tasks_db_pool_connections{state="waiting"}"#)
+}
+
+#[tokio::test]
+#[ignore = "needs a database server: TEST_DATABASE_URL (run with --include-ignored)"]
+async fn metrics_count_the_reads_waiting_for_a_pool_connection() {
+    use crate::helpers::{Backend, TestUser};
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    use std::sync::Arc;
+
+    let db = TestDb::server().await;
+    let (url, backend) = (db.url.clone(), db.backend);
+    let setup = spawn_app_with(db, |_| {}).await;
+    let mut users: Vec<TestUser> = Vec::new();
+    for name in ["wa", "wb", "wc"] {
+        users.push(setup.user(name, Role::Common).await);
+    }
+    let app = Arc::new(
+        spawn_app_with(TestDb::borrowed(&url, backend), |c| {
+            c.db.db_max_connections = 1;
+            c.db.db_acquire_timeout_ms = 20_000;
+            c.db.db_statement_timeout_ms = 20_000;
+        })
+        .await,
+    );
+    assert_eq!(pool_waiting(&app).await, Some(0.0));
+
+    // Another session locks the users table: the first request's user check blocks holding
+    // the pool's only connection, and the other two wait for it.
+    let locker = Database::connect(url.as_str()).await.unwrap();
+    let txn = locker.begin().await.unwrap();
+    match backend {
+        Backend::Postgres => {
+            txn.execute_unprepared("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+                .await
+        }
+        _ => txn.execute_unprepared("LOCK TABLES users WRITE").await,
+    }
+    .unwrap();
+    let requests: Vec<_> = users
+        .iter()
+        .map(|u| {
+            let (app, u) = (app.clone(), u.clone());
+            tokio::spawn(async move { app.get_as(&u, "/api/mj/self").await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let waiting = pool_waiting(&app).await;
+        seen.push(waiting);
+        if waiting == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.last(), Some(&Some(2.0)), "waiting readings: {seen:?}");
+
+    match backend {
+        Backend::Postgres => txn.rollback().await.unwrap(),
+        _ => {
+            txn.execute_unprepared("UNLOCK TABLES").await.unwrap();
+            txn.rollback().await.ok();
+        }
+    }
+    for r in requests {
+        let a = r.await.unwrap();
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    assert_eq!(pool_waiting(&app).await, Some(0.0));
+    locker.close().await.ok();
 }
