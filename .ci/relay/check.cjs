@@ -56,10 +56,14 @@ async function main() {
     ids.slice(0, -1).concat([null]),
   );
 
+  // Every task record in the store is keyed by its global id.
+  const taskKeys = source.getRecordIDs().filter((k) => source.get(k).__typename === "MidjourneyTask");
+  assert.deepEqual(taskKeys.sort(), nodes.map((n) => n.nodeId).sort());
+
   console.log(
-    `relay: ${nodes.length} tasks listed; ${first} refetched by node(id: $nodeId) ` +
-      `(mjId ${listed.mjId}); nodes(ids:) answered ${ids.length} ids in order; ` +
-      `store keyed by nodeId: ${Object.keys(source.toJSON()).filter((k) => k === first).length === 1}`,
+    `relay: ${nodes.length} tasks listed and stored under their nodeId; ${first} refetched ` +
+      `by the compiled node(id: $nodeId) query (mjId ${listed.mjId}); nodes(ids:) answered ` +
+      `${ids.length} ids in order, the unknown one null`,
   );
 }
 

@@ -27,7 +27,7 @@ graphql`
   query TaskCardNodesQuery($ids: [ID!]!) {
     nodes(ids: $ids) {
       nodeId
-      ...TaskCard_task
+      ...TaskCard_task @alias
     }
   }
 `;
