@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::attach::{NEW_API_ALICE, new_api_database};
 use crate::helpers::{Backend, Task, TestApp, TestDb, TestUser, spawn_app_with};
+use crate::testdb::UsersLock;
 
 /// A TCP proxy to the database server that the test can cut and restore.
 struct Proxy {
@@ -295,7 +296,6 @@ async fn wait_for_blocked_statement(conn: &sea_orm::DatabaseConnection, backend:
 #[tokio::test]
 #[ignore = "needs a database server: TEST_DATABASE_URL (run with --include-ignored)"]
 async fn an_exhausted_pool_answers_503_within_the_acquire_timeout() {
-    use sea_orm::TransactionTrait;
     let db = TestDb::server().await;
     let url = db.url.clone();
     let backend = db.backend;
@@ -313,16 +313,7 @@ async fn an_exhausted_pool_answers_503_within_the_acquire_timeout() {
 
     // Another session locks the users table: the next request's user lookup blocks while
     // holding the pool's only connection.
-    let locker = Database::connect(url.as_str()).await.unwrap();
-    let txn = locker.begin().await.unwrap();
-    match backend {
-        Backend::Postgres => {
-            txn.execute_unprepared("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-                .await
-        }
-        _ => txn.execute_unprepared("LOCK TABLES users WRITE").await,
-    }
-    .unwrap();
+    let lock = UsersLock::take(&url, backend).await;
     let blocked = {
         let (app, u) = (app.clone(), u.clone());
         tokio::spawn(async move { app.get_as(&u, "/api/mj/self").await })
@@ -347,15 +338,13 @@ async fn an_exhausted_pool_answers_503_within_the_acquire_timeout() {
         // The statement timeout ends the blocked request: 503, not a hang.
         let a = blocked.await.unwrap();
         assert_eq!(a.status, 503, "{}", a.text);
-        txn.rollback().await.unwrap();
+        lock.release().await;
     } else {
-        txn.execute_unprepared("UNLOCK TABLES").await.unwrap();
-        txn.rollback().await.ok();
+        lock.release().await;
         let a = blocked.await.unwrap();
         assert!(a.status == 200 || a.status == 503, "{}", a.text);
     }
     // With the lock gone, the same process serves again.
     serves_again(&app, &u).await;
     observer.close().await.ok();
-    locker.close().await.ok();
 }

@@ -226,8 +226,8 @@ async fn pool_waiting(app: &crate::helpers::TestApp) -> Option<f64> {
 #[tokio::test]
 #[ignore = "needs a database server: TEST_DATABASE_URL (run with --include-ignored)"]
 async fn metrics_count_the_reads_waiting_for_a_pool_connection() {
-    use crate::helpers::{Backend, TestUser};
-    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    use crate::helpers::TestUser;
+    use crate::testdb::UsersLock;
     use std::sync::Arc;
 
     let db = TestDb::server().await;
@@ -249,16 +249,7 @@ async fn metrics_count_the_reads_waiting_for_a_pool_connection() {
 
     // Another session locks the users table: the first request's user check blocks holding
     // the pool's only connection, and the other two wait for it.
-    let locker = Database::connect(url.as_str()).await.unwrap();
-    let txn = locker.begin().await.unwrap();
-    match backend {
-        Backend::Postgres => {
-            txn.execute_unprepared("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-                .await
-        }
-        _ => txn.execute_unprepared("LOCK TABLES users WRITE").await,
-    }
-    .unwrap();
+    let lock = UsersLock::take(&url, backend).await;
     let requests: Vec<_> = users
         .iter()
         .map(|u| {
@@ -278,17 +269,10 @@ async fn metrics_count_the_reads_waiting_for_a_pool_connection() {
     }
     assert_eq!(seen.last(), Some(&Some(2.0)), "waiting readings: {seen:?}");
 
-    match backend {
-        Backend::Postgres => txn.rollback().await.unwrap(),
-        _ => {
-            txn.execute_unprepared("UNLOCK TABLES").await.unwrap();
-            txn.rollback().await.ok();
-        }
-    }
+    lock.release().await;
     for r in requests {
         let a = r.await.unwrap();
         assert_eq!(a.status, 200, "{}", a.text);
     }
     assert_eq!(pool_waiting(&app).await, Some(0.0));
-    locker.close().await.ok();
 }

@@ -179,3 +179,38 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// The users table locked by a session of its own (PostgreSQL or MySQL/MariaDB): every other
+/// session's read of it blocks until [`UsersLock::release`].
+pub struct UsersLock {
+    conn: DatabaseConnection,
+    txn: sea_orm::DatabaseTransaction,
+    backend: Backend,
+}
+
+impl UsersLock {
+    /// Locks the users table of the database at `url`.
+    pub async fn take(url: &str, backend: Backend) -> UsersLock {
+        use sea_orm::TransactionTrait;
+        let conn = Database::connect(url).await.expect("locking session");
+        let txn = conn.begin().await.expect("begin");
+        let sql = match backend {
+            Backend::Postgres => "LOCK TABLE users IN ACCESS EXCLUSIVE MODE",
+            _ => "LOCK TABLES users WRITE",
+        };
+        txn.execute_unprepared(sql).await.expect("lock users");
+        UsersLock { conn, txn, backend }
+    }
+
+    /// Releases the lock and closes the session.
+    pub async fn release(self) {
+        if self.backend != Backend::Postgres {
+            self.txn
+                .execute_unprepared("UNLOCK TABLES")
+                .await
+                .expect("unlock");
+        }
+        self.txn.rollback().await.ok();
+        self.conn.close().await.ok();
+    }
+}
