@@ -1,4 +1,4 @@
-//! Global object ids (Relay's Global Object Identification): an opaque, URL-safe text that
+//! Global object ids (Relay's Global Object Identification): an opaque text that
 //! names one task anywhere in the API, made from the type name and the row id the way
 //! `graphql-relay` makes them (base64 of `MidjourneyTask:42`).
 //!
