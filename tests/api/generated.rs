@@ -2,7 +2,8 @@
 //!
 //! - a scoping property: `SCOPE_CASES` (default 10,000) requests by several users over both
 //!   doors (generated filters, lookups of other users' tasks, statistics, cursors taken from
-//!   other users' pages, forged cursors): no row of another user is ever answered;
+//!   other users' pages, forged cursors, Relay `nodes(ids:)` of any row): no row of another
+//!   user is ever answered, and `nodes` answers exactly the caller's own tasks;
 //! - fuzzing of what a client controls (query strings, GraphQL documents and variables,
 //!   forged cursors, headers): `FUZZ_CASES` (default 3,000) requests, with zero panics, zero 5xx,
 //!   and every answer a documented envelope or error code.
@@ -68,6 +69,11 @@ enum Req {
     Stats {
         who: usize,
         filter: Value,
+    },
+    /// Relay's `nodes(ids:)`, by global ids of any row (or of none).
+    Nodes {
+        who: usize,
+        ids: Vec<i64>,
     },
 }
 
@@ -144,7 +150,9 @@ fn request(max_id: i64, cursors: usize) -> impl Strategy<Value = Req> {
             proptest::option::of("mj-[0-4]")
         )
             .prop_map(|(who, id, mj_id)| Req::Lookup { who, id, mj_id }),
-        (who, small_filter()).prop_map(|(who, filter)| Req::Stats { who, filter }),
+        (who.clone(), small_filter()).prop_map(|(who, filter)| Req::Stats { who, filter }),
+        (who, proptest::collection::vec(0..max_id + 2, 0..6))
+            .prop_map(|(who, ids)| Req::Nodes { who, ids }),
     ]
 }
 
@@ -213,7 +221,18 @@ fn answered_ids(a: &Answer) -> Vec<i64> {
     if let Some(id) = data["midjourneyTask"]["id"].as_i64() {
         ids.push(id);
     }
+    for node in data["nodes"].as_array().into_iter().flatten() {
+        if let Some(id) = node["id"].as_i64() {
+            ids.push(id);
+        }
+    }
     ids
+}
+
+/// A global id made the way `graphql-relay` makes them.
+fn global_id(id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("MidjourneyTask:{id}"))
 }
 
 async fn send(app: &TestApp, users: &[TestUser], cursors: &[String], req: &Req) -> (usize, Answer) {
@@ -266,6 +285,15 @@ async fn send(app: &TestApp, users: &[TestUser], cursors: &[String], req: &Req) 
                     .await,
             )
         }
+        Req::Nodes { who, ids } => {
+            let q = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on MidjourneyTask { id } } }";
+            let ids: Vec<String> = ids.iter().map(|i| global_id(*i)).collect();
+            (
+                *who,
+                app.gql_vars(Some(&users[*who]), q, json!({"ids": ids}))
+                    .await,
+            )
+        }
     }
 }
 
@@ -309,6 +337,24 @@ fn no_generated_request_ever_answers_another_users_rows() {
                 && let Some(n) = a.json["data"]["midjourneyTaskStats"]["count"].as_u64()
             {
                 prop_assert!(n as usize <= own_count[&me], "{:?}: {}", req, a.text);
+            }
+            // nodes(ids:) answers exactly the model: each of the caller's own tasks, in the
+            // order asked, and null for everything else.
+            if let Req::Nodes { ids, .. } = &req {
+                let want: Vec<Value> = ids
+                    .iter()
+                    .map(|i| match owner.get(i) {
+                        Some(o) if *o == me => json!({"id": i}),
+                        _ => Value::Null,
+                    })
+                    .collect();
+                prop_assert_eq!(
+                    &a.json["data"]["nodes"],
+                    &json!(want),
+                    "{:?}: {}",
+                    req,
+                    a.text
+                );
             }
             Ok(())
         })
@@ -365,6 +411,7 @@ const GQL_TOKENS: &[&str] = &[
     "midjourneyTask",
     "midjourneyTaskStats",
     "viewer",
+    "nodeId",
     "nodes",
     "edges",
     "node",
