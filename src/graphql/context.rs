@@ -22,28 +22,6 @@ pub struct RequestContext {
     pub connection: Connection,
 }
 
-/// Single-task lookups one operation has made (`midjourneyTask`, `node`, `nodes`, federation
-/// entities), at
-/// most [`crate::service::MAX_LOOKUPS`]. Attached to every operation by its transport (a
-/// WebSocket's context lives as long as the connection, so the count cannot live there).
-#[derive(Debug, Default)]
-pub struct Lookups(pub std::sync::atomic::AtomicUsize);
-
-impl Lookups {
-    /// Counts `n` more lookups, or refuses them when the operation would pass
-    /// [`MAX_LOOKUPS`](crate::service::MAX_LOOKUPS).
-    pub fn take(&self, n: usize) -> Result<(), Error> {
-        use crate::service::MAX_LOOKUPS;
-        let before = self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        if before.saturating_add(n) > MAX_LOOKUPS {
-            return Err(Error::BadFilter(format!(
-                "at most {MAX_LOOKUPS} single-task lookups an operation"
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// The service and the caller, or `UNAUTHENTICATED` / `FORBIDDEN`.
 pub fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Service, &'a Viewer, Lang)> {
     let req = ctx.data::<std::sync::Arc<RequestContext>>()?;

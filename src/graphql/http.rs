@@ -11,11 +11,12 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::{self, AuthError};
 use crate::error::Error;
-use crate::graphql::context::{Lookups, RequestContext};
+use crate::graphql::context::RequestContext;
 use crate::graphql::errors::{ensure_codes, server_error};
 use crate::graphql::limits::OverGet;
 use crate::graphql::{playground, sse, ws};
 use crate::metrics::Outcome;
+use crate::service::Lookups;
 use crate::service::Role;
 use crate::service::live::Connection;
 use crate::state::AppState;

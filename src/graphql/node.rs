@@ -8,10 +8,10 @@
 
 use async_graphql::{Context, ID, Interface};
 
-use crate::graphql::context::{Lookups, caller};
+use crate::graphql::context::caller;
 use crate::graphql::errors::Gql;
 use crate::graphql::task::MidjourneyTask;
-use crate::service::node_id;
+use crate::service::{Lookups, node_id};
 
 /// An object with an opaque global id that `node(id:)` reads it back by.
 #[derive(Interface)]

@@ -5,7 +5,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::Error;
 use crate::graphql::connection::MidjourneyTaskConnection;
-use crate::graphql::context::{Lookups, caller};
+use crate::graphql::context::caller;
 use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::inputs::MidjourneyTaskFilter;
 use crate::graphql::node::{self, Node};
@@ -13,7 +13,7 @@ use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
 use crate::graphql::stats::MidjourneyTaskStats;
 use crate::graphql::task::MidjourneyTask;
 use crate::service::filter::MAX_VALUE;
-use crate::service::{Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
+use crate::service::{Lookups, Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
 
 /// The root of every query.
 pub struct Query;

@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use futures_util::stream;
 
-use crate::graphql::context::Lookups;
 use crate::graphql::errors::ensure_codes;
 use crate::graphql::http::context;
+use crate::service::Lookups;
 use crate::state::AppState;
 
 /// The media type that selects this transport.

@@ -11,6 +11,7 @@ mod filter_sql;
 pub mod fold;
 pub mod import;
 pub mod live;
+mod lookups;
 pub mod node_id;
 pub mod order;
 pub mod page;
@@ -22,6 +23,7 @@ pub mod users;
 mod viewer;
 
 pub use filter::{NumFilter, StringFilter, TaskFilter, TextFilter};
+pub use lookups::{Lookups, MAX_LOOKUPS};
 pub use order::{Direction, OrderField, TaskOrder};
 pub use page::{CursorPage, OffsetPage, PageRequest, TaskPage};
 pub use record::TaskRecord;
@@ -188,10 +190,6 @@ impl Service {
         }
     }
 }
-
-/// Most single-task lookups in one operation (a GraphQL document with many `midjourneyTask`
-/// aliases, or a federation router asking for many entities).
-pub const MAX_LOOKUPS: usize = 100;
 
 /// A connection pool's state (`/healthz`, metrics).
 #[derive(Clone, Copy, Debug, serde::Serialize)]

@@ -290,36 +290,30 @@ impl Service {
 
     /// The tasks with these row ids, each `None` where there is no such task or `viewer` may
     /// not see it, in the order asked (a repeated id repeats its task); one query for all.
-    /// At most [`MAX_LIST`](crate::service::filter::MAX_LIST) distinct ids.
+    /// At most [`MAX_LIST`](crate::service::filter::MAX_LIST) distinct ids (the filter's own
+    /// limit on `in` lists).
     pub async fn find_tasks(
         &self,
         viewer: &Viewer,
         ids: &[i64],
     ) -> Result<Vec<Option<TaskRecord>>, Error> {
-        use crate::service::filter::{MAX_LIST, NumFilter};
+        use crate::service::filter::NumFilter;
         let mut distinct = ids.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        if distinct.len() > MAX_LIST {
-            return Err(Error::BadFilter(format!(
-                "at most {MAX_LIST} ids in one lookup"
-            )));
-        }
         if distinct.is_empty() {
             return Ok(Vec::new());
         }
+        let page_size = distinct.len() as u64;
         let query = TaskQuery {
             filter: TaskFilter {
                 id: Some(NumFilter {
-                    in_list: Some(distinct.clone()),
+                    in_list: Some(distinct),
                     ..Default::default()
                 }),
                 ..Default::default()
             },
-            page: PageRequest::Offset(page::OffsetPage {
-                page: 1,
-                page_size: distinct.len() as u64,
-            }),
+            page: PageRequest::Offset(page::OffsetPage { page: 1, page_size }),
             ..Default::default()
         };
         let found = self.list_tasks(viewer, &query).await?.rows;
