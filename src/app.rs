@@ -19,8 +19,10 @@ use tracing::Level;
 use crate::config::{DbConfig, LiveArgs, ServeArgs, ServerArgs};
 use crate::db;
 use crate::error::{Error, Lang};
+use crate::graphql::gate::GateRules;
 use crate::graphql::persisted::Persisted;
 use crate::graphql::{self, WsSettings};
+use crate::metrics::Metrics;
 use crate::metrics::Sample;
 use crate::rest::{self, ApiError};
 use crate::server::{self, Guard, Phase, RateLimits, ServerSettings, Shutdown};
@@ -125,15 +127,25 @@ impl App {
         };
         let live = Live::new(service.clone(), live_config(&cfg.live));
         let shutdown = Shutdown::default();
+        let limits = RateLimits::new(cfg.server.rate_limit_per_ip, cfg.server.rate_limit_per_user)
+            .map(Arc::new);
+        let request_timeout = Duration::from_millis(cfg.server.request_timeout_ms);
         let guard = Guard {
             shutdown: shutdown.clone(),
-            request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
-            limits: RateLimits::new(cfg.server.rate_limit_per_ip, cfg.server.rate_limit_per_user)
-                .map(Arc::new),
+            request_timeout,
+            limits: limits.clone(),
         };
+        let metrics = Arc::<Metrics>::default();
+        let rules = GateRules::new(
+            Arc::new(persisted),
+            limits,
+            request_timeout,
+            !cfg.no_introspection,
+            metrics.clone(),
+        );
         let state = AppState {
             service: service.clone(),
-            schema: graphql::build_schema(!cfg.no_introspection),
+            schema: graphql::build_schema(Arc::new(rules)),
             live: live.clone(),
             ws: WsSettings {
                 init_timeout: Duration::from_millis(cfg.live.ws_init_timeout_ms),
@@ -141,9 +153,8 @@ impl App {
             },
             body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
             shutdown: shutdown.clone(),
-            metrics: Arc::default(),
+            metrics,
             pool_max: cfg.db.db_max_connections,
-            persisted: Arc::new(persisted),
         };
         let mut router = router(state, guard);
         if let Some(cors) = cors(&cfg.server.cors_origins) {

@@ -32,11 +32,15 @@ pub fn lang(headers: &HeaderMap) -> Lang {
     Lang::from_accept_language(header(headers, "accept-language"))
 }
 
-/// The credentials the request presents, as compared (token without its scheme, user id
-/// trimmed), for keying per-user limits; `None` without a token.
-pub fn presented(headers: &HeaderMap) -> Option<(&str, &str)> {
+/// The credentials the request presents, as authentication reads them (the token without
+/// its scheme, the user id as the number it parses to: `2`, `02`, `+2` and `Bearer 2` are
+/// one user; `None` for any id that does not parse), for keying per-user limits; `None`
+/// without a token.
+pub fn presented(headers: &HeaderMap) -> Option<(&str, Option<i64>)> {
     let token = strip_bearer(header(headers, "authorization")?);
-    let user = header(headers, "new-api-user").unwrap_or("").trim();
+    let user = header(headers, "new-api-user")
+        .map(strip_bearer)
+        .and_then(|u| u.parse::<i64>().ok());
     (!token.is_empty()).then_some((token, user))
 }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::graphql::persisted::Persisted;
 use crate::graphql::{AppSchema, WsSettings};
 use crate::metrics::Metrics;
 use crate::server::Shutdown;
@@ -26,6 +25,4 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The pool's size limit (`/metrics`).
     pub pool_max: u32,
-    /// Documents known by hash (persisted queries, trusted documents).
-    pub persisted: Arc<Persisted>,
 }

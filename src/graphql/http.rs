@@ -1,23 +1,22 @@
 //! GraphQL over HTTP: `POST /graphql` (JSON, single or batched) and `GET /graphql?query=…`,
 //! the playground for browsers, and the request limits (body size, batch size).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse, Value};
-use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::to_bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{self, AuthError};
 use crate::error::Error;
-use crate::graphql::context::RequestContext;
 use crate::graphql::errors::{ensure_codes, server_error};
+use crate::graphql::gate::Caller;
 use crate::graphql::limits::OverGet;
 use crate::graphql::{playground, sse, ws};
-use crate::metrics::Outcome;
+use crate::server::ConnectionCloser;
 use crate::service::Lookups;
-use crate::service::Role;
 use crate::service::live::Connection;
 use crate::state::AppState;
 
@@ -104,6 +103,7 @@ pub async fn get_graphql(State(state): State<AppState>, request: Request) -> Res
     if ws::is_upgrade(&parts.headers) {
         return ws::upgrade(state, &mut parts).await;
     }
+    let caller = caller(&state, &parts.headers, &parts.extensions);
     let headers = parts.headers;
     let query = parts.uri.query().unwrap_or_default().to_owned();
     if accepts(&headers, "text/html") {
@@ -118,10 +118,11 @@ pub async fn get_graphql(State(state): State<AppState>, request: Request) -> Res
         );
     }
     match async_graphql::http::parse_query_string(&query) {
-        Ok(req) if accepts(&headers, sse::EVENT_STREAM) => {
-            sse::respond(&state, &headers, req.data(OverGet)).await
+        Ok(req) if sse::wanted(&headers) => sse::respond(&state, caller, req.data(OverGet)),
+        Ok(req) => {
+            let batch = BatchRequest::Single(req.data(OverGet));
+            execute(&state, &headers, caller, batch).await
         }
-        Ok(req) => execute(&state, &headers, BatchRequest::Single(req.data(OverGet))).await,
         Err(e) => request_error(
             StatusCode::BAD_REQUEST,
             &e.to_string(),
@@ -132,11 +133,9 @@ pub async fn get_graphql(State(state): State<AppState>, request: Request) -> Res
 }
 
 /// `POST /graphql`: a JSON body holding one request or a batch of at most [`MAX_BATCH`].
-pub async fn post_graphql(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn post_graphql(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -179,16 +178,19 @@ pub async fn post_graphql(
         serde_json::from_slice::<async_graphql::Request>(&bytes).map(BatchRequest::Single)
     };
     match parsed {
-        Ok(BatchRequest::Single(req)) if accepts(&headers, sse::EVENT_STREAM) => {
-            sse::respond(&state, &headers, req).await
+        Ok(BatchRequest::Single(req)) if sse::wanted(&headers) => {
+            sse::respond(&state, caller(&state, &headers, &parts.extensions), req)
         }
-        Ok(BatchRequest::Batch(_)) if accepts(&headers, sse::EVENT_STREAM) => request_error(
+        Ok(BatchRequest::Batch(_)) if sse::wanted(&headers) => request_error(
             StatusCode::BAD_REQUEST,
             "Server-Sent Events carry one operation, not a batch",
             "BAD_REQUEST",
             &headers,
         ),
-        Ok(batch) => execute(&state, &headers, batch).await,
+        Ok(batch) => {
+            let caller = caller(&state, &headers, &parts.extensions);
+            execute(&state, &headers, caller, batch).await
+        }
         Err(_) => request_error(
             StatusCode::BAD_REQUEST,
             "the body is not a GraphQL request (JSON with a \"query\" string) or a list of them",
@@ -198,24 +200,86 @@ pub async fn post_graphql(
     }
 }
 
-/// The request's context: one user lookup per HTTP request, none without credentials (so
-/// introspection costs no query).
-pub(crate) async fn context(state: &AppState, headers: &HeaderMap) -> Arc<RequestContext> {
-    let viewer = if auth::has_credentials(headers) {
-        auth::authenticate(&state.service, headers, Role::Common).await
-    } else {
-        Err(AuthError::NoToken.into())
-    };
-    Arc::new(RequestContext {
+/// The auth headers of a request (or of a WebSocket's `connection_init`): what the gate
+/// authenticates every operation with.
+pub(crate) fn credentials(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in [header::AUTHORIZATION, header::ACCEPT_LANGUAGE] {
+        if let Some(v) = headers.get(&name) {
+            kept.insert(name, v.clone());
+        }
+    }
+    if let Some(v) = headers.get("new-api-user") {
+        kept.insert(HeaderName::from_static("new-api-user"), v.clone());
+    }
+    kept
+}
+
+/// What the gate needs to know about who sent a request's operations. No database work:
+/// the gate authenticates each operation.
+pub(crate) fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Arc<Caller> {
+    Arc::new(Caller {
         service: state.service.clone(),
-        viewer,
-        lang: auth::lang(headers),
         live: state.live.clone(),
+        credentials: credentials(headers),
+        ip: peer(extensions),
         connection: Connection::default(),
+        closer: extensions.get::<ConnectionCloser>().cloned(),
     })
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> Response {
+/// The client address the server recorded for a request.
+pub(crate) fn peer(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The status a response made only of refusals answers with: 429 (with `Retry-After`) or
+/// 504 when every operation was refused for that reason.
+fn refusal_status(responses: &[GqlResponse]) -> Option<(StatusCode, Option<u64>)> {
+    let code_of = |r: &GqlResponse| -> Option<(String, Option<u64>)> {
+        let [e] = r.errors.as_slice() else {
+            return None;
+        };
+        if r.data != Value::Null {
+            return None;
+        }
+        let ext = e.extensions.as_ref()?;
+        let code = match ext.get("code")? {
+            Value::String(c) => c.clone(),
+            _ => return None,
+        };
+        let retry = match ext.get("retryAfter") {
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        Some((code, retry))
+    };
+    let codes: Vec<_> = responses.iter().map(code_of).collect::<Option<_>>()?;
+    if codes.is_empty() {
+        return None;
+    }
+    if codes.iter().all(|(c, _)| c == "RATE_LIMITED") {
+        let retry = codes.iter().filter_map(|(_, r)| *r).max();
+        return Some((StatusCode::TOO_MANY_REQUESTS, retry));
+    }
+    if codes.iter().all(|(c, _)| c == "TIMEOUT") {
+        return Some((StatusCode::GATEWAY_TIMEOUT, None));
+    }
+    None
+}
+
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    batch: BatchRequest,
+) -> Response {
     let (requests, batched) = match batch {
         BatchRequest::Single(r) => (vec![r], false),
         BatchRequest::Batch(v) => (v, true),
@@ -224,61 +288,39 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         let msg = format!("a batch holds 1 to {MAX_BATCH} operations");
         return request_error(StatusCode::BAD_REQUEST, &msg, "BATCH_TOO_LARGE", headers);
     }
-    // Documents by hash (persisted queries) are resolved first: a refused one costs no
-    // parsing and, when all are refused, no user lookup either.
-    let resolved: Vec<_> = requests
-        .into_iter()
-        .map(|mut r| match state.persisted.resolve(&mut r) {
-            Ok(()) => Ok(r),
-            Err(e) => Err((r.operation_name, e)),
-        })
-        .collect();
-    let ctx = if resolved.iter().any(Result::is_ok) {
-        Some(context(state, headers).await)
-    } else {
-        None
-    };
-
-    let mut responses = Vec::with_capacity(resolved.len());
+    let mut responses = Vec::with_capacity(requests.len());
     let mut all_failed = true;
     // A malformed request (no document, a malformed persistedQuery) is a 400 whatever the
     // media type, as before persisted queries.
     let mut malformed = false;
-    for req in resolved {
-        let req = match req {
-            Ok(req) => req,
-            Err((operation, refusal)) => {
-                malformed |= refusal.code == "BAD_REQUEST";
-                state.metrics.graphql(operation.as_deref(), Outcome::Failed);
-                let error = server_error(refusal.message, refusal.code);
-                responses.push(GqlResponse::from_errors(vec![error]));
-                continue;
-            }
-        };
-        // Some whenever a request was resolved.
-        let Some(ctx) = ctx.clone() else { continue };
-        let operation = req.operation_name.clone();
+    for req in requests {
         let mut resp = state
             .schema
-            .execute(req.data(ctx).data(Lookups::default()))
+            .execute(req.data(caller.clone()).data(Lookups::default()))
             .await;
-        // Errors without a path come from parsing or validation: nothing was executed.
+        // Errors without a path come from the gate, parsing or validation: nothing was
+        // executed.
         let failed = not_executed(&resp);
-        let outcome = match (resp.errors.is_empty(), resp.data == Value::Null) {
-            (true, _) => Outcome::Ok,
-            (false, false) => Outcome::Partial,
-            (false, true) => Outcome::Failed,
-        };
-        state.metrics.graphql(operation.as_deref(), outcome);
+        malformed |= failed
+            && resp.errors.iter().any(|e| {
+                e.extensions
+                    .as_ref()
+                    .and_then(|x| x.get("code"))
+                    .is_some_and(|c| *c == Value::from("BAD_REQUEST"))
+            });
         ensure_codes(&mut resp.errors, failed);
         all_failed &= failed;
         responses.push(resp);
     }
-    // GraphQL-over-HTTP: with the new media type, a request that could not execute is 4xx.
-    let status = if all_failed && (malformed || accepts(headers, GRAPHQL_RESPONSE)) {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    // A refusal of every operation for one reason answers with that reason's status;
+    // otherwise GraphQL-over-HTTP: with the new media type, a request that could not
+    // execute is 4xx.
+    let (status, retry) = match refusal_status(&responses) {
+        Some(refused) => refused,
+        None if all_failed && (malformed || accepts(headers, GRAPHQL_RESPONSE)) => {
+            (StatusCode::BAD_REQUEST, None)
+        }
+        None => (StatusCode::OK, None),
     };
     let body = if batched {
         BatchResponse::Batch(responses)
@@ -288,5 +330,11 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
             None => BatchResponse::Batch(Vec::new()),
         }
     };
-    render(status, &body, headers)
+    let mut response = render(status, &body, headers);
+    if let Some(seconds) = retry {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }

@@ -4,6 +4,7 @@
 mod connection;
 mod context;
 mod errors;
+pub mod gate;
 mod http;
 mod inputs;
 mod limits;
@@ -19,6 +20,8 @@ mod subscription;
 mod task;
 mod ws;
 
+use std::sync::Arc;
+
 use async_graphql::{EmptyMutation, Schema};
 use axum::Router;
 use axum::routing::get;
@@ -27,7 +30,7 @@ use crate::state::AppState;
 
 pub use http::{MAX_BATCH, MAX_BODY, request_error as error_response};
 pub use limits::{MAX_DEPTH, MAX_FIELDS, MAX_SCANS};
-pub use ws::{KEEPALIVE, WsSettings};
+pub use ws::{KEEPALIVE, WsSettings, is_upgrade};
 
 /// The schema type.
 pub type AppSchema = Schema<query::Query, EmptyMutation, subscription::Subscription>;
@@ -36,11 +39,15 @@ pub type AppSchema = Schema<query::Query, EmptyMutation, subscription::Subscript
 /// twenty fields fits and twenty aliases of it do not.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
-/// Builds the schema (no I/O). `introspection = false` turns introspection off.
-pub fn build_schema(introspection: bool) -> AppSchema {
+/// Builds the schema (no I/O) behind the gate every operation passes
+/// ([`gate::GateRules`]; with `introspection` off, neither `__schema` nor `_service` answers).
+pub fn build_schema(rules: Arc<gate::GateRules>) -> AppSchema {
+    let introspection = rules.introspection;
+    // The gate first: nothing is parsed or measured for an operation it refuses.
     let builder = Schema::build(query::Query, EmptyMutation, subscription::Subscription)
         .enable_federation()
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(gate::Gate(rules))
         .extension(limits::Limits::default());
     if introspection {
         builder.finish()
@@ -51,7 +58,14 @@ pub fn build_schema(introspection: bool) -> AppSchema {
 
 /// The schema in SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(true).sdl()
+    let rules = gate::GateRules::new(
+        Arc::default(),
+        None,
+        std::time::Duration::ZERO,
+        true,
+        Arc::default(),
+    );
+    build_schema(Arc::new(rules)).sdl()
 }
 
 /// `/graphql` (GET and POST, WebSocket upgrades, Server-Sent Events) and the playground's

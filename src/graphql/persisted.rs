@@ -83,9 +83,10 @@ impl Persisted {
     }
 
     /// Gives `request` its document: from the trusted list or the cache when it sends a
-    /// hash alone; a document sent with its hash is remembered (automatic mode). In trusted
-    /// mode a document that is not listed is refused, hash or not.
-    pub fn resolve(&self, request: &mut Request) -> Result<(), Refusal> {
+    /// hash alone. A document sent with its hash (automatic mode) is checked against it and
+    /// its hash returned, for the caller to [`Persisted::remember`] once it knows who sent
+    /// it. In trusted mode a document that is not listed is refused, hash or not.
+    pub fn resolve(&self, request: &mut Request) -> Result<Option<String>, Refusal> {
         let sent = match request.extensions.get("persistedQuery") {
             None => None,
             Some(v) => {
@@ -115,27 +116,27 @@ impl Persisted {
                 return Err(NOT_ALLOWED);
             }
             request.query = document.clone();
-            return Ok(());
+            return Ok(None);
         }
         match (sent, has_query) {
-            (None, true) => Ok(()),
+            (None, true) => Ok(None),
             (None, false) => Err(EMPTY),
             (Some(h), false) => {
                 let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
                 request.query = cache.documents.get(&h).cloned().ok_or(NOT_FOUND)?;
-                Ok(())
+                Ok(None)
             }
             (Some(h), true) => {
                 if hash(&request.query) != h {
                     return Err(MISMATCH);
                 }
-                self.remember(h, &request.query);
-                Ok(())
+                Ok(Some(h))
             }
         }
     }
 
-    fn remember(&self, hash: String, document: &str) {
+    /// Remembers `document` under `hash` (automatic mode), the oldest going first.
+    pub fn remember(&self, hash: String, document: &str) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.documents.contains_key(&hash) || document.len() > MAX_CACHED_BYTES / 16 {
             return;
@@ -174,9 +175,15 @@ mod tests {
         let doc = "{ __typename }";
         let h = hash(doc);
         assert_eq!(p.resolve(&mut with_hash("", &h)), Err(NOT_FOUND));
-        assert_eq!(p.resolve(&mut with_hash(doc, &h)), Ok(()));
+        assert_eq!(p.resolve(&mut with_hash(doc, &h)), Ok(Some(h.clone())));
+        assert_eq!(
+            p.resolve(&mut with_hash("", &h)),
+            Err(NOT_FOUND),
+            "known only once remembered"
+        );
+        p.remember(h.clone(), doc);
         let mut again = with_hash("", &h);
-        assert_eq!(p.resolve(&mut again), Ok(()));
+        assert_eq!(p.resolve(&mut again), Ok(None));
         assert_eq!(again.query, doc);
         assert_eq!(p.resolve(&mut with_hash("{ x }", &h)), Err(MISMATCH));
     }
@@ -188,9 +195,9 @@ mod tests {
         let p = Persisted::trusted(&serde_json::json!({ h.clone(): doc }).to_string())
             .unwrap_or_default();
         let mut by_hash = with_hash("", &h);
-        assert_eq!(p.resolve(&mut by_hash), Ok(()));
+        assert_eq!(p.resolve(&mut by_hash), Ok(None));
         assert_eq!(by_hash.query, doc);
-        assert_eq!(p.resolve(&mut Request::new(doc)), Ok(()));
+        assert_eq!(p.resolve(&mut Request::new(doc)), Ok(None));
         assert_eq!(p.resolve(&mut Request::new("{ other }")), Err(NOT_ALLOWED));
         assert_eq!(p.resolve(&mut with_hash("", &hash("x"))), Err(NOT_FOUND));
         assert!(Persisted::trusted(r#"{"00": "{ a }"}"#).is_err());

@@ -12,13 +12,19 @@
 //! | 4403 | a banned user, or a role too low |
 //! | 4408 | no `connection_init` within the init timeout |
 //! | 4429 | a second `connection_init` |
-//! | 1008 | a subscription fell too far behind (events were dropped) |
+//! | 1008 | a subscription fell too far behind (events were dropped), or the user already holds [`crate::service::live::MAX_SOCKETS_PER_USER`] sockets |
 //! | 1001 | the server is shutting down, or the peer stopped answering pings |
 //! | 1011 | the database could not be reached to authenticate |
 //!
 //! The server pings every [`KEEPALIVE`] with WebSocket ping frames (browsers answer them
 //! without any code) and drops a peer silent for two intervals.
+//!
+//! `connection_init` only opens the socket: every operation on it then passes the GraphQL
+//! gate ([`crate::graphql::gate`]) like a `POST`, its credentials authenticated again (a
+//! ban or a demotion reaches an open socket), its document, rate, timeout and turn checked.
+//! The socket keeps its place under `--max-connections` for as long as it is open.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -35,8 +41,9 @@ use tokio::time::Instant;
 use crate::auth;
 use crate::error::Error;
 use crate::graphql::AppSchema;
-use crate::graphql::context::RequestContext;
-use crate::graphql::http::{MAX_BODY, request_error};
+use crate::graphql::gate::Caller;
+use crate::graphql::http::{MAX_BODY, credentials, peer, request_error};
+use crate::server::ConnectionPermit;
 use crate::service::Lookups;
 use crate::service::Role;
 use crate::service::live::Connection;
@@ -50,6 +57,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 4096;
 /// Longest close reason a close frame carries, in bytes.
 const MAX_REASON: usize = 123;
+/// Longest the operations of a socket may take to end at shutdown before it is closed.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// WebSocket timeouts.
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +89,8 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Accepts the upgrade when the client offers one of the two protocols.
 pub async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
     let headers = parts.headers.clone();
+    let ip = peer(&parts.extensions);
+    let permit = parts.extensions.get::<ConnectionPermit>().cloned();
     let offered = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -106,7 +117,11 @@ pub async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
         .write_buffer_size(0)
         .max_message_size(MAX_BODY)
         .max_frame_size(MAX_BODY)
-        .on_upgrade(move |socket| serve(socket, state, headers, protocol))
+        .on_upgrade(move |socket| async move {
+            // Held until the socket closes.
+            let _permit = permit;
+            serve(socket, state, Upgrade { headers, ip }, protocol).await;
+        })
 }
 
 /// Why a connection is closed: the close frame's code and reason.
@@ -119,17 +134,15 @@ struct CloseReason {
 /// The close reason chosen while authenticating `connection_init`.
 type Rejection = Arc<Mutex<Option<CloseReason>>>;
 
+/// What the upgrade request said about the client.
+struct Upgrade {
+    headers: HeaderMap,
+    ip: Option<std::net::IpAddr>,
+}
+
 /// The headers `connection_init` carries, over those of the upgrade request.
 fn init_headers(upgrade: &HeaderMap, payload: &serde_json::Value) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for name in [header::AUTHORIZATION, header::ACCEPT_LANGUAGE] {
-        if let Some(v) = upgrade.get(&name) {
-            headers.insert(name, v.clone());
-        }
-    }
-    if let Some(v) = upgrade.get("new-api-user") {
-        headers.insert(HeaderName::from_static("new-api-user"), v.clone());
-    }
+    let mut headers = credentials(upgrade);
     let object = payload
         .get("headers")
         .and_then(|h| h.as_object())
@@ -158,49 +171,67 @@ fn init_headers(upgrade: &HeaderMap, payload: &serde_json::Value) -> HeaderMap {
     headers
 }
 
-/// Authenticates `connection_init`: the connection's data, or its close code and reason.
+/// Authenticates `connection_init`: the connection's data (the credentials every operation
+/// is authenticated with again, and the user's socket slot), or its close code and reason.
 async fn init(
     state: AppState,
-    upgrade: HeaderMap,
+    upgrade: &Upgrade,
     connection: Connection,
     payload: serde_json::Value,
 ) -> Result<Data, CloseReason> {
-    let headers = init_headers(&upgrade, &payload);
+    let headers = init_headers(&upgrade.headers, &payload);
     let lang = auth::lang(&headers);
+    let refused = |code: u16, e: Error| CloseReason {
+        code,
+        reason: e.message(lang),
+    };
     let viewer = auth::authenticate(&state.service, &headers, Role::Common)
         .await
-        .map_err(|e| {
-            let code = match &e {
-                Error::Auth(a) if a.is_forbidden() => 4403,
-                Error::Auth(_) => 4401,
-                _ => 1011,
-            };
-            CloseReason {
-                code,
-                reason: e.message(lang),
-            }
+        .map_err(|e| match &e {
+            Error::Auth(a) if a.is_forbidden() => refused(4403, e),
+            Error::Auth(_) => refused(4401, e),
+            _ => refused(1011, e),
         })?;
+    let slot = state
+        .live
+        .open_socket(viewer.id)
+        .map_err(|e| refused(1008, e))?;
     let mut data = Data::default();
-    data.insert(Arc::new(RequestContext {
+    data.insert(Arc::new(Caller {
         service: state.service.clone(),
-        viewer: Ok(viewer),
-        lang,
         live: state.live.clone(),
+        credentials: headers,
+        ip: upgrade.ip,
         connection,
+        closer: None,
     }));
+    data.insert(slot);
     Ok(data)
 }
 
-/// The schema, giving every operation of a connection a lookup budget of its own.
+/// The schema, giving every operation of a connection a lookup budget of its own, and
+/// counting the connection's operations in flight (shutdown lets them complete).
 #[derive(Clone)]
-struct PerOperation(AppSchema);
+struct PerOperation {
+    schema: AppSchema,
+    running: Arc<AtomicUsize>,
+}
+
+/// One operation in flight, counted until its stream is dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 impl Executor for PerOperation {
     fn execute(
         &self,
         request: async_graphql::Request,
     ) -> impl Future<Output = async_graphql::Response> + Send {
-        Executor::execute(&self.0, request.data(Lookups::default()))
+        Executor::execute(&self.schema, request.data(Lookups::default()))
     }
 
     fn execute_stream(
@@ -208,7 +239,14 @@ impl Executor for PerOperation {
         request: async_graphql::Request,
         session_data: Option<Arc<Data>>,
     ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
-        Executor::execute_stream(&self.0, request.data(Lookups::default()), session_data)
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let running = Running(self.running.clone());
+        Executor::execute_stream(&self.schema, request.data(Lookups::default()), session_data)
+            .map(move |r| {
+                let _counted = &running;
+                r
+            })
+            .boxed()
     }
 }
 
@@ -227,7 +265,7 @@ fn close(code: u16, reason: &str) -> Message {
 async fn serve(
     socket: WebSocket,
     state: AppState,
-    upgrade: HeaderMap,
+    upgrade: Upgrade,
     protocol: async_graphql::http::WebSocketProtocols,
 ) {
     let settings = state.ws;
@@ -251,16 +289,22 @@ async fn serve(
     let rejected = rejection.clone();
     let init_state = state.clone();
     let init_connection = connection.clone();
-    let mut engine = GqlWebSocket::new(PerOperation(state.schema.clone()), input, protocol)
-        .on_connection_init(move |payload| async move {
-            init(init_state, upgrade, init_connection, payload)
+    let running = Arc::new(AtomicUsize::new(0));
+    let executor = PerOperation {
+        schema: state.schema.clone(),
+        running: running.clone(),
+    };
+    let mut engine = GqlWebSocket::new(executor, input, protocol).on_connection_init(
+        move |payload| async move {
+            init(init_state, &upgrade, init_connection, payload)
                 .await
                 .map_err(|why| {
                     let message = why.reason.clone();
                     *rejected.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
                     async_graphql::Error::new(message)
                 })
-        });
+        },
+    );
 
     let mut acked = false;
     let init_deadline = tokio::time::sleep(settings.init_timeout);
@@ -269,6 +313,11 @@ async fn serve(
         tokio::time::interval_at(Instant::now() + settings.keepalive, settings.keepalive);
     let stopped = live.stopped();
     tokio::pin!(stopped);
+    // At shutdown the operations in flight end (subscriptions complete, queries answer),
+    // their `complete` messages are sent, then the socket closes with 1001.
+    let mut closing: Option<Instant> = None;
+    let closing_deadline = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(closing_deadline);
     let slow = connection.too_slow();
     tokio::pin!(slow);
 
@@ -304,13 +353,25 @@ async fn serve(
             () = &mut slow => {
                 break Some(close(1008, "slow consumer: events were dropped; reconnect"));
             }
-            () = &mut stopped => {
+            () = &mut stopped, if closing.is_none() => {
+                let at = Instant::now() + SHUTDOWN_WAIT;
+                closing = Some(at);
+                closing_deadline.as_mut().reset(at);
+                if running.load(Ordering::Acquire) == 0 {
+                    break Some(close(1001, "server shutting down"));
+                }
+                continue;
+            }
+            () = &mut closing_deadline, if closing.is_some() => {
                 break Some(close(1001, "server shutting down"));
             }
         };
         match tokio::time::timeout(SEND_TIMEOUT, sink.send(out)).await {
             Ok(Ok(())) => {}
             _ => return,
+        }
+        if closing.is_some() && running.load(Ordering::Acquire) == 0 {
+            break Some(close(1001, "server shutting down"));
         }
     };
     if let Some(frame) = last {

@@ -38,7 +38,14 @@ pub struct Guard {
 const UNLIMITED: [&str; 2] = ["/healthz", "/metrics"];
 
 fn rate_limited(limits: &RateLimits, request: &Request) -> Result<(), u64> {
-    if UNLIMITED.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    if UNLIMITED.contains(&path) {
+        return Ok(());
+    }
+    // GraphQL operations are counted one by one by the GraphQL gate, whatever carries them
+    // (a batch entry, an SSE request, a WebSocket message); a WebSocket upgrade is counted
+    // here, as a request.
+    if path == "/graphql" && !graphql::is_upgrade(request.headers()) {
         return Ok(());
     }
     let ip = request

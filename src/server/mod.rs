@@ -30,7 +30,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::error::{Error, Lang};
@@ -42,6 +42,30 @@ pub const MAX_HEAD_BUFFER: usize = 64 * 1024;
 /// Connections refused at the cap that are still being answered at one time; beyond this a
 /// refused connection is closed without an answer.
 const MAX_REFUSING: usize = 256;
+
+/// Lets a handler end the connection its request came on (an event-stream client that
+/// stopped reading: nothing else would free it).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionCloser(Arc<Notify>);
+
+impl ConnectionCloser {
+    /// Closes the connection at once.
+    pub fn close(&self) {
+        self.0.notify_one();
+    }
+
+    async fn closed(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// A connection's place under `--max-connections`, in every request's extensions: an
+/// upgraded WebSocket keeps it after hyper lets go of the connection, so sockets count
+/// against the cap for as long as they are open.
+#[derive(Clone, Debug)]
+pub struct ConnectionPermit {
+    _held: Arc<OwnedSemaphorePermit>,
+}
 
 /// How the server treats connections.
 #[derive(Clone, Debug)]
@@ -162,15 +186,22 @@ async fn connection(
     router: Router,
     settings: Arc<ServerSettings>,
     shutdown: Shutdown,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     _alive: mpsc::Sender<()>,
 ) {
     let _ = stream.set_nodelay(true);
+    let permit = ConnectionPermit {
+        _held: Arc::new(permit),
+    };
+    let closer = ConnectionCloser::default();
     let (started, mut first_request) = watch::channel(false);
+    let handle = closer.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         started.send_replace(true);
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(permit.clone());
+        request.extensions_mut().insert(handle.clone());
         tower::ServiceExt::oneshot(router.clone(), request)
     });
     let mut builder = http1::Builder::new();
@@ -186,6 +217,10 @@ async fn connection(
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => return finished(result, peer),
+        () = closer.closed() => {
+            tracing::debug!(%peer, "connection closed by its handler");
+            return;
+        }
         () = shutdown.reached(Phase::Closing) => {}
     }
     // Accepted but nothing read yet: its first request may be on the wire. It is served

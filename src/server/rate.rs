@@ -9,7 +9,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Most keys remembered per limiter; past it, keys idle long enough to be back at a full
-/// burst are forgotten.
+/// burst are forgotten, and while every key is busy a new one is refused (never admitted
+/// unremembered, which would give it no limit at all).
 const MAX_KEYS: usize = 100_000;
 
 /// One limiter: `rate` requests a second per key.
@@ -17,6 +18,7 @@ const MAX_KEYS: usize = 100_000;
 struct Cells {
     interval: Duration,
     burst: Duration,
+    max_keys: usize,
     next: Mutex<HashMap<u64, Instant>>,
 }
 
@@ -26,6 +28,7 @@ impl Cells {
         Cells {
             interval,
             burst: interval * rate.max(1).saturating_sub(1),
+            max_keys: MAX_KEYS,
             next: Mutex::default(),
         }
     }
@@ -33,16 +36,17 @@ impl Cells {
     /// Admits a request of `key` now, or says how long until one would be.
     fn admit(&self, key: u64, now: Instant) -> Result<(), Duration> {
         let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-        if next.len() >= MAX_KEYS {
+        if next.len() >= self.max_keys && !next.contains_key(&key) {
             next.retain(|_, at| *at > now);
+            if next.len() >= self.max_keys {
+                return Err(self.interval);
+            }
         }
         let at = next.get(&key).copied().unwrap_or(now).max(now);
         if at > now + self.burst {
             return Err(at - self.burst - now);
         }
-        if next.len() < MAX_KEYS || next.contains_key(&key) {
-            next.insert(key, at + self.interval);
-        }
+        next.insert(key, at + self.interval);
         Ok(())
     }
 }
@@ -67,7 +71,11 @@ impl RateLimits {
 
     /// Admits a request from `ip` presenting `credentials` (the two auth headers, hashed:
     /// tokens are not kept), or says in how many seconds to retry.
-    pub fn admit(&self, ip: Option<IpAddr>, credentials: Option<(&str, &str)>) -> Result<(), u64> {
+    pub fn admit(
+        &self,
+        ip: Option<IpAddr>,
+        credentials: Option<(&str, Option<i64>)>,
+    ) -> Result<(), u64> {
         let now = Instant::now();
         let wait = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
         if let (Some(cells), Some(ip)) = (&self.per_ip, ip) {
@@ -99,5 +107,24 @@ mod tests {
         assert!(cells.admit(2, t0).is_ok(), "another key has its own budget");
         assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_ok());
         assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn a_full_table_of_busy_keys_refuses_new_keys_instead_of_forgetting_them() {
+        let mut cells = Cells::new(1);
+        cells.max_keys = 3;
+        let t0 = Instant::now();
+        for key in 0..3 {
+            assert!(cells.admit(key, t0).is_ok());
+        }
+        assert!(
+            cells.admit(99, t0).is_err(),
+            "no room: refused, not unlimited"
+        );
+        assert!(cells.admit(99, t0).is_err());
+        // Once the others are idle again, the new key has a budget (and a limit).
+        let later = t0 + Duration::from_secs(2);
+        assert!(cells.admit(99, later).is_ok());
+        assert!(cells.admit(99, later).is_err());
     }
 }

@@ -20,10 +20,12 @@
 
 mod connection;
 mod poller;
+mod sockets;
 mod subscription;
 
 pub use connection::{Connection, ConnectionSlot, MAX_PER_CONNECTION, TrackedConnection};
 pub use poller::{GAP_TTL, MAX_WATCHED, WATCH_WINDOW};
+pub use sockets::{MAX_SOCKETS_PER_USER, SocketSlot};
 pub use subscription::Subscription;
 
 use std::collections::{HashMap, HashSet};
@@ -126,6 +128,8 @@ struct Inner {
     polls: AtomicU64,
     /// Open client connections that must be closed before the process exits.
     connections: Arc<AtomicUsize>,
+    /// Open WebSockets per user.
+    sockets: Arc<sockets::Sockets>,
 }
 
 impl Live {
@@ -145,6 +149,7 @@ impl Live {
                 shutdown,
                 polls: AtomicU64::new(0),
                 connections: Arc::default(),
+                sockets: Arc::default(),
             }),
         }
     }
@@ -168,6 +173,12 @@ impl Live {
     pub fn track_connection(&self) -> TrackedConnection {
         self.inner.connections.fetch_add(1, Ordering::AcqRel);
         TrackedConnection(self.inner.connections.clone())
+    }
+
+    /// Counts an authenticated WebSocket of `user` while the slot is held, within
+    /// [`MAX_SOCKETS_PER_USER`].
+    pub fn open_socket(&self, user: i64) -> Result<SocketSlot, Error> {
+        sockets::open(&self.inner.sockets, user)
     }
 
     /// Waits (at most `limit`) until every tracked connection has closed.
