@@ -219,7 +219,11 @@ impl Sse {
                 .header("Authorization", format!("Bearer {}", u.token))
                 .header("New-Api-User", u.id.to_string());
         }
-        let resp = req.send().await.expect("request");
+        Sse::from_response(req.send().await.expect("request"))
+    }
+
+    /// Reads `resp`, which must be an event stream.
+    pub fn from_response(resp: reqwest::Response) -> Sse {
         assert_eq!(resp.status(), 200);
         let ct = resp
             .headers()

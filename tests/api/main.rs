@@ -44,3 +44,4 @@ mod shutdown;
 mod soak;
 mod sqlite_writer;
 mod testdb;
+mod transport_parity;
