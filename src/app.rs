@@ -417,7 +417,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         let body = serde_json::json!({ "status": "draining" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
-    let primary_up = state.service.ping().await.is_ok();
+    let primary_up = state.service.primary_up().await;
     let mut body = serde_json::json!({
         "status": if primary_up { "ok" } else { "degraded" },
         "database": if primary_up { "ok" } else { "unavailable" },

@@ -3,7 +3,7 @@
 use async_graphql::{Context, Object, SimpleObject};
 use tokio::sync::OnceCell;
 
-use crate::graphql::context::caller;
+use crate::graphql::context::{arrived, caller};
 use crate::graphql::errors::Gql;
 use crate::graphql::task::MidjourneyTask;
 use crate::service::{TaskPage, TaskQuery, Viewer};
@@ -23,7 +23,7 @@ impl MidjourneyTaskConnection {
         self.total
             .get_or_try_init(|| async {
                 service
-                    .count_tasks(&self.viewer, &self.query)
+                    .count_tasks_since(&self.viewer, &self.query, arrived(ctx))
                     .await
                     .gql(lang)
             })

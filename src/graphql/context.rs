@@ -20,6 +20,8 @@ pub struct RequestContext {
     /// The client connection subscriptions are counted on (one per WebSocket; one per SSE
     /// or plain HTTP request).
     pub connection: Connection,
+    /// When the operation reached the gate (a total is counted as of a moment after it).
+    pub arrived: std::time::Instant,
 }
 
 /// The service and the caller, or `UNAUTHENTICATED` / `FORBIDDEN`.
@@ -40,4 +42,10 @@ pub fn request<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a RequestContex
 pub fn lang(ctx: &Context<'_>) -> Lang {
     ctx.data_opt::<std::sync::Arc<RequestContext>>()
         .map_or(Lang::En, |r| r.lang)
+}
+
+/// When the operation reached the gate (now, outside one).
+pub fn arrived(ctx: &Context<'_>) -> std::time::Instant {
+    ctx.data_opt::<std::sync::Arc<RequestContext>>()
+        .map_or_else(std::time::Instant::now, |r| r.arrived)
 }

@@ -294,6 +294,7 @@ impl Extension for GateExtension {
             lang,
             live: caller.live.clone(),
             connection: caller.connection.clone(),
+            arrived,
         };
         request = request.data(Arc::new(context));
         next.run(ctx, request).await
@@ -307,6 +308,15 @@ impl Extension for GateExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
+        // A signed-in caller's lone named operation is counted by its name.
+        if let DocumentOperations::Multiple(ops) = &doc.operations
+            && let [name] = ops.keys().collect::<Vec<_>>().as_slice()
+        {
+            let mut admitted = self.admitted();
+            if admitted.metric.as_deref() == Some("anonymous") {
+                admitted.metric = Some(name.to_string());
+            }
+        }
         // 4. Introspection.
         if !self.rules.introspection && selects_service(&doc) {
             return Err(server_error(

@@ -5,7 +5,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::Error;
 use crate::graphql::connection::MidjourneyTaskConnection;
-use crate::graphql::context::caller;
+use crate::graphql::context::{arrived, caller};
 use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::inputs::MidjourneyTaskFilter;
 use crate::graphql::node::{self, Node};
@@ -94,7 +94,7 @@ impl Query {
         let page = if wants_total {
             let (page, count) = tokio::join!(
                 service.list_tasks(viewer, &query),
-                service.count_tasks(viewer, &query)
+                service.count_tasks_since(viewer, &query, arrived(ctx))
             );
             let _ = total.set(count.gql(lang)?);
             page

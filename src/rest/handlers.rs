@@ -38,6 +38,7 @@ async fn list<T: From<TaskRecord> + Serialize>(
     query: Option<&str>,
     min_role: Role,
 ) -> ListResult<T> {
+    let since = std::time::Instant::now();
     let lang = auth::lang(headers);
     let err = |e| ApiError::new(e, lang);
     let viewer = auth::authenticate(&state.service, headers, min_role)
@@ -58,7 +59,7 @@ async fn list<T: From<TaskRecord> + Serialize>(
     // The page and its total, asked at once (two connections, one round trip of waiting).
     let (page, total) = tokio::join!(
         state.service.list_tasks(&viewer, &task_query),
-        state.service.count_tasks(&viewer, &task_query)
+        state.service.count_tasks_since(&viewer, &task_query, since)
     );
     let page = page.map_err(err)?;
     let total = total.map_err(err)?;

@@ -3,9 +3,10 @@
 //! - **tokens**: the user a token belongs to (or that it belongs to nobody) is kept for
 //!   `--auth-cache-ms` (default 1 s), so a ban, a deletion or a new token takes effect within
 //!   that time; `0` looks the user up on every request;
-//! - **counts**: identical counts asked while one is running share its answer (always), and
-//!   a finished count is reused for `--count-freshness-ms` (default 0: never; a total is then
-//!   exact as of a moment during the request).
+//! - **counts**: identical counts asked while one is running share its answer when it started
+//!   after the asking request began (one started earlier could miss a row the request's page
+//!   shows), and a finished count is reused for `--count-freshness-ms` (default 0: never; a
+//!   total is then exact as of a moment during the request).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,11 +53,25 @@ impl TokenCache {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_TOKENS {
+        if entries.len() >= MAX_TOKENS && !entries.contains_key(token) {
             let ttl = self.ttl;
             entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            // A flood of unknown tokens must not evict the real ones: misses go first, and
+            // a miss is not remembered while the table is full of users.
             if entries.len() >= MAX_TOKENS {
-                entries.clear();
+                entries.retain(|_, (_, u)| u.is_some());
+            }
+            if entries.len() >= MAX_TOKENS {
+                if user.is_none() {
+                    return;
+                }
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    entries.remove(&k);
+                }
             }
         }
         entries.insert(token.to_owned(), (Instant::now(), user));
@@ -66,8 +81,9 @@ impl TokenCache {
 /// One count, running or done. Its outcome, failure included, is shared by everyone who
 /// joined it: when the database is down, the waiters fail with the count they joined instead
 /// of each trying again in turn.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct CountSlot {
+    started: Instant,
     value: tokio::sync::OnceCell<Result<u64, Error>>,
     done: OnceLock<Instant>,
 }
@@ -87,24 +103,34 @@ impl CountCache {
         }
     }
 
-    /// The count `key` names: joins one running, reuses one done within the window, or runs
-    /// `count`.
-    pub(crate) async fn get_or_run<F>(&self, key: String, count: F) -> Result<u64, Error>
+    /// The count `key` names for a request that began at `since`: joins one running that
+    /// started since, reuses one done within the window, or runs `count`.
+    pub(crate) async fn get_or_run<F>(
+        &self,
+        key: String,
+        since: Instant,
+        count: F,
+    ) -> Result<u64, Error>
     where
         F: Future<Output = Result<u64, Error>>,
     {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            let usable = slots
-                .get(&key)
-                .filter(|s| s.done.get().is_none_or(|at| at.elapsed() < self.freshness));
+            let usable = slots.get(&key).filter(|s| match s.done.get() {
+                None => s.started >= since,
+                Some(at) => at.elapsed() < self.freshness,
+            });
             match usable {
                 Some(s) => s.clone(),
                 None => {
                     if slots.len() >= MAX_COUNTS {
                         slots.retain(|_, s| s.done.get().is_none());
                     }
-                    let s = Arc::new(CountSlot::default());
+                    let s = Arc::new(CountSlot {
+                        started: Instant::now(),
+                        value: tokio::sync::OnceCell::new(),
+                        done: OnceLock::new(),
+                    });
                     slots.insert(key.clone(), s.clone());
                     s
                 }
@@ -133,11 +159,13 @@ mod tests {
         let cache = Arc::new(CountCache::new(Duration::ZERO));
         let runs = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Notify::new());
+        // The requests all began before the first count started.
+        let since = Instant::now();
         let ask = |n: u64| {
             let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_run("k".into(), async move {
+                    .get_or_run("k".into(), since, async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         gate.notified().await;
                         Ok(n)
@@ -160,7 +188,9 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Done, with no freshness window: the next one counts again.
-        let again = cache.get_or_run("k".into(), async { Ok(8) }).await;
+        let again = cache
+            .get_or_run("k".into(), Instant::now(), async { Ok(8) })
+            .await;
         assert_eq!(again.ok(), Some(8));
     }
 
@@ -171,11 +201,12 @@ mod tests {
         let cache = Arc::new(CountCache::new(Duration::from_secs(60)));
         let runs = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Notify::new());
+        let since = Instant::now();
         let ask = || {
             let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_run("k".into(), async move {
+                    .get_or_run("k".into(), since, async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         gate.notified().await;
                         Err::<u64, _>(Error::Unavailable)
@@ -191,8 +222,35 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1, "one count for all six");
         // A failure is never reused, even within the freshness window.
-        let again = cache.get_or_run("k".into(), async { Ok(8) }).await;
+        let again = cache
+            .get_or_run("k".into(), Instant::now(), async { Ok(8) })
+            .await;
         assert_eq!(again.ok(), Some(8));
+    }
+
+    /// Found by a hostile run: a request that joined a count started before it began got
+    /// a total that missed a row its own page showed.
+    #[tokio::test]
+    async fn a_count_started_before_the_request_began_is_not_joined() {
+        let cache = Arc::new(CountCache::new(Duration::ZERO));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (c, g) = (cache.clone(), gate.clone());
+        let early = tokio::spawn(async move {
+            c.get_or_run("k".into(), Instant::now(), async move {
+                g.notified().await;
+                Ok(1)
+            })
+            .await
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // A request that began after that count started (a row was inserted meanwhile).
+        let later = cache
+            .get_or_run("k".into(), Instant::now(), async { Ok(2) })
+            .await;
+        assert_eq!(later.ok(), Some(2), "counted afresh, not the earlier count");
+        gate.notify_one();
+        assert_eq!(early.await.ok().and_then(Result::ok), Some(1));
     }
 
     #[test]
@@ -208,5 +266,21 @@ mod tests {
         let len = cache.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX);
         assert!(len <= MAX_TOKENS, "{len}");
         assert_eq!(TokenCache::new(Duration::ZERO).get("t"), None);
+    }
+
+    #[test]
+    fn a_flood_of_unknown_tokens_does_not_evict_known_users() {
+        let cache = TokenCache::new(Duration::from_secs(60));
+        let alice = UserRecord {
+            id: 2,
+            username: "alice".into(),
+            role: 1,
+            status: 1,
+        };
+        cache.put("alice-token", Some(alice.clone()));
+        for i in 0..MAX_TOKENS * 2 {
+            cache.put(&format!("random-{i}"), None);
+        }
+        assert_eq!(cache.get("alice-token"), Some(Some(alice)));
     }
 }

@@ -64,7 +64,13 @@ struct Counters {
     reads: crate::metrics::Histogram,
     /// Reads running on the primary's pool now, holding a connection or waiting for one.
     primary_in_flight: AtomicUsize,
+    /// The last health ping of the primary: when, and whether it answered.
+    last_ping: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
+
+/// How long a health ping's answer is reused: `/healthz` asked by anyone, however often,
+/// pings the primary at most this often.
+const PING_REUSE: Duration = Duration::from_millis(250);
 
 /// Counts one read on the primary's pool for as long as it lives.
 struct InFlight<'a>(&'a AtomicUsize);
@@ -162,6 +168,20 @@ impl Service {
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), crate::error::Error> {
         self.db.ping().await.map_err(crate::error::Error::from)
+    }
+
+    /// Whether the primary answered a ping in the last [`PING_REUSE`] (one ping at a time,
+    /// shared by every caller meanwhile).
+    pub async fn primary_up(&self) -> bool {
+        let mut last = self.counters.last_ping.lock().await;
+        if let Some((at, up)) = *last
+            && at.elapsed() < PING_REUSE
+        {
+            return up;
+        }
+        let up = self.ping().await.is_ok();
+        *last = Some((std::time::Instant::now(), up));
+        up
     }
 
     /// The primary's connection pool now: connections open and how many of them are idle.

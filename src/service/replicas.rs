@@ -3,7 +3,8 @@
 //! imports) stay on the primary.
 //!
 //! A replica that fails with a connection-class error is taken out of rotation at once and
-//! the read is retried on the next one; a health check (every [`CHECK_EVERY`]) puts it back
+//! the read is retried on the next one (a statement timeout or a busy pool is the query's
+//! fault: the replica stays, and the read fails); a health check (every [`CHECK_EVERY`]) puts it back
 //! when it answers again and reads PostgreSQL's replay lag. With no replica left, reads go
 //! to the primary, or answer 503 when so configured.
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
-use crate::error::{Error, is_unavailable};
+use crate::error::{Error, is_query_timeout, is_unavailable};
 use crate::service::Service;
 
 /// Time between two health checks of the replicas.
@@ -57,6 +58,7 @@ pub struct Replicas {
 /// What `/healthz` shows of a replica.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ReplicaStatus {
+    /// `replica-N`, its place among the `--read-database-url`s.
     pub name: String,
     pub up: bool,
     /// Reads served so far.
@@ -80,12 +82,17 @@ impl Replicas {
         Replicas {
             members: pools
                 .into_iter()
-                .map(|(url, db)| Member {
-                    name: display_name(&url),
-                    db,
-                    up: AtomicBool::new(true),
-                    reads: AtomicU64::new(0),
-                    lag_ms: AtomicU64::new(u64::MAX),
+                .enumerate()
+                .map(|(i, (url, db))| {
+                    let name = display_name(&url);
+                    tracing::info!(replica = %name, "read replica replica-{}", i + 1);
+                    Member {
+                        name,
+                        db,
+                        up: AtomicBool::new(true),
+                        reads: AtomicU64::new(0),
+                        lag_ms: AtomicU64::new(u64::MAX),
+                    }
                 })
                 .collect(),
             next: AtomicUsize::new(0),
@@ -98,10 +105,13 @@ impl Replicas {
     pub fn status(&self) -> Vec<ReplicaStatus> {
         self.members
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
                 let lag = m.lag_ms.load(Ordering::Relaxed);
                 ReplicaStatus {
-                    name: m.name.clone(),
+                    // Its place in the list, not its address: `/healthz` answers anyone
+                    // (the log names it at start).
+                    name: format!("replica-{}", i + 1),
                     up: m.up.load(Ordering::Relaxed),
                     reads: m.reads.load(Ordering::Relaxed),
                     lag_seconds: (lag != u64::MAX).then(|| lag as f64 / 1000.0),
@@ -237,6 +247,9 @@ impl Service {
                     m.reads.fetch_add(1, Ordering::Relaxed);
                     return Ok(v);
                 }
+                // A slow query (or a busy pool) is the query's fault, not the replica's: it
+                // stays in rotation, and the query is not run again elsewhere.
+                Err(e) if is_query_timeout(&e) => return Err(e.into()),
                 Err(e) if is_unavailable(&e) => replicas.out_of_rotation(m, &e),
                 Err(e) => return Err(e.into()),
             }
@@ -251,6 +264,30 @@ impl Service {
                 tracing::warn!("no replica answers: read refused (--replica-fallback unavailable)");
                 Err(Error::Unavailable)
             }
+        }
+    }
+
+    /// A read that must see the primary's latest writes (who a token belongs to, and
+    /// whether that user is banned): on the primary, and on the replicas only when the
+    /// primary cannot answer (then nothing, a ban included, can have been written since).
+    pub(crate) async fn read_current<T, F>(&self, run: F) -> Result<T, Error>
+    where
+        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+    {
+        if self.replicas.is_none() {
+            return self.read_on(true, run).await;
+        }
+        let primary = {
+            let _counted = self.on_primary();
+            run(&self.db).await
+        };
+        match primary {
+            Ok(v) => Ok(v),
+            Err(e) if is_unavailable(&e) && !is_query_timeout(&e) => {
+                tracing::warn!(error = %e, "primary unavailable: reading users from a replica");
+                self.read_on(true, run).await
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

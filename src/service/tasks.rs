@@ -1,5 +1,7 @@
 //! Listing and counting tasks for a viewer.
 
+use std::time::Instant;
+
 use entity::midjourney::{self, Column};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
@@ -221,6 +223,18 @@ impl Service {
     /// Identical counts asked at the same time run once and share the answer; with a
     /// freshness window (`--count-freshness-ms`) a finished count is reused for that long.
     pub async fn count_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<u64, Error> {
+        self.count_tasks_since(viewer, query, Instant::now()).await
+    }
+
+    /// [`Service::count_tasks`] for a request that began at `since`: a count already running
+    /// is shared only when it started since (the total is then as of a moment during the
+    /// request, never before it).
+    pub async fn count_tasks_since(
+        &self,
+        viewer: &Viewer,
+        query: &TaskQuery,
+        since: Instant,
+    ) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
         let backend = self.db.get_database_backend();
         let count = scoped(backend, viewer, query)
@@ -229,7 +243,7 @@ impl Service {
         let statement = count.build(backend);
         let key = format!("{}|{:?}", statement.sql, statement.values);
         self.counts
-            .get_or_run(key, async {
+            .get_or_run(key, since, async {
                 self.count_query();
                 let n = self
                     .read(|db| Box::pin(count.clone().into_tuple::<i64>().one(db)))

@@ -97,7 +97,9 @@ impl Service {
         let lookup = user::Entity::find()
             .filter(token_matches)
             .filter(user::deleted_at().is_null());
-        let found = self.read(|db| Box::pin(lookup.clone().one(db))).await?;
+        let found = self
+            .read_current(|db| Box::pin(lookup.clone().one(db)))
+            .await?;
         let padded = self.db.get_database_backend() == DbBackend::Postgres;
         let found = found.filter(|m| {
             let stored = m.access_token.as_deref().unwrap_or("");
@@ -132,7 +134,7 @@ impl Service {
             .filter(Column::Id.is_in(ids.iter().copied().take(MAX_USER_BATCH)))
             .filter(user::deleted_at().is_null());
         let found = self
-            .read_on(true, |db| Box::pin(lookup.clone().all(db)))
+            .read_current(|db| Box::pin(lookup.clone().all(db)))
             .await?;
         for m in found {
             let record = user_record(m);

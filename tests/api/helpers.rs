@@ -279,6 +279,13 @@ impl Task {
 }
 
 impl TestApp {
+    /// Tells the server to shut down (as SIGTERM does).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Stops the server and hands back its database (for a second start on it).
     pub fn into_db(mut self) -> TestDb {
         if let Some(stop) = self.stop.take() {

@@ -17,6 +17,7 @@ mod errors;
 mod filter_match;
 mod filters;
 mod found;
+mod gate;
 mod generated;
 mod gql_federation;
 mod gql_filters;
