@@ -19,7 +19,15 @@ struct Cells {
     interval: Duration,
     burst: Duration,
     max_keys: usize,
-    next: Mutex<HashMap<u64, Instant>>,
+    next: Mutex<Table>,
+}
+
+/// The limiter's state: each key's next free time, and the latest time seen (concurrent
+/// requests read the clock before taking the lock, so their times arrive out of order).
+#[derive(Debug, Default)]
+struct Table {
+    keys: HashMap<u64, Instant>,
+    latest: Option<Instant>,
 }
 
 impl Cells {
@@ -35,7 +43,10 @@ impl Cells {
 
     /// Admits a request of `key` now, or says how long until one would be.
     fn admit(&self, key: u64, now: Instant) -> Result<(), Duration> {
-        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = table.latest.map_or(now, |latest| latest.max(now));
+        table.latest = Some(now);
+        let next = &mut table.keys;
         if next.len() >= self.max_keys && !next.contains_key(&key) {
             next.retain(|_, at| *at > now);
             if next.len() >= self.max_keys {
@@ -107,6 +118,19 @@ mod tests {
         assert!(cells.admit(2, t0).is_ok(), "another key has its own budget");
         assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_ok());
         assert!(cells.admit(1, t0 + Duration::from_millis(200)).is_err());
+    }
+
+    /// Found by the transport-parity test: three requests of a budget of three, sent at
+    /// once, read the clock before taking the lock; the earliest reading, arriving last,
+    /// was refused.
+    #[test]
+    fn times_that_arrive_out_of_order_do_not_shrink_the_burst() {
+        let cells = Cells::new(3);
+        let t0 = Instant::now();
+        assert!(cells.admit(1, t0 + Duration::from_millis(2)).is_ok());
+        assert!(cells.admit(1, t0 + Duration::from_millis(1)).is_ok());
+        assert!(cells.admit(1, t0).is_ok(), "the third of a burst of three");
+        assert!(cells.admit(1, t0).is_err());
     }
 
     #[test]
