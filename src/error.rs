@@ -241,22 +241,32 @@ pub(crate) fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
-/// Whether `err` is the query's own fault rather than the server's: a statement cut off at
-/// the statement timeout, or no pool connection free in time (load). A replica that answers
-/// so is still a good replica.
-pub(crate) fn is_query_timeout(err: &DbErr) -> bool {
+/// Whether `err` is a statement cut off at the statement timeout: the query's own fault,
+/// not the server's (a replica that answers so is still a good replica).
+pub(crate) fn is_statement_timeout(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as E;
     let sqlx = match err {
-        DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => return true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
         _ => return false,
     };
     match sqlx.as_ref() {
-        E::PoolTimedOut => true,
         E::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             // PostgreSQL 57014, MySQL/MariaDB 1969/3024, SQLite 9 (interrupted).
             matches!(code.as_str(), "57014" | "1969" | "3024" | "9")
+        }
+        _ => false,
+    }
+}
+
+/// Whether `err` is no pool connection in time: a busy pool, or a server that does not
+/// accept connections (the health check tells which).
+pub(crate) fn is_pool_timeout(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match err {
+        DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), E::PoolTimedOut)
         }
         _ => false,
     }

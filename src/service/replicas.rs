@@ -3,8 +3,8 @@
 //! imports) stay on the primary.
 //!
 //! A replica that fails with a connection-class error is taken out of rotation at once and
-//! the read is retried on the next one (a statement timeout or a busy pool is the query's
-//! fault: the replica stays, and the read fails); a health check (every [`CHECK_EVERY`]) puts it back
+//! the read is retried on the next one (a statement timeout is the query's fault: the
+//! replica stays, and the read fails; a busy pool tries the next without taking it out); a health check (every [`CHECK_EVERY`]) puts it back
 //! when it answers again and reads PostgreSQL's replay lag. With no replica left, reads go
 //! to the primary, or answer 503 when so configured.
 
@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
-use crate::error::{Error, is_query_timeout, is_unavailable};
+use crate::error::{Error, is_pool_timeout, is_statement_timeout, is_unavailable};
 use crate::service::Service;
 
 /// Time between two health checks of the replicas.
@@ -247,9 +247,12 @@ impl Service {
                     m.reads.fetch_add(1, Ordering::Relaxed);
                     return Ok(v);
                 }
-                // A slow query (or a busy pool) is the query's fault, not the replica's: it
-                // stays in rotation, and the query is not run again elsewhere.
-                Err(e) if is_query_timeout(&e) => return Err(e.into()),
+                // A slow query is the query's fault, not the replica's: the replica stays in
+                // rotation, and the query is not run again elsewhere.
+                Err(e) if is_statement_timeout(&e) => return Err(e.into()),
+                // A busy pool (or a server that stopped accepting): the next one is tried,
+                // and the health check, not one query, takes a replica out.
+                Err(e) if is_pool_timeout(&e) => {}
                 Err(e) if is_unavailable(&e) => replicas.out_of_rotation(m, &e),
                 Err(e) => return Err(e.into()),
             }
@@ -283,7 +286,7 @@ impl Service {
         };
         match primary {
             Ok(v) => Ok(v),
-            Err(e) if is_unavailable(&e) && !is_query_timeout(&e) => {
+            Err(e) if is_unavailable(&e) && !is_statement_timeout(&e) => {
                 tracing::warn!(error = %e, "primary unavailable: reading users from a replica");
                 self.read_on(true, run).await
             }
