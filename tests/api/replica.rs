@@ -427,7 +427,8 @@ async fn a_mariadb_replica_serves_reads() {
         assert_eq!(split.get_as(&alice, "/api/mj/self").await.total(), 2);
     }
     let health = healthz(&split).await;
-    assert!(replica_reads(&health) >= 15, "{health}");
+    // The page and the count of each request (the user check reads the primary).
+    assert!(replica_reads(&health) >= 10, "{health}");
     assert_eq!(health["primary_reads"], 0, "{health}");
     assert!(
         health["replicas"][0]["lag_seconds"].is_number(),
