@@ -447,3 +447,64 @@ async fn an_event_stream_refused_with_q_0_is_not_chosen() {
         .to_owned();
     assert!(ct.starts_with("application/json"), "{ct}");
 }
+
+/// Item 7: an event-stream subscriber that never reads is dropped (its subscription freed,
+/// its connection closed) once an event has waited 10 s for it, as on a WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_client_that_never_reads_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with(TestDb::new().await, |c| c.live.live_poll_ms = 50).await;
+    let alice = app.user("alice", Role::Common).await;
+    let body =
+        json!({"query": "subscription { midjourneyTaskEvents { kind task { prompt promptEn } } }"})
+            .to_string();
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n\
+         Authorization: Bearer {}\r\nNew-Api-User: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        alice.token,
+        alice.id,
+        body.len()
+    );
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let mut stream = socket.connect(app.addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut head = [0u8; 256];
+    let n = stream.read(&mut head).await.expect("the response head");
+    assert!(String::from_utf8_lossy(&head[..n]).contains("200 OK"));
+    // From here on the client reads nothing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.live.subscriptions() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.live.subscriptions(), 1);
+    // About 24 MB of events (each task's prompt twice).
+    let prompt = "p".repeat(4000);
+    for batch in 0..30 {
+        let rows: Vec<String> = (0..100)
+            .map(|i| {
+                format!(
+                    "({}, 'IMAGINE', 'big-{batch}-{i}', '{prompt}', '{prompt}', 1764000000000, 'SUBMITTED', '0%')",
+                    alice.id
+                )
+            })
+            .collect();
+        app.sql(&format!(
+            "INSERT INTO midjourneys (user_id, action, mj_id, prompt, prompt_en, submit_time, status, progress) VALUES {}",
+            rows.join(", ")
+        ))
+        .await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let started = std::time::Instant::now();
+    while app.live.subscriptions() > 0 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "a client that stopped reading was dropped {:?} after the last write",
+        started.elapsed()
+    );
+    assert_eq!(app.live.subscriptions(), 0, "the subscription was freed");
+    drop(stream);
+}
