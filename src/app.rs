@@ -142,7 +142,8 @@ impl App {
             request_timeout,
             !cfg.no_introspection,
             metrics.clone(),
-        );
+        )
+        .with_max_running_per_user(cfg.max_running_per_user as usize);
         let state = AppState {
             service: service.clone(),
             schema: graphql::build_schema(Arc::new(rules)),

@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// Turn GraphQL introspection off (the playground then cannot show the schema).
     #[arg(long, env = "GRAPHQL_NO_INTROSPECTION")]
     pub no_introspection: bool,
+    /// Most GraphQL operations of one user executing at once on this instance (whatever
+    /// carries them); more wait their turn within --request-timeout-ms. 0: no limit.
+    #[arg(long = "graphql-max-running-per-user", env = "GRAPHQL_MAX_RUNNING_PER_USER", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub max_running_per_user: u32,
     #[command(flatten)]
     pub live: LiveArgs,
     #[command(flatten)]
@@ -351,6 +355,7 @@ impl ServeArgs {
             no_migrate: false,
             image_forward_base: None,
             no_introspection: false,
+            max_running_per_user: 8,
             trusted_documents: None,
             live: LiveArgs::default(),
             replicas: ReplicaArgs::default(),

@@ -16,8 +16,8 @@
 //!    reaches the next `POST`;
 //! 4. **introspection**: with `--no-introspection`, the federation `_service { sdl }` field,
 //!    which would publish the schema, is refused as `__schema` is;
-//! 5. **concurrency**: at most [`MAX_RUNNING_PER_USER`] operations of one user execute at
-//!    once; the rest wait their turn within the timeout;
+//! 5. **concurrency**: at most `--graphql-max-running-per-user` operations of one user
+//!    execute at once; the rest wait their turn within the timeout;
 //! 6. **the timeout** (`--request-timeout-ms`) bounds the whole operation from its arrival
 //!    at the gate, on every transport.
 
@@ -49,10 +49,6 @@ use crate::server::{ConnectionCloser, RateLimits};
 use crate::service::live::{Connection, Live};
 use crate::service::{Role, Service};
 
-/// Most operations of one user executing at once on an instance (a dashboard sends a few
-/// at a time); more wait for a turn, within the timeout.
-pub const MAX_RUNNING_PER_USER: usize = 4;
-
 /// What a transport knows about who sent an operation: attached to every request (HTTP,
 /// SSE) or to the WebSocket's session (the `connection_init` credentials).
 pub struct Caller {
@@ -81,6 +77,8 @@ pub struct GateRules {
     pub introspection: bool,
     /// Operation counts (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Most operations of one user executing at once; zero for no limit.
+    pub max_running_per_user: usize,
     /// Operations running per user.
     running: Mutex<HashMap<i64, Arc<Semaphore>>>,
 }
@@ -100,20 +98,34 @@ impl GateRules {
             timeout,
             introspection,
             metrics,
+            max_running_per_user: 8,
             running: Mutex::default(),
         }
     }
 
-    /// The turns of `user`'s operations; an idle user's entry goes when the table grows.
-    fn turns(&self, user: i64) -> Arc<Semaphore> {
+    /// The same rules with at most `n` operations of a user running at once (0: no limit).
+    pub fn with_max_running_per_user(mut self, n: usize) -> GateRules {
+        self.max_running_per_user = n;
+        self
+    }
+
+    /// The turns of `user`'s operations (`None`: no limit); an idle user's entry goes when
+    /// the table grows.
+    fn turns(&self, user: i64) -> Option<Arc<Semaphore>> {
+        let max = self.max_running_per_user;
+        if max == 0 {
+            return None;
+        }
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.len() >= 10_000 {
-            running.retain(|_, s| s.available_permits() < MAX_RUNNING_PER_USER);
+            running.retain(|_, s| s.available_permits() < max);
         }
-        running
-            .entry(user)
-            .or_insert_with(|| Arc::new(Semaphore::new(MAX_RUNNING_PER_USER)))
-            .clone()
+        Some(
+            running
+                .entry(user)
+                .or_insert_with(|| Arc::new(Semaphore::new(max)))
+                .clone(),
+        )
     }
 }
 
@@ -340,8 +352,8 @@ impl Extension for GateExtension {
         let user = self.admitted().user;
         let run = async {
             // 5. Concurrency: one user's operations take turns.
-            let _turn = match user {
-                Some(id) => self.rules.turns(id).acquire_owned().await.ok(),
+            let _turn = match user.and_then(|id| self.rules.turns(id)) {
+                Some(turns) => turns.acquire_owned().await.ok(),
                 None => None,
             };
             next.run(ctx, operation_name).await
