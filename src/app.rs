@@ -35,10 +35,11 @@ use crate::state::AppState;
 /// client), so it carries the underlying detail.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("connecting to the database: {0}")]
-    Connect(#[source] sea_orm::DbErr),
+    /// What failed, in one line that names what to fix (see [`crate::db_url::explain`]).
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
     #[error("applying migrations: {0}")]
-    Migrate(#[source] sea_orm::DbErr),
+    Migrate(sea_orm::DbErr),
     #[error(
         "the database is read-only (a replica?) and lacks what this version needs ({}): run `mj-tasks migrate` against the primary, or start with --no-migrate",
         .0.join(", ")
@@ -51,13 +52,9 @@ pub enum StartError {
     #[error("trusted documents {path}: {reason}")]
     TrustedDocuments { path: String, reason: String },
     #[error("creating the first user: {0}")]
-    FirstUser(#[source] Error),
-    #[error("listening on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    FirstUser(Error),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
 }
 
 /// The request id header, set on every request and response.
@@ -86,9 +83,18 @@ impl App {
     /// does not stop the start), applies migrations, creates a first root user on an empty
     /// users table, binds the listen address and builds the router.
     pub async fn build(cfg: &ServeArgs) -> Result<App, StartError> {
-        let db = db::connect_serving(&cfg.db, cfg.no_migrate)
+        // The address first: a start that cannot listen changes nothing (no first user is
+        // created whose token would be printed and lost).
+        let listener = TcpListener::bind(cfg.listen)
             .await
-            .map_err(StartError::Connect)?;
+            .map_err(|e| StartError::Bind {
+                addr: cfg.listen,
+                reason: bind_reason(&e),
+            })?;
+        let db = match db::connect_serving(&cfg.db, cfg.no_migrate).await {
+            Ok(db) => db,
+            Err(e) => return Err(connect_error(&cfg.db.database_url, &e).await),
+        };
         if !cfg.no_migrate {
             migrate(&cfg.db, &db).await?;
         }
@@ -108,12 +114,6 @@ impl App {
                 .await
                 .map_err(StartError::FirstUser)?;
         }
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
         let persisted = match &cfg.trusted_documents {
             None => Persisted::default(),
             Some(path) => {
@@ -201,7 +201,16 @@ impl App {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        let address = self.listener.local_addr()?;
+        tracing::info!(%address, "listening");
+        // Where a person goes next (an unspecified address is reached on loopback).
+        let mut reachable = address;
+        if reachable.ip().is_unspecified() {
+            reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        tracing::info!(
+            "playground: http://{reachable}/graphql · REST: http://{reachable}/api/mj/self · health: http://{reachable}/healthz"
+        );
         let live = self.live.clone();
         let closing = self.shutdown.clone();
         let stopping = live.clone();
@@ -242,9 +251,10 @@ async fn replicas(cfg: &ServeArgs) -> Result<Replicas, StartError> {
             database_url: url.clone(),
             ..cfg.db.clone()
         };
-        let pool = db::connect(&replica, true)
-            .await
-            .map_err(StartError::Connect)?;
+        let pool = match db::connect(&replica, true).await {
+            Ok(pool) => pool,
+            Err(e) => return Err(connect_error(url, &e).await),
+        };
         pools.push((url.clone(), pool));
     }
     Ok(Replicas::new(pools, cfg.replicas.replica_fallback))
@@ -258,11 +268,19 @@ async fn replicas(cfg: &ServeArgs) -> Result<Replicas, StartError> {
 /// Nothing is written when nothing is missing, so a read-only replica of a migrated database
 /// starts as it is; a read-only database that lacks something is refused with the fix.
 pub async fn migrate(cfg: &DbConfig, pool: &DatabaseConnection) -> Result<(), StartError> {
+    pending_then_apply(cfg, pool).await.map(drop)
+}
+
+/// [`migrate`], saying what was missing (and is now applied); empty when nothing was.
+pub async fn pending_then_apply(
+    cfg: &DbConfig,
+    pool: &DatabaseConnection,
+) -> Result<Vec<String>, StartError> {
     let todo = migration::missing(pool)
         .await
         .map_err(StartError::Migrate)?;
     if todo.is_empty() {
-        return Ok(());
+        return Ok(todo);
     }
     let read_only = cfg.database_url.starts_with("sqlite:") && cfg.database_url.contains("mode=ro");
     if read_only
@@ -273,7 +291,8 @@ pub async fn migrate(cfg: &DbConfig, pool: &DatabaseConnection) -> Result<(), St
         return Err(StartError::ReadOnly(todo));
     }
     if db::sqlite_in_memory(&cfg.database_url) {
-        return migration::apply(pool).await.map_err(StartError::Migrate);
+        migration::apply(pool).await.map_err(StartError::Migrate)?;
+        return Ok(todo);
     }
     let sqlite = cfg.database_url.starts_with("sqlite:");
     let session = DbConfig {
@@ -286,17 +305,55 @@ pub async fn migrate(cfg: &DbConfig, pool: &DatabaseConnection) -> Result<(), St
         },
         ..cfg.clone()
     };
-    let db = db::connect(&session, false)
-        .await
-        .map_err(StartError::Connect)?;
+    let db = match db::connect(&session, false).await {
+        Ok(db) => db,
+        Err(e) => return Err(connect_error(&cfg.database_url, &e).await),
+    };
     let result = migration::apply(&db).await.map_err(StartError::Migrate);
     db.close().await.ok();
-    result
+    result.map(|()| todo)
+}
+
+/// A failed connection, diagnosed in one line.
+async fn connect_error(url: &str, err: &sea_orm::DbErr) -> StartError {
+    tracing::debug!(error = %err, "connecting to the database");
+    StartError::Connect(crate::db_url::explain(url, err).await)
+}
+
+/// Why an address cannot be listened on, with the usual fix.
+fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "the port is taken by another program: stop it, or pass --listen with another port"
+                .into()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges): use a port above 1024".into()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Opens the database for `mj-tasks migrate`: what was missing and is now applied.
+pub async fn migrate_only(cfg: &DbConfig) -> Result<Vec<String>, StartError> {
+    let db = match db::connect(cfg, false).await {
+        Ok(db) => db,
+        Err(e) => return Err(connect_error(&cfg.database_url, &e).await),
+    };
+    let applied = pending_then_apply(cfg, &db).await;
+    db.close().await.ok();
+    applied
 }
 
 /// Opens the database for a one-off command (migrations applied).
 pub async fn open_service(cfg: &DbConfig) -> Result<Service, StartError> {
-    let db = db::connect(cfg, false).await.map_err(StartError::Connect)?;
+    let db = match db::connect(cfg, false).await {
+        Ok(db) => db,
+        Err(e) => return Err(connect_error(&cfg.database_url, &e).await),
+    };
     migrate(cfg, &db).await?;
     Ok(Service::new(db, None))
 }
@@ -326,7 +383,7 @@ async fn first_root_user(service: &Service) -> Result<(), Error> {
 pub fn print_new_user(headline: &str, user: &NewUser) {
     println!("{headline}");
     println!("  username: {}", user.username);
-    println!("  role:     {:?}", user.role);
+    println!("  role:     {}", user.role.name());
     println!("  id:       {}", user.id);
     println!("  token:    {}", user.access_token);
 }
@@ -373,6 +430,7 @@ pub fn router(state: AppState, guard: Guard) -> Router {
         .merge(graphql::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/", get(index))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(guard, server::guard))
@@ -504,6 +562,27 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(&extra),
     )
+}
+
+/// `GET /`: browsers go to the playground; anything else gets a map of the routes.
+async fn index(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if html {
+        return axum::response::Redirect::temporary("/graphql").into_response();
+    }
+    Json(serde_json::json!({
+        "service": "mj-tasks",
+        "graphql": "/graphql",
+        "playground": "/graphql (in a browser)",
+        "rest": ["/api/mj/self", "/api/mj/"],
+        "openapi": "/openapi.json",
+        "health": "/healthz",
+        "metrics": "/metrics",
+    }))
+    .into_response()
 }
 
 async fn not_found() -> ApiError {

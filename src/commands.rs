@@ -6,7 +6,7 @@ use anyhow::Context;
 use tokio::io::BufReader;
 
 use crate::app::{self, App};
-use crate::config::{BenchArgs, DbConfig, ImportArgs, ServeArgs, UserCreateArgs};
+use crate::config::{BenchArgs, DbConfig, ImportArgs, ServeArgs, UserCreateArgs, UserTokenArgs};
 use crate::service::Role;
 
 /// `mj-tasks user create`.
@@ -18,6 +18,17 @@ pub async fn user_create(args: &UserCreateArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("could not create the user: {e}"))?;
     app::print_new_user("Created user.", &user);
+    Ok(())
+}
+
+/// `mj-tasks user token`: a new access token for an existing user.
+pub async fn user_token(args: &UserTokenArgs) -> anyhow::Result<()> {
+    let service = app::open_service(&args.db).await?;
+    let user = service
+        .reissue_token(&args.username)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not issue a token: {e}"))?;
+    app::print_new_user("New token issued (the old one no longer works).", &user);
     Ok(())
 }
 
@@ -34,14 +45,19 @@ pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", args.file.display()))?;
         service.import_tasks(BufReader::new(file)).await?
     };
-    println!("Imported {stored} tasks.");
+    let noun = if stored == 1 { "task" } else { "tasks" };
+    println!("Imported {stored} {noun}.");
     Ok(())
 }
 
 /// `mj-tasks migrate`.
 pub async fn migrate(db: &DbConfig) -> anyhow::Result<()> {
-    app::open_service(db).await?;
-    println!("Migrations applied.");
+    let applied = app::migrate_only(db).await?;
+    if applied.is_empty() {
+        println!("Nothing to do: the database is up to date.");
+    } else {
+        println!("Applied: {}.", applied.join(", "));
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::service::replicas::Fallback;
@@ -59,6 +60,8 @@ pub enum Command {
 pub enum UserCommand {
     /// Create a user and print its id and a new random 32-character access token.
     Create(UserCreateArgs),
+    /// Give a user a new random access token and print it (the old one stops working).
+    Token(UserTokenArgs),
 }
 
 /// Where the database is and how the pool behaves.
@@ -68,22 +71,23 @@ pub struct DbConfig {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://mj-tasks.db?mode=rwc"
+        default_value = "sqlite://mj-tasks.db?mode=rwc",
+        value_parser = crate::db_url::parse
     )]
     pub database_url: String,
     /// Most pooled database connections.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub db_max_connections: u32,
     /// How long a request waits for a pooled connection (or a new one) before answering
     /// 503, in milliseconds.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub db_acquire_timeout_ms: u64,
     /// Longest a single statement may run, in milliseconds (PostgreSQL statement_timeout,
     /// MySQL/MariaDB session limit, SQLite busy timeout); 0 disables it.
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 10000)]
     pub db_statement_timeout_ms: u64,
-    /// Log every SQL statement at DEBUG level (target `sqlx::query`).
-    #[arg(long, env = "DB_LOG_STATEMENTS")]
+    /// Log every SQL statement (target `sqlx::query`, shown at the default log level).
+    #[arg(long, env = "DB_LOG_STATEMENTS", value_parser = BoolishValueParser::new())]
     pub db_log_statements: bool,
 }
 
@@ -91,11 +95,12 @@ pub struct DbConfig {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbConfig,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
+    /// Address to listen on: IP:PORT, localhost:PORT, :PORT (every interface) or PORT
+    /// (127.0.0.1); port 0 picks a free port.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Skip migrations entirely (read-only deployments, or a database managed elsewhere).
-    #[arg(long, env = "NO_MIGRATE")]
+    #[arg(long, env = "NO_MIGRATE", value_parser = BoolishValueParser::new())]
     pub no_migrate: bool,
     /// Rewrite every non-empty image_url to <BASE>/mj/image/<mj_id>, as new-api's image
     /// forwarding does. Unset: stored URLs are returned.
@@ -107,7 +112,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUSTED_DOCUMENTS")]
     pub trusted_documents: Option<PathBuf>,
     /// Turn GraphQL introspection off (the playground then cannot show the schema).
-    #[arg(long, env = "GRAPHQL_NO_INTROSPECTION")]
+    #[arg(long, env = "GRAPHQL_NO_INTROSPECTION", value_parser = BoolishValueParser::new())]
     pub no_introspection: bool,
     /// Most GraphQL operations of one user executing at once on this instance (whatever
     /// carries them); more wait their turn within --request-timeout-ms. 0: no limit.
@@ -170,6 +175,30 @@ pub struct ServerArgs {
     pub shutdown_grace_ms: u64,
 }
 
+/// A listen address as people write it: `127.0.0.1:3000`, `[::1]:3000`, `localhost:3000`,
+/// `:3000` (every interface) or `3000` (loopback).
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    let hint = "use IP:PORT, localhost:PORT, :PORT or PORT (e.g. 127.0.0.1:3000)";
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port (0 to 65535): {hint}"))
+    };
+    if let Some(p) = value.strip_prefix(':') {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port(p)?)));
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port(value)?)));
+    }
+    if let Some(p) = value.strip_prefix("localhost:") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port(p)?)));
+    }
+    Err(format!("{value:?} is not an address to listen on: {hint}"))
+}
+
 /// An origin as browsers send it (`scheme://host[:port]`, no path), or `*`.
 fn parse_origin(value: &str) -> Result<String, String> {
     let value = value.trim();
@@ -220,7 +249,8 @@ pub struct ReplicaArgs {
     #[arg(
         long = "read-database-url",
         env = "READ_DATABASE_URLS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::db_url::parse
     )]
     pub read_database_urls: Vec<String>,
     /// Where reads go when no replica answers: the primary, or nowhere (503).
@@ -262,6 +292,15 @@ impl Default for LiveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UserTokenArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// The user's name.
+    #[arg(long)]
+    pub username: String,
+}
+
+#[derive(Clone, Debug, Args)]
 pub struct UserCreateArgs {
     #[command(flatten)]
     pub db: DbConfig,
@@ -283,8 +322,9 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Address to listen on.
-    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
+    /// Address to listen on: IP:PORT, localhost:PORT, :PORT (every interface) or PORT
+    /// (127.0.0.1).
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// How many tasks to seed.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

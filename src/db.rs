@@ -60,7 +60,7 @@ async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConne
         .idle_timeout(Duration::from_secs(300))
         .connect_lazy(lazy)
         .sqlx_logging(cfg.db_log_statements)
-        .sqlx_logging_level(log::LevelFilter::Debug);
+        .sqlx_logging_level(log::LevelFilter::Info);
 
     if url.starts_with("sqlite:") {
         let memory = sqlite_in_memory(url);

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod db_url;
 pub mod error;
 pub mod graphql;
 pub mod metrics;

@@ -1,6 +1,8 @@
-//! The `mj-tasks` binary: parse the command line, start tracing, run the command.
+//! The `mj-tasks` binary: parse the command line, start tracing, run the command. A failure
+//! is one line on standard error (`error: …`, naming what to fix) and exit status 1.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use clap::Parser;
 use mj_tasks::app::App;
@@ -8,11 +10,75 @@ use mj_tasks::commands;
 use mj_tasks::config::{Cli, Command, LogFormat, UserCommand};
 use tracing_subscriber::EnvFilter;
 
+/// What is logged when `RUST_LOG` says nothing else: the service at INFO, the drivers only
+/// when something is wrong.
+const DEFAULT_LOGS: &str = "sqlx=warn,sea_orm_migration=warn";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn"));
+    init_logs(&cli);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, each said once (a message that already carries its
+/// cause is not followed by it again).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.lines().next().unwrap_or_default().trim();
+        if text.is_empty() || out.contains(text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(text);
+    }
+    out
+}
+
+/// Logs: INFO for the service, WARN for the drivers, then `RUST_LOG` on top (so
+/// `RUST_LOG=sqlx=debug` adds the driver's lines without hiding the service's); a `RUST_LOG`
+/// that does not parse is reported and ignored. `--db-log-statements` shows every statement.
+fn init_logs(cli: &Cli) {
+    let user = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut rejected = None;
+    let user = if user.trim().is_empty() {
+        String::new()
+    } else if let Err(e) = EnvFilter::try_new(&user) {
+        rejected = Some(format!("RUST_LOG={user:?} ignored: {e}"));
+        String::new()
+    } else {
+        user
+    };
+    // A bare level in RUST_LOG (`warn`, `debug`) sets the base level; otherwise INFO for the
+    // server, WARN for one-off commands (which print their own summary).
+    let bare = user
+        .split(',')
+        .map(str::trim)
+        .rfind(|d| !d.is_empty() && !d.contains('='))
+        .filter(|d| d.parse::<tracing::Level>().is_ok() || d.eq_ignore_ascii_case("off"));
+    let serving = matches!(
+        cli.command,
+        None | Some(Command::Serve(_)) | Some(Command::Demo(_))
+    );
+    let base = bare.unwrap_or(if serving { "info" } else { "warn" });
+    let mut directives = vec![base.to_owned(), DEFAULT_LOGS.to_owned()];
+    if logs_statements(cli) {
+        directives.push("sqlx::query=info".to_owned());
+    }
+    if !user.is_empty() {
+        directives.push(user.clone());
+    }
+    let filter = EnvFilter::new(directives.join(","));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -21,11 +87,30 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().with_current_span(true).init(),
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
+    if let Some(warning) = rejected {
+        tracing::warn!("{warning}");
+    }
+}
 
+/// Whether the command was asked to log its SQL statements.
+fn logs_statements(cli: &Cli) -> bool {
+    match &cli.command {
+        None => cli.serve.db.db_log_statements,
+        Some(Command::Serve(a)) => a.db.db_log_statements,
+        Some(Command::User(UserCommand::Create(a))) => a.db.db_log_statements,
+        Some(Command::User(UserCommand::Token(a))) => a.db.db_log_statements,
+        Some(Command::Import(a)) => a.db.db_log_statements,
+        Some(Command::Migrate(a)) => a.db.db_log_statements,
+        _ => false,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(&cli.serve).await,
         Some(Command::Serve(args)) => serve(&args).await,
         Some(Command::User(UserCommand::Create(args))) => commands::user_create(&args).await,
+        Some(Command::User(UserCommand::Token(args))) => commands::user_token(&args).await,
         Some(Command::Import(args)) => commands::import(&args).await,
         Some(Command::Demo(args)) => commands::demo(args.listen, args.tasks).await,
         Some(Command::Migrate(args)) => commands::migrate(&args.db).await,

@@ -74,6 +74,31 @@ impl ImportedTask {
 }
 
 /// Why an import failed.
+/// What is wrong with a line's JSON, at its column (serde says "at line 1", which is the
+/// line within the one-line document, not the file's).
+fn json_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(what, _)| what);
+    format!("{text} (column {})", e.column())
+}
+
+/// Why a row could not be stored, without the driver's text: a duplicate id is named as
+/// such.
+fn store_problem(e: &sea_orm::DbErr) -> String {
+    let duplicate = matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    );
+    if duplicate {
+        "a task with this id already exists (leave \"id\" out to get a new one)".into()
+    } else {
+        tracing::warn!(error = %e, "import: a row could not be stored");
+        "could not be stored (the log has the database's reason)".into()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("line {line}: {message}")]
@@ -110,7 +135,7 @@ impl Service {
             let task: ImportedTask =
                 serde_json::from_str(&line).map_err(|e| ImportError::Line {
                     line: line_no,
-                    message: e.to_string(),
+                    message: json_problem(&e),
                 })?;
             let explicit_id = task.id.is_some();
             task.into_active()
@@ -118,7 +143,7 @@ impl Service {
                 .await
                 .map_err(|e| ImportError::Line {
                     line: line_no,
-                    message: format!("could not be stored: {e}"),
+                    message: store_problem(&e),
                 })?;
             if explicit_id && txn.get_database_backend() == DbBackend::Postgres {
                 // An explicit id does not advance PostgreSQL's sequence (SQLite and MySQL

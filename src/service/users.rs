@@ -60,6 +60,15 @@ pub struct NewUser {
     pub access_token: String,
 }
 
+/// A fresh random access token of [`TOKEN_LEN`] letters and digits.
+fn new_token() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(TOKEN_LEN)
+        .map(char::from)
+        .collect()
+}
+
 /// Most user ids [`Service::current_viewers`] looks up at once.
 pub const MAX_USER_BATCH: usize = 1000;
 
@@ -143,6 +152,31 @@ impl Service {
         Ok(out)
     }
 
+    /// Gives the live user `username` a new random access token (the old one stops working
+    /// at once on this instance, within `--auth-cache-ms` on others).
+    pub async fn reissue_token(&self, username: &str) -> Result<NewUser, Error> {
+        let found = user::Entity::find()
+            .filter(Column::Username.eq(username.trim()))
+            .filter(user::deleted_at().is_null())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::BadFilter(format!("no user named {:?}", username.trim())))?;
+        let token = new_token();
+        let update = Query::update()
+            .table(user::Entity)
+            .value(Alias::new("access_token"), token.as_str())
+            .and_where(Expr::col(Column::Id).eq(found.id))
+            .to_owned();
+        self.db.execute(&update).await?;
+        let record = user_record(found);
+        Ok(NewUser {
+            id: record.id,
+            role: Role::from_stored(record.role).unwrap_or(Role::Guest),
+            username: record.username,
+            access_token: token,
+        })
+    }
+
     /// How many users exist (soft-deleted ones included).
     pub async fn count_users(&self) -> Result<u64, Error> {
         Ok(user::Entity::find().count(&self.db).await?)
@@ -163,11 +197,7 @@ impl Service {
                 "user {username:?} already exists"
             )));
         }
-        let token: String = rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(TOKEN_LEN)
-            .map(char::from)
-            .collect();
+        let token = new_token();
         // new-api declares `password` NOT NULL (the migrations add the column where it is
         // missing): an empty one, which no password login accepts, as for a token-only user.
         let insert = Query::insert()

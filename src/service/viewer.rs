@@ -26,6 +26,16 @@ impl Role {
         self as i64
     }
 
+    /// The name the command line and GraphQL use (`guest`, `user`, `admin`, `root`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Guest => "guest",
+            Role::Common => "user",
+            Role::Admin => "admin",
+            Role::Root => "root",
+        }
+    }
+
     /// Parses the names the command line accepts: `guest`, `user`, `admin`, `root`.
     pub fn from_name(name: &str) -> Option<Role> {
         match name {

@@ -44,5 +44,6 @@ mod replica;
 mod shutdown;
 mod soak;
 mod sqlite_writer;
+mod startup;
 mod testdb;
 mod transport_parity;
