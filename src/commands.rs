@@ -1,12 +1,12 @@
 //! The command-line commands other than `serve`: users, import, demo, migrate.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use tokio::io::BufReader;
 
 use crate::app::{self, App};
-use crate::config::{BenchArgs, DbConfig, ImportArgs, ServeArgs, UserCreateArgs, UserTokenArgs};
+use crate::config::{
+    BenchArgs, DbConfig, DemoArgs, ImportArgs, ServeArgs, UserCreateArgs, UserTokenArgs,
+};
 use crate::service::Role;
 
 /// `mj-tasks user create`.
@@ -63,7 +63,8 @@ pub async fn migrate(db: &DbConfig) -> anyhow::Result<()> {
 
 /// `mj-tasks demo`: a fresh temporary SQLite database with seeded tasks, served until
 /// stopped; prints tokens and ready-to-paste curl lines.
-pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
+pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    let (listen, tasks) = (args.listen, args.tasks);
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display());
     let db = DbConfig::for_url(url);
@@ -74,6 +75,9 @@ pub async fn demo(listen: SocketAddr, tasks: u32) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("seeding the demo database: {e}"))?;
     let mut cfg = ServeArgs::new(db, listen);
     cfg.no_migrate = true;
+    // The serve settings the demo takes (CORS, rate limits, live progress, …).
+    cfg.live = args.live.clone();
+    cfg.server = args.server.clone();
     let app = App::build(&cfg).await?;
     // A simulated gateway keeps submitting and advancing tasks, so subscriptions show life.
     let owners = seeded.users.iter().map(|u| u.id).collect();

@@ -329,13 +329,18 @@ pub struct DemoArgs {
     /// How many tasks to seed.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub tasks: u32,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// The database to seed: it must hold no users yet. Default: a fresh temporary SQLite
-    /// file.
-    #[arg(long)]
+    /// file. (Its own variable, not DATABASE_URL, so a benchmark never seeds the service's
+    /// database by accident.)
+    #[arg(long, env = "BENCH_DATABASE_URL", value_parser = crate::db_url::parse)]
     pub database_url: Option<String>,
     /// How many tasks to seed.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1000..=20_000_000))]
@@ -357,7 +362,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub requests: u32,
     /// HTTP: the concurrency levels, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 8, 32])]
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub concurrency: Vec<u32>,
     /// HTTP: longest time one case runs at one concurrency, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]

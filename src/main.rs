@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::User(UserCommand::Create(args))) => commands::user_create(&args).await,
         Some(Command::User(UserCommand::Token(args))) => commands::user_token(&args).await,
         Some(Command::Import(args)) => commands::import(&args).await,
-        Some(Command::Demo(args)) => commands::demo(args.listen, args.tasks).await,
+        Some(Command::Demo(args)) => commands::demo(&args).await,
         Some(Command::Migrate(args)) => commands::migrate(&args.db).await,
         Some(Command::Bench(args)) => commands::bench(&args).await,
         Some(Command::Openapi) => {

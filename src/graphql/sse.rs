@@ -101,7 +101,12 @@ pub fn respond(state: &AppState, caller: Arc<Caller>, request: async_graphql::Re
         let complete = Event::default().event("complete").data("");
         let _ = tokio::time::timeout(SEND_TIMEOUT, tx.send(complete)).await;
     });
-    let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(Ok::<_, Infallible>);
+    // A comment first: the client (and any proxy) sees the stream open at once, not at the
+    // first event or keep-alive, which may be many seconds away for a subscription.
+    let opened = futures_util::stream::once(async { Event::default().comment("ok") });
+    let events = opened
+        .chain(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        .map(Ok::<_, Infallible>);
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE))
         .into_response()

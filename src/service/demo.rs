@@ -189,7 +189,8 @@ pub const ACTIVITY_TICK: Duration = Duration::from_secs(2);
 
 impl Service {
     /// Plays a gateway at work on the demo database, writing the table directly as new-api
-    /// does: every [`ACTIVITY_TICK`] a new task is submitted for one of `owners`, and every
+    /// does: every [`ACTIVITY_TICK`] a new task is submitted for the next of `owners` in
+    /// turn, and every
     /// task it submitted moves on (in progress by steps of 25 %, then success, or now and
     /// then failure). Runs until the process ends; a failed write is logged and retried.
     pub async fn simulate_activity(&self, owners: Vec<i64>) {
@@ -246,6 +247,12 @@ impl Service {
         *n += 1;
         let now = chrono::Utc::now().timestamp_millis();
         let mut task = demo_task(rng, owners, now, *n as usize);
+        // The owners in turn, the first (alice, whose commands the demo prints) first: a
+        // subscriber sees a task of hers within the first tick.
+        if !owners.is_empty() {
+            let owner = owners[(*n as usize - 1) % owners.len()];
+            task.user_id = Set(Some(owner));
+        }
         let mj_id = format!("live{now}{n:04}");
         task.mj_id = Set(Some(mj_id.clone()));
         task.status = Set(Some("SUBMITTED".to_owned()));

@@ -287,3 +287,62 @@ mod http_get {
         answer
     }
 }
+
+/// The demo's printed `curl -N` line (its URL, headers and body, sent as printed) yields a
+/// first event within 5 s: the stream opens with a comment at once, and the simulated
+/// gateway's first task is alice's.
+#[tokio::test]
+async fn the_demos_printed_subscription_line_shows_an_event_within_5_s() {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_mj-tasks"))
+        .args(["demo", "--listen", &port.to_string(), "--tasks", "50"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let (found, line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok);
+        while let Some(l) = lines.next() {
+            if l.starts_with("curl -N ") {
+                // The command continues on the next line (its body).
+                let body = lines.next().unwrap_or_default();
+                let _ = found.send(format!("{l}\n{body}"));
+            }
+        }
+    });
+    let printed = tokio::task::spawn_blocking(move || line.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("reader")
+        .expect("a curl -N line in the demo's output");
+    // The quoted parts of the printed command: the headers, then the body.
+    let quoted: Vec<&str> = printed.split('\'').skip(1).step_by(2).collect();
+    let url = printed
+        .split_whitespace()
+        .nth(2)
+        .expect("the URL after curl -N");
+    let mut request = ::reqwest::Client::new().post(url);
+    let (body, headers) = quoted.split_last().expect("a body");
+    for h in headers {
+        let (name, value) = h.split_once(": ").expect("a header");
+        request = request.header(name, value);
+    }
+    let started = std::time::Instant::now();
+    let resp = request.body(body.to_string()).send().await.expect("send");
+    let mut sse = crate::live_client::Sse::from_response(resp);
+    let first = sse.recv(Duration::from_secs(5)).await;
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let (name, data) = first.expect("an event, not the end");
+    assert_eq!(name, "next", "{data}");
+    assert!(data.contains("midjourneyTaskEvents"), "{data}");
+    println!(
+        "first event {:?} after the request: {data}",
+        started.elapsed()
+    );
+}
