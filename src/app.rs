@@ -134,6 +134,7 @@ impl App {
             shutdown: shutdown.clone(),
             request_timeout,
             limits: limits.clone(),
+            doors: Arc::new([graphql::door(), rest::door()]),
         };
         let metrics = Arc::<Metrics>::default();
         let rules = GateRules::new(
@@ -421,6 +422,7 @@ fn server_settings(args: &ServerArgs) -> ServerSettings {
         header_timeout: Duration::from_millis(args.header_timeout_ms),
         drain: Duration::from_millis(args.shutdown_drain_ms),
         grace: Duration::from_millis(args.shutdown_grace_ms),
+        over_cap_body: rest::over_cap_body,
     }
 }
 
@@ -431,6 +433,8 @@ pub fn router(state: AppState, guard: Guard) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/", get(index))
+        // Browsers ask for it on every page: nothing, rather than a 404 envelope.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(guard, server::guard))

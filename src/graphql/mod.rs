@@ -75,3 +75,18 @@ pub fn router() -> Router<AppState> {
         .route("/graphql", get(http::get_graphql).post(http::post_graphql))
         .route("/graphql/assets/{name}", get(playground::asset))
 }
+
+/// How `/graphql` meets the server loop: refusals as GraphQL errors with the error's status,
+/// and every operation rate-limited by the gate (a WebSocket upgrade is counted by the loop
+/// as one request).
+pub fn door() -> crate::server::Door {
+    crate::server::Door {
+        prefix: "/graphql",
+        refuse: |error, headers| {
+            let status = axum::http::StatusCode::from_u16(error.status())
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            http::request_error(status, &error.to_string(), error.code(), headers)
+        },
+        limits_itself: |headers| !is_upgrade(headers),
+    }
+}

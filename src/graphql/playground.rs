@@ -29,7 +29,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-/// The query a first visit runs: the caller's newest tasks.
+/// The document a first visit opens with: the caller's newest tasks (what the run button
+/// runs first), and live progress (picked from the run button's menu).
 pub const SAMPLE_QUERY: &str = "query MyTasks {
   viewer { id username role }
   midjourneyTasks(page: { offset: { page: 1, pageSize: 10 } }) {
@@ -37,18 +38,31 @@ pub const SAMPLE_QUERY: &str = "query MyTasks {
     nodes { id mjId action status progress prompt imageUrl submittedAt }
   }
 }
+
+# Live progress: pick LiveProgress with the run button's menu; every event stays listed.
+subscription LiveProgress {
+  midjourneyTaskEvents(initialSnapshot: true) {
+    kind
+    task { id mjId status progress imageUrl failReason }
+  }
+}
 ";
 
 /// The playground's address at `base` with `user_id`'s headers filled in and the sample
-/// query in the editor: one click on the run button shows their tasks.
+/// document in the editor: one click on the run button shows their tasks (`MyTasks` is the
+/// operation it runs; `LiveProgress` is a pick from its menu away).
 pub fn link(base: &str, user_id: i64, token: &str) -> String {
-    let headers = serde_json::json!({
+    let headers = serde_json::to_string_pretty(&serde_json::json!({
         "Authorization": format!("Bearer {token}"),
         "New-Api-User": user_id.to_string(),
-    })
-    .to_string();
-    let query = serde_urlencoded::to_string([("query", SAMPLE_QUERY), ("headers", &headers)])
-        .unwrap_or_default();
+    }))
+    .unwrap_or_default();
+    let query = serde_urlencoded::to_string([
+        ("query", SAMPLE_QUERY),
+        ("operationName", "MyTasks"),
+        ("headers", &headers),
+    ])
+    .unwrap_or_default();
     format!("{base}/graphql?{query}")
 }
 
@@ -79,6 +93,7 @@ const PAGE: &str = r#"<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>mj-tasks GraphQL playground</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/graphql/assets/graphiql.min.css">
 <style>html, body, #graphiql { height: 100%; margin: 0; }</style>
 </head>
@@ -100,7 +115,7 @@ query MyTasks {
   }
 }
 
-# Live progress: pick this operation with the run button's menu; events appear as they happen.
+# Live progress: pick LiveProgress with the run button's menu; every event stays listed.
 subscription LiveProgress {
   midjourneyTaskEvents(initialSnapshot: true) {
     kind
@@ -116,8 +131,17 @@ subscription LiveProgress {
     const op = ops.find((d) => d.name && d.name.value === params.operationName) || ops[0];
     return !!op && op.operation === "subscription";
   }
-  // GraphQL over Server-Sent Events: one `next` event per result, then `complete`.
+  // GraphQL over Server-Sent Events: one `next` event per result, then `complete`. The
+  // result pane shows every event so far (the newest last, at most 200), not only the latest.
   async function* overSse(params, headers) {
+    const events = [];
+    for await (const result of sseResults(params, headers)) {
+      events.push(result);
+      if (events.length > 200) events.shift();
+      yield events.length === 1 ? result : { events: events.slice() };
+    }
+  }
+  async function* sseResults(params, headers) {
     const abort = new AbortController();
     try {
       const res = await fetch("/graphql", {
@@ -163,6 +187,7 @@ subscription LiveProgress {
       fetcher,
       defaultQuery,
       query: params.get("query") ?? undefined,
+      operationName: params.get("operationName") ?? undefined,
       headers: params.get("headers") ?? undefined,
       defaultHeaders,
       defaultEditorToolsVisibility: "headers",

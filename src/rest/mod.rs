@@ -33,3 +33,26 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
         openapi::pretty(),
     )
 }
+
+/// How the legacy routes (and every path no other door claims) meet the server loop: refusals
+/// in the legacy envelope, in the caller's language.
+pub fn door() -> crate::server::Door {
+    crate::server::Door {
+        prefix: "",
+        refuse: |error, headers| {
+            axum::response::IntoResponse::into_response(ApiError::new(
+                error,
+                crate::auth::lang(headers),
+            ))
+        },
+        limits_itself: |_| false,
+    }
+}
+
+/// The body of the 503 a connection over the cap gets: the legacy envelope.
+pub fn over_cap_body() -> Vec<u8> {
+    failure_body(
+        &crate::error::Error::TooManyConnections,
+        crate::error::Lang::En,
+    )
+}

@@ -1,6 +1,7 @@
 //! The guard every request passes: the header size limit, the rate limits, the whole-request
-//! timeout and the shutdown deadline. A refusal is answered in the door's own shape (the legacy envelope on
-//! the REST routes, a GraphQL error on `/graphql`), never by dropping the connection.
+//! timeout and the shutdown deadline. A refusal is answered in the shape of the door the path
+//! belongs to (each door says how: [`Door`]; the guard knows none of them), never by dropping
+//! the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth;
 use crate::error::Error;
-use crate::graphql;
 use crate::metrics::Metrics;
-use crate::rest::ApiError;
 use crate::server::rate::RateLimits;
 use crate::server::shutdown::{Phase, Shutdown};
 
@@ -23,6 +22,29 @@ use crate::server::shutdown::{Phase, Shutdown};
 /// (Heads beyond the parser's buffer, [`super::MAX_HEAD_BUFFER`], are refused by the HTTP
 /// parser itself with a bare 431.)
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// How one door (a group of routes) meets the guard: the shape of its refusals, and whether
+/// it rate-limits a request's operations itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Door {
+    /// The paths it serves: exactly this, or beneath it; `""` for every other path.
+    pub prefix: &'static str,
+    /// A refusal in this door's shape.
+    pub refuse: fn(Error, &HeaderMap) -> Response,
+    /// Whether the door counts this request's operations against the rate limits itself
+    /// (the guard then does not count the request).
+    pub limits_itself: fn(&HeaderMap) -> bool,
+}
+
+impl Door {
+    fn serves(&self, path: &str) -> bool {
+        self.prefix.is_empty()
+            || path == self.prefix
+            || path
+                .strip_prefix(self.prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
 
 /// What the guard needs.
 #[derive(Clone, Debug)]
@@ -32,20 +54,41 @@ pub struct Guard {
     pub request_timeout: Duration,
     /// Rate limits, when any are set.
     pub limits: Option<Arc<RateLimits>>,
+    /// The doors, the most specific first; the last serves every other path.
+    pub doors: Arc<[Door]>,
+}
+
+impl Guard {
+    /// The door `path` belongs to.
+    fn door(&self, path: &str) -> Option<&Door> {
+        self.doors.iter().find(|d| d.serves(path))
+    }
+
+    /// Refuses `error` in the shape of the door `path` belongs to.
+    pub fn refuse(&self, error: Error, path: &str, headers: &HeaderMap) -> Response {
+        match self.door(path) {
+            Some(door) => (door.refuse)(error, headers),
+            None => StatusCode::from_u16(error.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response(),
+        }
+    }
 }
 
 /// Paths no rate limit applies to (load balancers and scrapers poll them).
 const UNLIMITED: [&str; 2] = ["/healthz", "/metrics"];
 
-fn rate_limited(limits: &RateLimits, request: &Request) -> Result<(), u64> {
+fn rate_limited(guard: &Guard, limits: &RateLimits, request: &Request) -> Result<(), u64> {
     let path = request.uri().path();
     if UNLIMITED.contains(&path) {
         return Ok(());
     }
-    // GraphQL operations are counted one by one by the GraphQL gate, whatever carries them
-    // (a batch entry, an SSE request, a WebSocket message); a WebSocket upgrade is counted
-    // here, as a request.
-    if path == "/graphql" && !graphql::is_upgrade(request.headers()) {
+    // A door that counts its own operations (GraphQL: each operation, whatever carries it)
+    // is not counted here too.
+    if guard
+        .door(path)
+        .is_some_and(|d| (d.limits_itself)(request.headers()))
+    {
         return Ok(());
     }
     let ip = request
@@ -53,17 +96,6 @@ fn rate_limited(limits: &RateLimits, request: &Request) -> Result<(), u64> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     limits.admit(ip, auth::presented(request.headers()))
-}
-
-/// Refuses `error` in the shape of the door `path` belongs to.
-pub fn refuse(error: Error, path: &str, headers: &HeaderMap) -> Response {
-    if path == "/graphql" || path.starts_with("/graphql/") {
-        let status =
-            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        graphql::error_response(status, &error.to_string(), error.code(), headers)
-    } else {
-        ApiError::new(error, auth::lang(headers)).into_response()
-    }
 }
 
 /// What a refusal is shaped by (the response media type and the message language), kept
@@ -90,12 +122,12 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
     let path = request.uri().path().to_owned();
     let headers = shaping(request.headers());
     if header_bytes(request.headers()) > MAX_HEADER_BYTES {
-        return refuse(Error::HeadersTooLarge, &path, &headers);
+        return guard.refuse(Error::HeadersTooLarge, &path, &headers);
     }
     if let Some(limits) = &guard.limits
-        && let Err(seconds) = rate_limited(limits, &request)
+        && let Err(seconds) = rate_limited(&guard, limits, &request)
     {
-        let mut response = refuse(Error::RateLimited, &path, &headers);
+        let mut response = guard.refuse(Error::RateLimited, &path, &headers);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
@@ -111,11 +143,11 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         response = next.run(request) => response,
         () = timeout => {
             tracing::warn!(path, timeout_ms = guard.request_timeout.as_millis() as u64, "request timed out");
-            refuse(Error::Timeout(guard.request_timeout.as_millis() as u64), &path, &headers)
+            guard.refuse(Error::Timeout(guard.request_timeout.as_millis() as u64), &path, &headers)
         }
         () = guard.shutdown.reached(Phase::Deadline) => {
             tracing::warn!(path, "request still running at the shutdown deadline");
-            refuse(Error::ShuttingDown, &path, &headers)
+            guard.refuse(Error::ShuttingDown, &path, &headers)
         }
     }
 }

@@ -13,7 +13,7 @@ mod guard;
 mod rate;
 mod shutdown;
 
-pub use guard::{Guard, MAX_HEADER_BYTES, guard, record, refuse};
+pub use guard::{Door, Guard, MAX_HEADER_BYTES, guard, record};
 pub use rate::RateLimits;
 pub use shutdown::{Phase, Shutdown};
 
@@ -32,9 +32,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
-
-use crate::error::{Error, Lang};
-use crate::rest;
 
 /// Largest request head the HTTP parser buffers; a larger one is refused with a bare 431.
 pub const MAX_HEAD_BUFFER: usize = 64 * 1024;
@@ -79,6 +76,9 @@ pub struct ServerSettings {
     pub drain: Duration,
     /// Time from the signal to the exit.
     pub grace: Duration,
+    /// The body of the 503 a connection over the cap gets (JSON, before any request is
+    /// read, so in the shape most clients read).
+    pub over_cap_body: fn() -> Vec<u8>,
 }
 
 /// Serves `router` on `listener` until `stop` completes, then shuts down as the module
@@ -110,7 +110,11 @@ pub async fn serve(
         Err(_) => {
             tracing::warn!(%peer, max = settings.max_connections, "connection cap reached");
             if let Ok(permit) = refusing.clone().try_acquire_owned() {
-                tokio::spawn(refuse_connection(stream, permit));
+                tokio::spawn(refuse_connection(
+                    stream,
+                    permit,
+                    (settings.over_cap_body)(),
+                ));
             }
         }
     };
@@ -244,8 +248,7 @@ fn finished(result: Result<(), hyper::Error>, peer: SocketAddr) {
 
 /// Answers a connection over the cap with a 503 envelope and closes it, reading what the
 /// client sent first so the close does not reset the answer away.
-async fn refuse_connection(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
-    let body = rest::failure_body(&Error::TooManyConnections, Lang::En);
+async fn refuse_connection(mut stream: TcpStream, _permit: OwnedSemaphorePermit, body: Vec<u8>) {
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
         body.len()

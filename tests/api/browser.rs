@@ -274,6 +274,10 @@ async fn playground_runs_a_subscription_and_shows_events_as_rows_change() {
     .await;
     let text = shown.as_str().unwrap();
     assert!(text.contains("UPDATED"), "{text}");
+    assert!(
+        text.contains("CREATED"),
+        "the earlier event stays listed: {text}"
+    );
     println!("playground result pane after a progress update:\n{text}");
 
     // The README's browser snippet: a plain WebSocket (graphql-transport-ws), the auth
@@ -456,6 +460,16 @@ async fn the_demo_prints_a_playground_link_that_runs_the_sample_with_one_click()
     let text = result.as_str().unwrap_or_default();
     assert!(text.contains("\"username\": \"alice\""), "{text}");
     assert!(!text.contains("\"errors\""), "{text}");
+    // The link's document carries the live-progress sample too.
+    let editor = wait_for(
+        &driver,
+        &sid,
+        "const e = document.querySelector('.graphiql-query-editor .CodeMirror'); return e ? e.CodeMirror.getValue() : '';",
+        |v| v.as_str().is_some_and(|s| !s.is_empty()),
+    )
+    .await;
+    let editor = editor.as_str().unwrap_or_default();
+    assert!(editor.contains("subscription LiveProgress"), "{editor}");
     driver.end(&sid).await;
     let _ = demo.kill();
     let _ = demo.wait();
