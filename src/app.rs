@@ -463,12 +463,22 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!(
+    // The route pattern, not the path (which may carry ids): traces group by it.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str);
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %id,
-    )
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.route = route,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
 }
 
 /// Liveness plus a database ping: 200 when reads can be served, 503 otherwise (and 503

@@ -23,6 +23,27 @@ pub struct Cli {
     /// Log lines as text, or as one JSON object per line for log shippers.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Send traces over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (`/v1/traces`
+    /// is added). Off when unset. The SDK's own OTEL_BSP_* variables tune its batching.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_endpoint)]
+    pub otlp_endpoint: Option<String>,
+    /// The OTLP wire format.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_enum,
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: crate::telemetry::OtlpProtocol,
+    /// The `service.name` traces carry.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_SERVICE_NAME",
+        default_value = "mj-tasks"
+    )]
+    pub otel_service_name: String,
     /// Settings for `serve`, the default command.
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -173,6 +194,16 @@ pub struct ServerArgs {
     /// Milliseconds from SIGTERM to the exit: requests still running then are answered 503.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub shutdown_grace_ms: u64,
+}
+
+/// A collector's base URL: http:// or https://.
+fn parse_endpoint(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.to_owned())
+    } else {
+        Err("a collector URL starts with http:// or https:// (e.g. http://127.0.0.1:4318)".into())
+    }
 }
 
 /// A listen address as people write it: `127.0.0.1:3000`, `[::1]:3000`, `localhost:3000`,

@@ -23,3 +23,4 @@ pub mod rest;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod telemetry;

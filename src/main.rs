@@ -8,7 +8,11 @@ use clap::Parser;
 use mj_tasks::app::App;
 use mj_tasks::commands;
 use mj_tasks::config::{Cli, Command, LogFormat, UserCommand};
+use mj_tasks::telemetry::{self, Telemetry, TraceSettings};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// What is logged when `RUST_LOG` says nothing else: the service at INFO, the drivers only
 /// when something is wrong.
@@ -17,8 +21,19 @@ const DEFAULT_LOGS: &str = "sqlx=warn,sea_orm_migration=warn";
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli);
-    match run(cli).await {
+    let telemetry = match init_logs(&cli) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run(cli).await;
+    if let Some(t) = telemetry {
+        // Sends the spans still buffered (a blocking flush, off the async workers).
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -48,7 +63,8 @@ fn one_line(e: &anyhow::Error) -> String {
 /// Logs: INFO for the service, WARN for the drivers, then `RUST_LOG` on top (so
 /// `RUST_LOG=sqlx=debug` adds the driver's lines without hiding the service's); a `RUST_LOG`
 /// that does not parse is reported and ignored. `--db-log-statements` shows every statement.
-fn init_logs(cli: &Cli) {
+/// With `--otlp-endpoint`, spans also go to the collector (see [`mj_tasks::telemetry`]).
+fn init_logs(cli: &Cli) -> Result<Option<Telemetry>, String> {
     let user = std::env::var("RUST_LOG").unwrap_or_default();
     let mut rejected = None;
     let user = if user.trim().is_empty() {
@@ -79,17 +95,39 @@ fn init_logs(cli: &Cli) {
         directives.push(user.clone());
     }
     let filter = EnvFilter::new(directives.join(","));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match cli.log_format {
         // One JSON object per line, the request's span (method, path, request id) included.
-        LogFormat::Json => logs.json().with_current_span(true).init(),
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+    };
+    let (traces, telemetry) = match &cli.otlp_endpoint {
+        Some(endpoint) => {
+            let settings = TraceSettings {
+                endpoint: endpoint.clone(),
+                protocol: cli.otlp_protocol,
+                service_name: cli.otel_service_name.clone(),
+            };
+            let (layer, telemetry) = telemetry::layer(&settings)?;
+            (Some(layer), Some(telemetry))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(fmt).with(traces).init();
     if let Some(warning) = rejected {
         tracing::warn!("{warning}");
     }
+    if let Some(endpoint) = &cli.otlp_endpoint {
+        tracing::info!(%endpoint, "sending traces over OTLP");
+    }
+    Ok(telemetry)
 }
 
 /// Whether the command was asked to log its SQL statements.

@@ -350,6 +350,12 @@ impl Extension for GateExtension {
             .map_or(Lang::En, |r| r.lang);
         let deadline = self.deadline();
         let user = self.admitted().user;
+        // Its name, never its variables.
+        let span = tracing::debug_span!(
+            "graphql.operation",
+            otel.name = operation_name.unwrap_or("anonymous"),
+            graphql.operation.name = operation_name.unwrap_or(""),
+        );
         let run = async {
             // 5. Concurrency: one user's operations take turns.
             let _turn = match user.and_then(|id| self.rules.turns(id)) {
@@ -358,6 +364,7 @@ impl Extension for GateExtension {
             };
             next.run(ctx, operation_name).await
         };
+        let run = tracing::Instrument::instrument(run, span);
         // 6. The timeout.
         match deadline {
             Some(at) => tokio::time::timeout_at(at.into(), run)

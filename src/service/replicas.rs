@@ -134,7 +134,7 @@ impl Replicas {
     /// The replicas in the order a read tries them: from the next in rotation, or (`stable`)
     /// always from the first, so a reader that must not see time go backwards (the live
     /// poller) stays on one replica while it answers.
-    fn order(&self, stable: bool) -> impl Iterator<Item = &Member> {
+    fn order_indexed(&self, stable: bool) -> impl Iterator<Item = (usize, &Member)> {
         let n = self.members.len();
         let start = if stable {
             0
@@ -142,8 +142,8 @@ impl Replicas {
             self.next.fetch_add(1, Ordering::Relaxed) % n.max(1)
         };
         (0..n)
-            .map(move |i| &self.members[(start + i) % n])
-            .filter(|m| m.up.load(Ordering::Relaxed))
+            .map(move |i| ((start + i) % n, &self.members[(start + i) % n]))
+            .filter(|(_, m)| m.up.load(Ordering::Relaxed))
     }
 
     fn out_of_rotation(&self, m: &Member, err: &DbErr) {
@@ -220,29 +220,93 @@ async fn lag_ms(db: &DatabaseConnection) -> Result<Option<u64>, DbErr> {
 /// A read against one connection: the query built afresh for each attempt.
 pub(crate) type Read<'c, T> = BoxFuture<'c, Result<T, DbErr>>;
 
+/// Names of the first replicas in trace spans (`db.on`).
+const REPLICA_NAMES: [&str; 8] = [
+    "replica-1",
+    "replica-2",
+    "replica-3",
+    "replica-4",
+    "replica-5",
+    "replica-6",
+    "replica-7",
+    "replica-8",
+];
+
+/// One read statement as traces show it: its kind and the database system.
+#[derive(Clone, Copy)]
+struct ReadSpan {
+    kind: &'static str,
+    system: &'static str,
+}
+
+impl ReadSpan {
+    fn new(service: &Service, kind: &'static str) -> ReadSpan {
+        let system = match service.db.get_database_backend() {
+            DbBackend::Postgres => "postgresql",
+            DbBackend::MySql => "mysql",
+            _ => "sqlite",
+        };
+        ReadSpan { kind, system }
+    }
+
+    /// `read` inside a `db.query` span (DEBUG: created only when traces are on): its kind,
+    /// system and where it ran, never its parameters; the span lasts as long as the read.
+    fn traced<'c, T: 'c>(
+        self,
+        read: Read<'c, T>,
+        on: &'static str,
+    ) -> impl Future<Output = Result<T, DbErr>> + 'c {
+        let span = tracing::debug_span!(
+            "db.query",
+            otel.name = %format_args!("db {}", self.kind),
+            otel.kind = "client",
+            db.system = self.system,
+            db.operation = self.kind,
+            db.on = on,
+        );
+        tracing::Instrument::instrument(read, span)
+    }
+}
+
 impl Service {
     /// Runs a read on a replica (in rotation; `stable`: the first that answers), retrying on
     /// the next when one fails to answer, then on the primary (or 503, as configured).
-    pub(crate) async fn read_on<T, F>(&self, stable: bool, run: F) -> Result<T, Error>
+    ///
+    /// `kind` names the read in its trace span (`rows`, `count`, `user`, …): a span per
+    /// statement with its kind and where it ran, never its parameters.
+    pub(crate) async fn read_on<T, F>(
+        &self,
+        kind: &'static str,
+        stable: bool,
+        run: F,
+    ) -> Result<T, Error>
     where
         F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
     {
         let started = std::time::Instant::now();
-        let result = self.read_timed(stable, run).await;
+        let result = self
+            .read_timed(ReadSpan::new(self, kind), stable, run)
+            .await;
         self.read_durations().observe(started.elapsed());
         result
     }
 
-    async fn read_timed<T, F>(&self, stable: bool, run: F) -> Result<T, Error>
+    async fn read_timed<T, F>(&self, st: ReadSpan, stable: bool, run: F) -> Result<T, Error>
     where
         F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
     {
         let Some(replicas) = &self.replicas else {
             let _counted = self.on_primary();
-            return Ok(run(&self.db).await?);
+            return Ok(st.traced(run(&self.db), "primary").await?);
         };
-        for m in replicas.order(stable) {
-            match run(&m.db).await {
+        for (i, m) in replicas.order_indexed(stable) {
+            match st
+                .traced(
+                    run(&m.db),
+                    REPLICA_NAMES.get(i).copied().unwrap_or("replica"),
+                )
+                .await
+            {
                 Ok(v) => {
                     m.reads.fetch_add(1, Ordering::Relaxed);
                     return Ok(v);
@@ -261,7 +325,7 @@ impl Service {
             Fallback::Primary => {
                 replicas.primary_reads.fetch_add(1, Ordering::Relaxed);
                 let _counted = self.on_primary();
-                Ok(run(&self.db).await?)
+                Ok(st.traced(run(&self.db), "primary").await?)
             }
             Fallback::Unavailable => {
                 tracing::warn!("no replica answers: read refused (--replica-fallback unavailable)");
@@ -273,33 +337,35 @@ impl Service {
     /// A read that must see the primary's latest writes (who a token belongs to, and
     /// whether that user is banned): on the primary, and on the replicas only when the
     /// primary cannot answer (then nothing, a ban included, can have been written since).
-    pub(crate) async fn read_current<T, F>(&self, run: F) -> Result<T, Error>
+    pub(crate) async fn read_current<T, F>(&self, kind: &'static str, run: F) -> Result<T, Error>
     where
         F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
     {
         if self.replicas.is_none() {
-            return self.read_on(true, run).await;
+            return self.read_on(kind, true, run).await;
         }
         let primary = {
             let _counted = self.on_primary();
-            run(&self.db).await
+            ReadSpan::new(self, kind)
+                .traced(run(&self.db), "primary")
+                .await
         };
         match primary {
             Ok(v) => Ok(v),
             Err(e) if is_unavailable(&e) && !is_statement_timeout(&e) => {
                 tracing::warn!(error = %e, "primary unavailable: reading users from a replica");
-                self.read_on(true, run).await
+                self.read_on(kind, true, run).await
             }
             Err(e) => Err(e.into()),
         }
     }
 
     /// [`Service::read_on`] in rotation.
-    pub(crate) async fn read<T, F>(&self, run: F) -> Result<T, Error>
+    pub(crate) async fn read<T, F>(&self, kind: &'static str, run: F) -> Result<T, Error>
     where
         F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
     {
-        self.read_on(false, run).await
+        self.read_on(kind, false, run).await
     }
 
     /// The replicas, when reads go to replicas.

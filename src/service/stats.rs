@@ -75,7 +75,9 @@ impl Service {
         self.count_query();
         let totals = self.totals_select(viewer, query);
         let row = self
-            .read(|db| Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().one(db)))
+            .read("stats", |db| {
+                Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().one(db))
+            })
             .await?;
         let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
         Ok(Totals {
@@ -146,7 +148,9 @@ impl Service {
             .order_by(Expr::cust(key), Order::Asc)
             .limit(MAX_BUCKETS);
         let rows = self
-            .read(|db| Box::pin(groups.clone().into_tuple::<(String, i64, i64)>().all(db)))
+            .read("groups", |db| {
+                Box::pin(groups.clone().into_tuple::<(String, i64, i64)>().all(db))
+            })
             .await?;
         Ok(rows
             .into_iter()
@@ -194,7 +198,9 @@ impl Service {
             .column_as(sum(backend, "quota"), "q")
             .group_by(Expr::cust(day));
         let rows = self
-            .read(|db| Box::pin(per_day.clone().into_tuple::<(i64, i64, i64)>().all(db)))
+            .read("per_day", |db| {
+                Box::pin(per_day.clone().into_tuple::<(i64, i64, i64)>().all(db))
+            })
             .await?;
         Ok((first..=today)
             .map(|d| {

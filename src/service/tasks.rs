@@ -150,7 +150,9 @@ impl Service {
     async fn rows_by_ids_first(&self, plan: &PagePlan) -> Result<Vec<midjourney::Model>, Error> {
         let ids_only = plan.select.clone().select_only().column(Column::Id);
         let ids = self
-            .read(|db| Box::pin(ids_only.clone().into_tuple::<i64>().all(db)))
+            .read("ids", |db| {
+                Box::pin(ids_only.clone().into_tuple::<i64>().all(db))
+            })
             .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -159,7 +161,7 @@ impl Service {
         for key in &plan.order {
             rows = rows.order_by(key.field.expr(), sea_order(key.direction));
         }
-        self.read(|db| Box::pin(rows.clone().all(db))).await
+        self.read("rows", |db| Box::pin(rows.clone().all(db))).await
     }
 
     /// The SQL statements a page and its total run, as they would be sent (for the
@@ -186,7 +188,8 @@ impl Service {
         let models = if plan.ids_first {
             self.rows_by_ids_first(&plan).await?
         } else {
-            self.read(|db| Box::pin(select.clone().all(db))).await?
+            self.read("rows", |db| Box::pin(select.clone().all(db)))
+                .await?
         };
         let limit = plan.limit;
         let backwards = plan.backwards;
@@ -246,7 +249,9 @@ impl Service {
             .get_or_run(key, since, async {
                 self.count_query();
                 let n = self
-                    .read(|db| Box::pin(count.clone().into_tuple::<i64>().one(db)))
+                    .read("count", |db| {
+                        Box::pin(count.clone().into_tuple::<i64>().one(db))
+                    })
                     .await?;
                 Ok(n.unwrap_or(0).max(0) as u64)
             })

@@ -107,7 +107,7 @@ impl Service {
             .filter(token_matches)
             .filter(user::deleted_at().is_null());
         let found = self
-            .read_current(|db| Box::pin(lookup.clone().one(db)))
+            .read_current("user", |db| Box::pin(lookup.clone().one(db)))
             .await?;
         let padded = self.db.get_database_backend() == DbBackend::Postgres;
         let found = found.filter(|m| {
@@ -143,7 +143,7 @@ impl Service {
             .filter(Column::Id.is_in(ids.iter().copied().take(MAX_USER_BATCH)))
             .filter(user::deleted_at().is_null());
         let found = self
-            .read_current(|db| Box::pin(lookup.clone().all(db)))
+            .read_current("users", |db| Box::pin(lookup.clone().all(db)))
             .await?;
         for m in found {
             let record = user_record(m);

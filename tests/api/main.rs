@@ -46,4 +46,5 @@ mod soak;
 mod sqlite_writer;
 mod startup;
 mod testdb;
+mod traces;
 mod transport_parity;

@@ -104,7 +104,7 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
         .select_only()
         .column_as(Expr::cust("MAX(id)"), "m");
     let last = service
-        .read_on(true, |db| {
+        .read_on("live.changes", true, |db| {
             Box::pin(highest.clone().into_tuple::<Option<i64>>().one(db))
         })
         .await?;
@@ -120,7 +120,7 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
         .order_by_desc(Column::Id)
         .limit(MAX_WATCHED as u64);
     let rows = service
-        .read_on(true, |db| Box::pin(recent.clone().all(db)))
+        .read_on("live.recent", true, |db| Box::pin(recent.clone().all(db)))
         .await?;
     let forward = service.image_forward_base.as_deref();
     let watched = rows
@@ -155,7 +155,7 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
         let watched = midjourney::Entity::find().filter(Column::Id.is_in(chunk.iter().copied()));
         rows.extend(
             service
-                .read_on(true, |db| Box::pin(watched.clone().all(db)))
+                .read_on("live.watched", true, |db| Box::pin(watched.clone().all(db)))
                 .await?,
         );
     }
@@ -172,7 +172,7 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
         .order_by_asc(Column::Id)
         .limit(NEW_BATCH + known.len() as u64);
     let found = service
-        .read_on(true, |db| Box::pin(changed.clone().all(db)))
+        .read_on("live.changed", true, |db| Box::pin(changed.clone().all(db)))
         .await?;
     let fresh = found.iter().filter(|m| m.id > state.last_id).count() as u64;
     rows.extend(found);
