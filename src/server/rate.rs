@@ -1,6 +1,12 @@
 //! Rate limits per client IP and per user (the credentials a request presents), off by
 //! default: a generic cell rate algorithm per key, `rate` requests a second with bursts of
 //! as many, in a bounded table.
+//!
+//! Why not `governor` (whose keyed limiter is the same algorithm): its key store grows with
+//! every new key until a periodic `retain_recent` sweep, so a flood of fresh addresses or
+//! credentials is bounded only by how often the sweep runs; this table has a hard bound and,
+//! when every key in it is busy, refuses a new key rather than admitting it unremembered. It
+//! is also the piece a shared (Redis) limiter replaces for a deployment of many instances.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

@@ -2,11 +2,16 @@
 //!
 //! - **tokens**: the user a token belongs to (or that it belongs to nobody) is kept for
 //!   `--auth-cache-ms` (default 1 s), so a ban, a deletion or a new token takes effect within
-//!   that time; `0` looks the user up on every request;
+//!   that time; `0` looks the user up on every request. A `moka` cache: bounded, with a time
+//!   to live, and a frequency-based admission that keeps a flood of unknown tokens from
+//!   evicting the tokens in use;
 //! - **counts**: identical counts asked while one is running share its answer when it started
 //!   after the asking request began (one started earlier could miss a row the request's page
 //!   shows), and a finished count is reused for `--count-freshness-ms` (default 0: never; a
-//!   total is then exact as of a moment during the request).
+//!   total is then exact as of a moment during the request). This one stays ours: `moka`'s
+//!   loaders coalesce every concurrent miss of a key, while a count may only be joined by a
+//!   request that began before it started, and a failure must be shared by those who joined
+//!   it but never reused, which its loaders do not express.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,65 +21,38 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::service::users::UserRecord;
 
-/// Most tokens remembered (hits and misses alike); past it the oldest half is dropped.
-const MAX_TOKENS: usize = 10_000;
+/// Most tokens remembered (hits and misses alike).
+const MAX_TOKENS: u64 = 10_000;
 /// Most counts remembered at once.
 const MAX_COUNTS: usize = 10_000;
 
-/// Recently looked-up tokens.
+/// Recently looked-up tokens (none kept with a zero time to live).
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, Option<UserRecord>)>>,
+    entries: Option<moka::sync::Cache<String, Option<UserRecord>>>,
 }
 
 impl TokenCache {
     pub(crate) fn new(ttl: Duration) -> TokenCache {
         TokenCache {
-            ttl,
-            entries: Mutex::default(),
+            entries: (!ttl.is_zero()).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(MAX_TOKENS)
+                    .time_to_live(ttl)
+                    .build()
+            }),
         }
     }
 
     /// The remembered answer for `token`, if fresh.
     pub(crate) fn get(&self, token: &str) -> Option<Option<UserRecord>> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(token)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, user)| user.clone())
+        self.entries.as_ref()?.get(token)
     }
 
     pub(crate) fn put(&self, token: &str, user: Option<UserRecord>) {
-        if self.ttl.is_zero() {
-            return;
+        if let Some(entries) = &self.entries {
+            entries.insert(token.to_owned(), user);
         }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_TOKENS && !entries.contains_key(token) {
-            let ttl = self.ttl;
-            entries.retain(|_, (at, _)| at.elapsed() < ttl);
-            // A flood of unknown tokens must not evict the real ones: misses go first, and
-            // a miss is not remembered while the table is full of users.
-            if entries.len() >= MAX_TOKENS {
-                entries.retain(|_, (_, u)| u.is_some());
-            }
-            if entries.len() >= MAX_TOKENS {
-                if user.is_none() {
-                    return;
-                }
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, (at, _))| *at)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    entries.remove(&k);
-                }
-            }
-        }
-        entries.insert(token.to_owned(), (Instant::now(), user));
     }
 }
 
@@ -260,11 +238,14 @@ mod tests {
         assert_eq!(cache.get("t"), Some(None));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(cache.get("t"), None);
-        for i in 0..MAX_TOKENS + 5 {
+        for i in 0..MAX_TOKENS + 500 {
             cache.put(&i.to_string(), None);
         }
-        let len = cache.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX);
-        assert!(len <= MAX_TOKENS, "{len}");
+        let entries = cache.entries.as_ref().map(|c| {
+            c.run_pending_tasks();
+            c.entry_count()
+        });
+        assert!(entries.is_some_and(|n| n <= MAX_TOKENS), "{entries:?}");
         assert_eq!(TokenCache::new(Duration::ZERO).get("t"), None);
     }
 
@@ -278,8 +259,21 @@ mod tests {
             status: 1,
         };
         cache.put("alice-token", Some(alice.clone()));
+        // A token in use is asked for again and again.
+        for _ in 0..20 {
+            assert!(cache.get("alice-token").is_some());
+        }
         for i in 0..MAX_TOKENS * 2 {
             cache.put(&format!("random-{i}"), None);
+            if i % 1000 == 0 {
+                assert!(
+                    cache.get("alice-token").is_some(),
+                    "after {i} unknown tokens"
+                );
+            }
+        }
+        if let Some(c) = &cache.entries {
+            c.run_pending_tasks();
         }
         assert_eq!(cache.get("alice-token"), Some(Some(alice)));
     }
