@@ -470,6 +470,21 @@ async fn the_demo_prints_a_playground_link_that_runs_the_sample_with_one_click()
     .await;
     let editor = editor.as_str().unwrap_or_default();
     assert!(editor.contains("subscription LiveProgress"), "{editor}");
+    // The same link with LiveProgress picked: the events stream in and stay listed.
+    let live = link.replace("operationName=MyTasks", "operationName=LiveProgress");
+    navigate(&driver, &sid, &live).await;
+    playground_ready(&driver, &sid).await;
+    run(&driver, &sid).await;
+    let streamed = wait_for(&driver, &sid, RESULT, |v| {
+        v.as_str()
+            .is_some_and(|s| s.matches("\"kind\"").count() >= 3)
+    })
+    .await;
+    let streamed = streamed.as_str().unwrap_or_default();
+    println!(
+        "the demo's LiveProgress in the playground: {} events listed",
+        streamed.matches("\"kind\"").count()
+    );
     driver.end(&sid).await;
     let _ = demo.kill();
     let _ = demo.wait();
