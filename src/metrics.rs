@@ -2,6 +2,12 @@
 //! with latency histograms, GraphQL operations by name and outcome, database reads and their
 //! durations, the connection pool, live progress, and build info. Kept in atomics and small
 //! maps; rendering reads them, it runs no query.
+//!
+//! Why not `prometheus-client`: its label families grow with every label set they see, and
+//! the one label clients choose (the GraphQL operation name) must stay bounded (at most
+//! 100 names, then `other`), which would have to be written around it anyway;
+//! its encoder writes OpenMetrics, while this exposition is the 0.0.4 text format every
+//! scraper reads. The families here are few and fixed, and the formatting is one function.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -170,7 +170,7 @@ impl Service {
         self.db.ping().await.map_err(crate::error::Error::from)
     }
 
-    /// Whether the primary answered a ping in the last [`PING_REUSE`] (one ping at a time,
+    /// Whether the primary answered a ping in the last `PING_REUSE` (250 ms) (one ping at a time,
     /// shared by every caller meanwhile).
     pub async fn primary_up(&self) -> bool {
         let mut last = self.counters.last_ping.lock().await;
