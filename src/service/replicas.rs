@@ -1,6 +1,6 @@
-//! Read replicas: reads (pages, counts, stats, lookups, the user check, the live poller) go
-//! to the replicas given with `--read-database-url`, in rotation; writes (migrations, users,
-//! imports) stay on the primary.
+//! Read replicas: reads (pages, counts, stats, lookups) go to the replicas given with
+//! `--read-database-url`, in rotation; writes (migrations, users, imports), the user check
+//! and the live poller stay on the primary (see `read_current`).
 //!
 //! A replica that fails with a connection-class error is taken out of rotation at once and
 //! the read is retried on the next one (a statement timeout is the query's fault: the

@@ -180,7 +180,8 @@ async fn a_postgresql_streaming_replica_serves_reads() {
     assert_eq!(health["primary_reads"], 0, "{health}");
     assert_eq!(health["replicas"][0]["up"], true, "{health}");
     println!("healthz with a replica: {health}");
-    // Live progress polls the replica too: a row inserted on the primary arrives.
+    // Live progress (polled on the primary) with replicas configured: a row inserted on the
+    // primary arrives.
     let mut events = Sse::open(&split, Some(&alice), EVENTS, serde_json::json!({})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     primary.submit(alice.id, "live-via-replica", 1).await;

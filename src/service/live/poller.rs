@@ -1,4 +1,8 @@
 //! The poller: what changed in the tasks table since the last poll, sent to every subscriber.
+//!
+//! It reads the primary, like the user check (replicas only while the primary does not
+//! answer): a replica taking over from another that was ahead could show a watched row in an
+//! older state, an event going back in time; one small query a second is the price.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -104,7 +108,7 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
         .select_only()
         .column_as(Expr::cust("MAX(id)"), "m");
     let last = service
-        .read_on("live.changes", true, |db| {
+        .read_current("live.changes", |db| {
             Box::pin(highest.clone().into_tuple::<Option<i64>>().one(db))
         })
         .await?;
@@ -120,7 +124,7 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
         .order_by_desc(Column::Id)
         .limit(MAX_WATCHED as u64);
     let rows = service
-        .read_on("live.recent", true, |db| Box::pin(recent.clone().all(db)))
+        .read_current("live.recent", |db| Box::pin(recent.clone().all(db)))
         .await?;
     let forward = service.image_forward_base.as_deref();
     let watched = rows
@@ -155,7 +159,7 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
         let watched = midjourney::Entity::find().filter(Column::Id.is_in(chunk.iter().copied()));
         rows.extend(
             service
-                .read_on("live.watched", true, |db| Box::pin(watched.clone().all(db)))
+                .read_current("live.watched", |db| Box::pin(watched.clone().all(db)))
                 .await?,
         );
     }
@@ -172,7 +176,7 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
         .order_by_asc(Column::Id)
         .limit(NEW_BATCH + known.len() as u64);
     let found = service
-        .read_on("live.changed", true, |db| Box::pin(changed.clone().all(db)))
+        .read_current("live.changed", |db| Box::pin(changed.clone().all(db)))
         .await?;
     let fresh = found.iter().filter(|m| m.id > state.last_id).count() as u64;
     rows.extend(found);
