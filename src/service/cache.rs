@@ -26,15 +26,19 @@ const MAX_TOKENS: u64 = 10_000;
 /// Most counts remembered at once.
 const MAX_COUNTS: usize = 10_000;
 
-/// Recently looked-up tokens (none kept with a zero time to live).
+/// Recently looked-up tokens (none kept with a zero time to live). Each answer carries the
+/// moment it was read, checked on every use: the cache's own expiry runs on a coarse clock
+/// and could let an answer live a little past `--auth-cache-ms`.
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
-    entries: Option<moka::sync::Cache<String, Option<UserRecord>>>,
+    ttl: Duration,
+    entries: Option<moka::sync::Cache<String, (Instant, Option<UserRecord>)>>,
 }
 
 impl TokenCache {
     pub(crate) fn new(ttl: Duration) -> TokenCache {
         TokenCache {
+            ttl,
             entries: (!ttl.is_zero()).then(|| {
                 moka::sync::Cache::builder()
                     .max_capacity(MAX_TOKENS)
@@ -46,12 +50,13 @@ impl TokenCache {
 
     /// The remembered answer for `token`, if fresh.
     pub(crate) fn get(&self, token: &str) -> Option<Option<UserRecord>> {
-        self.entries.as_ref()?.get(token)
+        let (at, user) = self.entries.as_ref()?.get(token)?;
+        (at.elapsed() < self.ttl).then_some(user)
     }
 
     pub(crate) fn put(&self, token: &str, user: Option<UserRecord>) {
         if let Some(entries) = &self.entries {
-            entries.insert(token.to_owned(), user);
+            entries.insert(token.to_owned(), (Instant::now(), user));
         }
     }
 }
