@@ -21,7 +21,7 @@
 //! 6. **the timeout** (`--request-timeout-ms`) bounds the whole operation from its arrival
 //!    at the gate, on every transport.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -43,6 +43,7 @@ use crate::auth;
 use crate::error::{AuthError, Error, Lang};
 use crate::graphql::context::RequestContext;
 use crate::graphql::errors::server_error;
+use crate::graphql::limits::operations;
 use crate::graphql::persisted::Persisted;
 use crate::metrics::{Metrics, Outcome};
 use crate::server::{ConnectionCloser, RateLimits};
@@ -270,7 +271,7 @@ impl Extension for GateExtension {
 
         // 3. Who the caller is now (no lookup without credentials: introspection is free).
         let viewer = if auth::has_credentials(&caller.credentials) {
-            let deadline = (!self.rules.timeout.is_zero()).then(|| arrived + self.rules.timeout);
+            let deadline = self.deadline();
             let lookup = auth::authenticate(&caller.service, &caller.credentials, Role::Common);
             match deadline {
                 Some(at) => tokio::time::timeout_at(at.into(), lookup)
@@ -378,23 +379,34 @@ impl Extension for GateExtension {
 /// Whether any operation of `doc` selects the federation `_service` field at its root
 /// (directly or through fragments).
 fn selects_service(doc: &ExecutableDocument) -> bool {
-    fn walk(doc: &ExecutableDocument, set: &SelectionSet, depth: usize) -> bool {
+    /// Each fragment is looked into once: fragments that spread each other many times cost
+    /// no more than their text (a document of spreads only passes the field limits).
+    fn walk<'a>(
+        doc: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        seen: &mut HashSet<&'a str>,
+        depth: usize,
+    ) -> bool {
         if depth > 32 {
             return true;
         }
         set.items.iter().any(|item| match &item.node {
             Selection::Field(f) => f.node.name.node == "_service",
-            Selection::InlineFragment(frag) => walk(doc, &frag.node.selection_set.node, depth + 1),
-            Selection::FragmentSpread(spread) => doc
-                .fragments
-                .get(&spread.node.fragment_name.node)
-                .is_some_and(|frag| walk(doc, &frag.node.selection_set.node, depth + 1)),
+            Selection::InlineFragment(frag) => {
+                walk(doc, &frag.node.selection_set.node, seen, depth + 1)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                seen.insert(name)
+                    && doc
+                        .fragments
+                        .get(&spread.node.fragment_name.node)
+                        .is_some_and(|frag| {
+                            walk(doc, &frag.node.selection_set.node, seen, depth + 1)
+                        })
+            }
         })
     }
-    match &doc.operations {
-        DocumentOperations::Single(op) => walk(doc, &op.node.selection_set.node, 0),
-        DocumentOperations::Multiple(ops) => ops
-            .values()
-            .any(|op| walk(doc, &op.node.selection_set.node, 0)),
-    }
+    let mut seen = HashSet::new();
+    operations(doc).any(|op| walk(doc, &op.selection_set.node, &mut seen, 0))
 }

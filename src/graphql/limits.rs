@@ -126,7 +126,8 @@ impl Extension for LimitsExtension {
     }
 }
 
-fn operations(doc: &ExecutableDocument) -> impl Iterator<Item = &OperationDefinition> {
+/// Every operation of `doc`.
+pub(super) fn operations(doc: &ExecutableDocument) -> impl Iterator<Item = &OperationDefinition> {
     let ops: Vec<&OperationDefinition> = match &doc.operations {
         DocumentOperations::Single(op) => vec![&op.node],
         DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),

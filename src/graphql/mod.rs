@@ -28,7 +28,7 @@ use axum::routing::get;
 
 use crate::state::AppState;
 
-pub use http::{MAX_BATCH, MAX_BODY, request_error as error_response};
+pub use http::{MAX_BATCH, MAX_BODY};
 pub use limits::{MAX_DEPTH, MAX_FIELDS, MAX_SCANS};
 pub use ws::{KEEPALIVE, WsSettings, is_upgrade};
 

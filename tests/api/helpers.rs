@@ -320,19 +320,7 @@ impl TestApp {
 impl Answer {
     /// The `extensions.code` of every GraphQL error.
     pub fn codes(&self) -> Vec<String> {
-        self.json["errors"]
-            .as_array()
-            .map(|errs| {
-                errs.iter()
-                    .map(|e| {
-                        e["extensions"]["code"]
-                            .as_str()
-                            .unwrap_or("<none>")
-                            .to_owned()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        error_codes(&self.json)
     }
 
     /// The ids of `data.midjourneyTasks.nodes`.
@@ -362,4 +350,22 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// The `extensions.code` of every GraphQL error in a response (`<none>` for an error without
+/// one).
+pub fn error_codes(json: &Value) -> Vec<String> {
+    json["errors"]
+        .as_array()
+        .map(|errs| {
+            errs.iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

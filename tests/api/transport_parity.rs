@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, TestUser, env_cases, runtime, spawn_app_with};
+use crate::helpers::{TestApp, TestDb, TestUser, env_cases, error_codes, runtime, spawn_app_with};
 use crate::live_client::{Frame, Sse, Ws};
 
 /// Requests a second per user in the parity server.
@@ -134,19 +134,7 @@ fn cases() -> impl Strategy<Value = Case> {
 type Verdict = (Value, Vec<String>);
 
 fn verdict(payload: &Value) -> Verdict {
-    let mut codes: Vec<String> = payload["errors"]
-        .as_array()
-        .map(|errs| {
-            errs.iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("<none>")
-                        .to_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut codes = error_codes(payload);
     codes.sort();
     (payload.get("data").cloned().unwrap_or(Value::Null), codes)
 }
