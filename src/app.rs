@@ -134,7 +134,7 @@ impl App {
             shutdown: shutdown.clone(),
             request_timeout,
             limits: limits.clone(),
-            doors: Arc::new([graphql::door(), rest::door()]),
+            doors: Arc::new([graphql::door(), rest::task_door(), rest::door()]),
         };
         let metrics = Arc::<Metrics>::default();
         let rules = GateRules::new(

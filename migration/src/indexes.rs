@@ -7,19 +7,50 @@
 
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-/// Index name and columns on `midjourneys`.
-pub const INDEXES: &[(&str, &[&str])] = &[
-    ("idx_midjourneys_user_id", &["user_id"]),
-    ("idx_midjourneys_action", &["action"]),
-    ("idx_midjourneys_mj_id", &["mj_id"]),
-    ("idx_midjourneys_submit_time", &["submit_time"]),
-    ("idx_midjourneys_start_time", &["start_time"]),
-    ("idx_midjourneys_finish_time", &["finish_time"]),
-    ("idx_midjourneys_status", &["status"]),
-    ("idx_midjourneys_progress", &["progress"]),
+/// Table, index name and columns.
+pub const INDEXES: &[(&str, &str, &[&str])] = &[
+    ("midjourneys", "idx_midjourneys_user_id", &["user_id"]),
+    ("midjourneys", "idx_midjourneys_action", &["action"]),
+    ("midjourneys", "idx_midjourneys_mj_id", &["mj_id"]),
+    (
+        "midjourneys",
+        "idx_midjourneys_submit_time",
+        &["submit_time"],
+    ),
+    ("midjourneys", "idx_midjourneys_start_time", &["start_time"]),
+    (
+        "midjourneys",
+        "idx_midjourneys_finish_time",
+        &["finish_time"],
+    ),
+    ("midjourneys", "idx_midjourneys_status", &["status"]),
+    ("midjourneys", "idx_midjourneys_progress", &["progress"]),
     // The service's own: first pages of a user's or a channel's tasks, newest first.
-    ("idx_midjourneys_user_id_id", &["user_id", "id"]),
-    ("idx_midjourneys_channel_id_id", &["channel_id", "id"]),
+    (
+        "midjourneys",
+        "idx_midjourneys_user_id_id",
+        &["user_id", "id"],
+    ),
+    (
+        "midjourneys",
+        "idx_midjourneys_channel_id_id",
+        &["channel_id", "id"],
+    ),
+    // new-api's, on `tasks` (present on its databases; built here for a table created here).
+    ("tasks", "idx_tasks_created_at", &["created_at"]),
+    ("tasks", "idx_tasks_task_id", &["task_id"]),
+    ("tasks", "idx_tasks_platform", &["platform"]),
+    ("tasks", "idx_tasks_user_id", &["user_id"]),
+    ("tasks", "idx_tasks_channel_id", &["channel_id"]),
+    ("tasks", "idx_tasks_action", &["action"]),
+    ("tasks", "idx_tasks_status", &["status"]),
+    ("tasks", "idx_tasks_submit_time", &["submit_time"]),
+    ("tasks", "idx_tasks_start_time", &["start_time"]),
+    ("tasks", "idx_tasks_finish_time", &["finish_time"]),
+    ("tasks", "idx_tasks_progress", &["progress"]),
+    // The service's own, as on `midjourneys`.
+    ("tasks", "idx_tasks_user_id_id", &["user_id", "id"]),
+    ("tasks", "idx_tasks_channel_id_id", &["channel_id", "id"]),
 ];
 
 /// How often an interrupted PostgreSQL build is dropped and tried again.
@@ -38,11 +69,14 @@ enum Found {
 /// the migration lock (see [`crate::apply`]), on PostgreSQL and MySQL.
 pub async fn ensure<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
-    for (name, cols) in INDEXES {
+    for (table, name, cols) in INDEXES {
+        if !has_table(db, table).await? {
+            continue;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match find(db, name).await? {
+            match find(db, table, name).await? {
                 Found::Valid => break,
                 Found::Invalid => {
                     tracing::warn!(
@@ -56,7 +90,7 @@ pub async fn ensure<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
             }
             tracing::info!(index = name, "building index");
             match db
-                .execute_unprepared(&create_sql(backend, name, cols))
+                .execute_unprepared(&create_sql(backend, table, name, cols))
                 .await
             {
                 Ok(_) => break,
@@ -70,41 +104,66 @@ pub async fn ensure<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// The indexes not (validly) built yet, found with reads only.
+/// The indexes not (validly) built yet on the tables that exist, found with reads only.
 pub async fn missing<C: ConnectionTrait>(db: &C) -> Result<Vec<&'static str>, DbErr> {
     let mut out = Vec::new();
-    for (name, _) in INDEXES {
-        if find(db, name).await? != Found::Valid {
+    for (table, name, _) in INDEXES {
+        if has_table(db, table).await? && find(db, table, name).await? != Found::Valid {
             out.push(*name);
         }
     }
     Ok(out)
 }
 
-fn create_sql(backend: DbBackend, name: &str, cols: &[&str]) -> String {
+/// Whether `table` exists (the migrations create both logs' tables; an index is only looked
+/// for where its table is).
+async fn has_table<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() \
+             AND table_name = $1"
+        }
+        DbBackend::MySql => {
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() \
+             AND table_name = ?"
+        }
+        _ => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [Value::from(table)],
+        ))
+        .await?;
+    Ok(row.is_some())
+}
+
+fn create_sql(backend: DbBackend, table: &str, name: &str, cols: &[&str]) -> String {
     match backend {
         DbBackend::Postgres => {
             let cols: Vec<String> = cols.iter().map(|c| format!("\"{c}\"")).collect();
             format!(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"{name}\" ON \"midjourneys\" ({})",
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"{name}\" ON \"{table}\" ({})",
                 cols.join(", ")
             )
         }
         DbBackend::MySql => {
             let cols: Vec<String> = cols.iter().map(|c| format!("`{c}`")).collect();
             format!(
-                "ALTER TABLE `midjourneys` ADD INDEX `{name}` ({}), ALGORITHM=INPLACE, LOCK=NONE",
+                "ALTER TABLE `{table}` ADD INDEX `{name}` ({}), ALGORITHM=INPLACE, LOCK=NONE",
                 cols.join(", ")
             )
         }
         _ => format!(
-            "CREATE INDEX IF NOT EXISTS \"{name}\" ON \"midjourneys\" ({})",
+            "CREATE INDEX IF NOT EXISTS \"{name}\" ON \"{table}\" ({})",
             cols.join(", ")
         ),
     }
 }
 
-async fn find<C: ConnectionTrait>(db: &C, name: &str) -> Result<Found, DbErr> {
+async fn find<C: ConnectionTrait>(db: &C, table: &str, name: &str) -> Result<Found, DbErr> {
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => {
@@ -115,16 +174,16 @@ async fn find<C: ConnectionTrait>(db: &C, name: &str) -> Result<Found, DbErr> {
         }
         DbBackend::MySql => {
             "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() \
-             AND table_name = 'midjourneys' AND index_name = ? LIMIT 1"
+             AND table_name = ? AND index_name = ? LIMIT 1"
         }
         _ => "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
     };
+    let values = match backend {
+        DbBackend::MySql => vec![Value::from(table), Value::from(name)],
+        _ => vec![Value::from(name)],
+    };
     let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [Value::from(name)],
-        ))
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     Ok(match row {
         None => Found::Missing,

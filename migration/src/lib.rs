@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod indexes;
 mod m20261128_000001_new_api_tables;
 mod m20261128_000002_service_indexes;
+mod m20261129_000003_tasks_table;
 mod shapes;
 
 /// The ordered list of this service's migrations.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_new_api_tables::Migration),
             Box::new(m20261128_000002_service_indexes::Migration),
+            Box::new(m20261129_000003_tasks_table::Migration),
         ]
     }
 }
@@ -52,14 +54,12 @@ pub async fn missing(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
         .filter(|name| !applied.contains(name))
         .map(|name| format!("migration {name}"))
         .collect();
-    if manager.has_table("midjourneys").await? {
-        out.extend(
-            indexes::missing(db)
-                .await?
-                .into_iter()
-                .map(|name| format!("index {name}")),
-        );
-    }
+    out.extend(
+        indexes::missing(db)
+            .await?
+            .into_iter()
+            .map(|name| format!("index {name}")),
+    );
     Ok(out)
 }
 

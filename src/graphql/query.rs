@@ -12,6 +12,7 @@ use crate::graphql::node::{self, Node};
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
 use crate::graphql::stats::MidjourneyTaskStats;
 use crate::graphql::task::MidjourneyTask;
+use crate::service::LogFilter;
 use crate::service::filter::MAX_VALUE;
 use crate::service::{Lookups, Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
 

@@ -1,5 +1,6 @@
-//! The legacy JSON envelopes: `{"success":true,"message":"","data":…}` and
-//! `{"success":false,"message":"…"}`.
+//! The legacy JSON envelopes: on `/api/mj`, `{"success":true,"message":"","data":…}` and
+//! `{"success":false,"message":"…"}`; on `/api/task`, whose new-api handlers answer a Go
+//! map, the same keys sorted and Go's string escapes (`{"message":"…","success":false}`).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -30,11 +31,21 @@ struct Failure {
     message: String,
 }
 
+/// The key order of an envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// `/api/mj`: `success`, `message`, `data` (a Go struct's order).
+    Mj,
+    /// `/api/task`: keys sorted (a Go map), Go's string escapes.
+    Sorted,
+}
+
 /// An error rendered as the legacy failure envelope, in the caller's language.
 #[derive(Debug)]
 pub struct ApiError {
     pub error: Error,
     pub lang: Lang,
+    pub shape: Shape,
 }
 
 impl ApiError {
@@ -42,6 +53,15 @@ impl ApiError {
         ApiError {
             error: error.into(),
             lang,
+            shape: Shape::Mj,
+        }
+    }
+
+    /// The same error in the task routes' envelope.
+    pub fn sorted(error: impl Into<Error>, lang: Lang) -> ApiError {
+        ApiError {
+            shape: Shape::Sorted,
+            ..ApiError::new(error, lang)
         }
     }
 }
@@ -50,8 +70,44 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(failure(&self.error, self.lang))).into_response()
+        match self.shape {
+            Shape::Mj => (status, Json(failure(&self.error, self.lang))).into_response(),
+            Shape::Sorted => {
+                let body = SortedFailure {
+                    message: self.error.message(self.lang),
+                    success: false,
+                };
+                go_json_response(status, &body)
+            }
+        }
     }
+}
+
+#[derive(Serialize)]
+struct SortedFailure {
+    message: String,
+    success: bool,
+}
+
+/// The task routes' success envelope: `data`, `message`, `success`.
+#[derive(Serialize)]
+pub struct SortedSuccess<T> {
+    pub data: T,
+    pub message: &'static str,
+    pub success: bool,
+}
+
+/// `body` encoded as Go would, with new-api's content type.
+pub fn go_json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        super::go_json::to_vec(body),
+    )
+        .into_response()
 }
 
 fn failure(error: &Error, lang: Lang) -> Failure {

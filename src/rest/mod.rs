@@ -1,12 +1,17 @@
-//! The legacy routes `GET /api/mj/self` and `GET /api/mj/` of the new-api gateway, answering
-//! what its published documentation promises. Handlers parse the query string, call the
-//! service and shape the legacy JSON; no rule lives here.
+//! The legacy routes of the new-api gateway: `GET /api/mj/self` and `GET /api/mj/`, answering
+//! what its published documentation promises, and `GET /api/task/self` and `GET /api/task/`
+//! (the generic task log), answering as new-api's handlers do. Handlers parse the query
+//! string, call the service and shape the legacy JSON; no rule lives here.
 
 mod envelope;
+pub mod go_json;
 mod handlers;
 mod items;
 pub mod openapi;
 mod params;
+mod task_handlers;
+mod task_items;
+pub mod task_params;
 
 pub use envelope::{ApiError, failure_body};
 pub use items::SelfItem;
@@ -23,7 +28,38 @@ pub fn router() -> Router<AppState> {
         .route("/api/mj/self/", get(handlers::list_own))
         .route("/api/mj", get(handlers::list_all))
         .route("/api/mj/", get(handlers::list_all))
+        .merge(task_router())
         .route("/openapi.json", get(openapi_json))
+}
+
+/// The task log's routes, both spellings of each path, every refusal in their envelope.
+fn task_router() -> Router<AppState> {
+    let own = || get(task_handlers::list_own).fallback(task_handlers::method_not_allowed);
+    let all = || get(task_handlers::list_all).fallback(task_handlers::method_not_allowed);
+    Router::new()
+        .route("/api/task/self", own())
+        .route("/api/task/self/", own())
+        .route("/api/task", all())
+        .route("/api/task/", all())
+        .route(
+            "/api/task/{*rest}",
+            axum::routing::any(task_handlers::not_found),
+        )
+}
+
+/// How the task routes meet the server loop: refusals (rate limits, timeouts, shutdown) in
+/// their sorted envelope.
+pub fn task_door() -> crate::server::Door {
+    crate::server::Door {
+        prefix: "/api/task",
+        refuse: |error, headers| {
+            axum::response::IntoResponse::into_response(ApiError::sorted(
+                error,
+                crate::auth::lang(headers),
+            ))
+        },
+        limits_itself: |_| false,
+    }
 }
 
 /// `GET /openapi.json`: the routes' OpenAPI 3.1 description.

@@ -4,7 +4,7 @@ use crate::error::Error;
 use crate::service::{NumFilter, OffsetPage, StringFilter, TaskFilter};
 
 /// Longest accepted query string, in bytes.
-const MAX_QUERY: usize = 8 * 1024;
+pub(super) const MAX_QUERY: usize = 8 * 1024;
 
 /// The parsed legacy parameters.
 pub struct LegacyParams {
@@ -37,6 +37,11 @@ fn strict(pairs: &[(String, String)], name: &str) -> Result<Option<i64>, Error> 
         .transpose()
 }
 
+/// The query string's name/value pairs, URL-decoded (`+` is a space), in order.
+pub(super) fn pairs(query: &str) -> Result<Vec<(String, String)>, Error> {
+    serde_urlencoded::from_str(query).map_err(|_| Error::BadFilter("malformed query string".into()))
+}
+
 /// Parses `query`; `admin` enables `channel_id` (ignored on `/self`).
 pub fn parse(query: Option<&str>, admin: bool) -> Result<LegacyParams, Error> {
     let query = query.unwrap_or("");
@@ -45,8 +50,7 @@ pub fn parse(query: Option<&str>, admin: bool) -> Result<LegacyParams, Error> {
             "query string longer than {MAX_QUERY} bytes"
         )));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|_| Error::BadFilter("malformed query string".into()))?;
+    let pairs = pairs(query)?;
 
     // page_size, then ps, then size, each skipped when missing, empty or 0.
     let size = ["page_size", "ps", "size"]

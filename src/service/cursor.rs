@@ -6,10 +6,9 @@ use sea_orm::sea_query::{Condition, ExprTrait};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::service::filter::TaskFilter;
-use crate::service::order::{Direction, TaskOrder};
+use crate::service::log::SortField;
+use crate::service::order::{Direction, KeyOrder};
 use crate::service::page::MAX_CURSOR_LEN;
-use crate::service::record::TaskRecord;
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -21,7 +20,7 @@ struct Payload {
 
 /// A stable fingerprint (FNV-1a, 64-bit) of the order and filter: the same in every
 /// instance and across restarts, unlike std's randomly keyed hasher.
-pub fn fingerprint(order: &[TaskOrder], filter: &TaskFilter) -> String {
+pub fn fingerprint<F: Serialize, T: Serialize>(order: &[KeyOrder<F>], filter: &T) -> String {
     let text = serde_json::to_string(&(order, filter)).unwrap_or_default();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
@@ -32,7 +31,7 @@ pub fn fingerprint(order: &[TaskOrder], filter: &TaskFilter) -> String {
 }
 
 /// The cursor of `row` under `order` and the given fingerprint.
-pub fn encode(row: &TaskRecord, order: &[TaskOrder], fp: &str) -> String {
+pub fn encode<F: SortField>(row: &F::Record, order: &[KeyOrder<F>], fp: &str) -> String {
     let payload = Payload {
         f: fp.to_owned(),
         k: order.iter().map(|k| k.field.value(row)).collect(),
@@ -42,7 +41,7 @@ pub fn encode(row: &TaskRecord, order: &[TaskOrder], fp: &str) -> String {
 }
 
 /// The key values a cursor holds, checked against the current order and fingerprint.
-pub fn decode(cursor: &str, order: &[TaskOrder], fp: &str) -> Result<Vec<i64>, Error> {
+pub fn decode<F>(cursor: &str, order: &[KeyOrder<F>], fp: &str) -> Result<Vec<i64>, Error> {
     let bad = || Error::BadFilter("malformed cursor".into());
     if cursor.len() > MAX_CURSOR_LEN || !cursor.len().is_multiple_of(2) {
         return Err(bad());
@@ -65,7 +64,7 @@ pub fn decode(cursor: &str, order: &[TaskOrder], fp: &str) -> Result<Vec<i64>, E
 
 /// Rows strictly after (`after = true`) or before the key `values` in `order`:
 /// `(k1 > v1) OR (k1 = v1 AND k2 > v2) OR …`, each `>` flipped for descending keys.
-pub fn beyond(order: &[TaskOrder], values: &[i64], after: bool) -> Condition {
+pub fn beyond<F: SortField>(order: &[KeyOrder<F>], values: &[i64], after: bool) -> Condition {
     let mut any = Condition::any();
     for i in 0..order.len() {
         let mut branch = Condition::all();

@@ -1,11 +1,13 @@
 //! The task filter: the whole GraphQL filter set, which the legacy REST parameters map onto.
 //!
-//! A filter is checked ([`TaskFilter::validate`]) before any SQL is built, then turned into
-//! one SeaORM condition ([`TaskFilter::condition`], in `filter_sql`).
+//! A filter is checked ([`LogFilter::validate`]) before any SQL is built, then turned into
+//! one SeaORM condition ([`LogFilter::condition`]; the leaves in `filter_sql`). The leaf
+//! types, their limits and their checks serve every log's filter.
 
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::service::log::LogFilter;
 use crate::service::viewer::Viewer;
 
 /// Most values in one `in` / `notIn` list.
@@ -49,7 +51,7 @@ pub struct TextFilter {
     pub is_empty: Option<bool>,
 }
 
-/// Every condition a caller can put on tasks; all given parts must hold.
+/// Every condition a caller can put on Midjourney tasks; all given parts must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TaskFilter {
     pub id: Option<NumFilter>,
@@ -75,31 +77,16 @@ pub struct TaskFilter {
     pub not: Option<Box<TaskFilter>>,
 }
 
-impl TaskFilter {
-    /// Checks the limits and the admin-only parts for `viewer`; runs no SQL.
-    pub fn validate(&self, viewer: &Viewer) -> Result<(), Error> {
-        self.validate_at(viewer, 1)
-    }
-
-    fn validate_at(&self, viewer: &Viewer, depth: usize) -> Result<(), Error> {
-        if depth > MAX_DEPTH {
-            return Err(Error::BadFilter(format!(
-                "filter nesting is deeper than {MAX_DEPTH} levels"
-            )));
-        }
-        if !viewer.is_admin() {
-            if self.user_id.is_some() {
-                return Err(Error::Forbidden(
-                    "the userId filter is for admins only".into(),
-                ));
-            }
-            if self.channel_id.is_some() {
-                return Err(Error::Forbidden(
-                    "the channelId filter is for admins only".into(),
-                ));
-            }
-        }
-        let nums = [
+impl LogFilter for TaskFilter {
+    fn validate_leaves(&self, viewer: &Viewer) -> Result<(), Error> {
+        admin_only(
+            viewer,
+            &[
+                ("userId", self.user_id.is_some()),
+                ("channelId", self.channel_id.is_some()),
+            ],
+        )?;
+        check_nums(&[
             ("id", &self.id),
             ("userId", &self.user_id),
             ("channelId", &self.channel_id),
@@ -107,62 +94,85 @@ impl TaskFilter {
             ("startTime", &self.start_time),
             ("finishTime", &self.finish_time),
             ("quota", &self.quota),
-        ];
-        for (name, f) in nums {
-            if let Some(f) = f {
-                check_list(name, f.in_list.as_ref().map(Vec::len))?;
-                check_list(name, f.not_in.as_ref().map(Vec::len))?;
-            }
-        }
-        let strings = [
+        ])?;
+        check_strings(&[
             ("mjId", &self.mj_id),
             ("action", &self.action),
             ("status", &self.status),
-        ];
-        for (name, f) in strings {
-            if let Some(f) = f {
-                check_list(name, f.in_list.as_ref().map(Vec::len))?;
-                check_list(name, f.not_in.as_ref().map(Vec::len))?;
-                let values = f.eq.iter().chain(f.ne.iter());
-                let listed = f.in_list.iter().chain(f.not_in.iter()).flatten();
-                for v in values.chain(listed) {
-                    if v.chars().count() > MAX_VALUE {
-                        return Err(Error::BadFilter(format!(
-                            "{name}: values are at most {MAX_VALUE} characters"
-                        )));
-                    }
-                    check_text(name, v)?;
-                }
-            }
-        }
-        for (name, f) in [("prompt", &self.prompt), ("failReason", &self.fail_reason)] {
-            if let Some(f) = f {
-                for pattern in f.contains.iter().chain(f.starts_with.iter()) {
-                    let n = pattern.chars().count();
-                    if n == 0 || n > MAX_PATTERN {
-                        return Err(Error::BadFilter(format!(
-                            "{name}: a text pattern is 1 to {MAX_PATTERN} characters"
-                        )));
-                    }
-                    check_text(name, pattern)?;
-                }
-            }
-        }
-        for (name, list) in [("and", &self.and), ("or", &self.or)] {
-            if list.len() > MAX_BRANCHES {
-                return Err(Error::BadFilter(format!(
-                    "{name}: at most {MAX_BRANCHES} items"
-                )));
-            }
-            for f in list {
-                f.validate_at(viewer, depth + 1)?;
-            }
-        }
-        if let Some(f) = &self.not {
-            f.validate_at(viewer, depth + 1)?;
-        }
-        Ok(())
+        ])?;
+        check_patterns(&[("prompt", &self.prompt), ("failReason", &self.fail_reason)])
     }
+
+    fn leaves_condition(&self, backend: sea_orm::DbBackend) -> sea_orm::sea_query::Condition {
+        self.leaves(backend)
+    }
+
+    fn branches(&self) -> (&[Self], &[Self], Option<&Self>) {
+        (&self.and, &self.or, self.not.as_deref())
+    }
+}
+
+/// Refuses the parts only admins may use (`(name, given)`) to anyone else.
+pub(crate) fn admin_only(viewer: &Viewer, parts: &[(&str, bool)]) -> Result<(), Error> {
+    if viewer.is_admin() {
+        return Ok(());
+    }
+    match parts.iter().find(|(_, given)| *given) {
+        Some((name, _)) => Err(Error::Forbidden(format!(
+            "the {name} filter is for admins only"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The limits of number comparisons: list lengths.
+pub(crate) fn check_nums(filters: &[(&str, &Option<NumFilter>)]) -> Result<(), Error> {
+    for (name, f) in filters {
+        if let Some(f) = f {
+            check_list(name, f.in_list.as_ref().map(Vec::len))?;
+            check_list(name, f.not_in.as_ref().map(Vec::len))?;
+        }
+    }
+    Ok(())
+}
+
+/// The limits of exact string comparisons: list lengths, value lengths, no NUL.
+pub(crate) fn check_strings(filters: &[(&str, &Option<StringFilter>)]) -> Result<(), Error> {
+    for (name, f) in filters {
+        if let Some(f) = f {
+            check_list(name, f.in_list.as_ref().map(Vec::len))?;
+            check_list(name, f.not_in.as_ref().map(Vec::len))?;
+            let values = f.eq.iter().chain(f.ne.iter());
+            let listed = f.in_list.iter().chain(f.not_in.iter()).flatten();
+            for v in values.chain(listed) {
+                if v.chars().count() > MAX_VALUE {
+                    return Err(Error::BadFilter(format!(
+                        "{name}: values are at most {MAX_VALUE} characters"
+                    )));
+                }
+                check_text(name, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The limits of text patterns: 1 to [`MAX_PATTERN`] characters, no NUL.
+pub(crate) fn check_patterns(filters: &[(&str, &Option<TextFilter>)]) -> Result<(), Error> {
+    for (name, f) in filters {
+        if let Some(f) = f {
+            for pattern in f.contains.iter().chain(f.starts_with.iter()) {
+                let n = pattern.chars().count();
+                if n == 0 || n > MAX_PATTERN {
+                    return Err(Error::BadFilter(format!(
+                        "{name}: a text pattern is 1 to {MAX_PATTERN} characters"
+                    )));
+                }
+                check_text(name, pattern)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// No backend stores U+0000 in text the same way (PostgreSQL refuses it), so no filter

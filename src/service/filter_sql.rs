@@ -1,4 +1,5 @@
-//! Turning a [`TaskFilter`] into one SeaORM condition.
+//! Turning a filter's leaves into SeaORM conditions, for every log's columns (the
+//! Midjourney filter's own leaves at the end).
 //!
 //! Every leaf is two-valued: a NULL column compares as the value the wire shows for it (`0`
 //! or `""`), so a leaf is widened with `OR col IS NULL` when its predicate holds for that
@@ -9,15 +10,14 @@
 
 use entity::midjourney::Column;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DbBackend, Iden, Value};
+use sea_orm::{ColumnTrait, DbBackend, Value};
 
 use crate::service::filter::{NumFilter, StringFilter, TaskFilter, TextFilter};
 use crate::service::fold;
 
 impl TaskFilter {
-    /// The SQL condition for this filter (validated first) on `backend`. A filter with no
-    /// parts matches every row.
-    pub fn condition(&self, backend: DbBackend) -> Condition {
+    /// This node's own leaves (not its `and`/`or`/`not`) as one condition.
+    pub(crate) fn leaves(&self, backend: DbBackend) -> Condition {
         let mut all = all_of();
         let nums = [
             (Column::Id, &self.id, false),
@@ -51,9 +51,7 @@ impl TaskFilter {
             }
         }
         if let Some(finished) = self.finished {
-            let done = exact_eq(backend, Column::Progress, "100%");
-            let done = leaf(Column::Progress, true, done, false);
-            all = all.add(if finished { done } else { done.not() });
+            all = all.add(finished_condition(backend, Column::Progress, finished));
         }
         if let Some(has) = self.has_image {
             let empty = leaf(
@@ -64,26 +62,23 @@ impl TaskFilter {
             );
             all = all.add(if has { empty.not() } else { empty });
         }
-        for f in &self.and {
-            all = all.add(f.condition(backend));
-        }
-        if !self.or.is_empty() {
-            let mut any = Condition::any();
-            for f in &self.or {
-                any = any.add(f.condition(backend));
-            }
-            all = all.add(any);
-        }
-        if let Some(f) = &self.not {
-            all = all.add(f.condition(backend).not());
-        }
         all
     }
 }
 
+/// `progress = '100%'` (or not), NULL read as `""`.
+pub(crate) fn finished_condition<C: ColumnTrait>(
+    backend: DbBackend,
+    progress: C,
+    finished: bool,
+) -> Condition {
+    let done = leaf(progress, true, exact_eq(backend, progress, "100%"), false);
+    if finished { done } else { done.not() }
+}
+
 /// `expr` on `col` made two-valued: `holds_for_null` says whether the predicate holds for
 /// the value a NULL is shown as.
-fn leaf(col: Column, nullable: bool, expr: Expr, holds_for_null: bool) -> Condition {
+fn leaf<C: ColumnTrait>(col: C, nullable: bool, expr: Expr, holds_for_null: bool) -> Condition {
     if !nullable {
         Condition::all().add(expr)
     } else if holds_for_null {
@@ -95,7 +90,7 @@ fn leaf(col: Column, nullable: bool, expr: Expr, holds_for_null: bool) -> Condit
 
 /// An empty conjunction that still renders as a condition (`1 = 1 AND …`): a filter or
 /// sub-filter with no parts matches every row, also under `not` and inside `or`.
-fn all_of() -> Condition {
+pub(crate) fn all_of() -> Condition {
     Condition::all().add(always(true))
 }
 
@@ -105,12 +100,13 @@ fn always(holds: bool) -> Expr {
 }
 
 /// A comparison as SQL, and the same comparison on a value in Rust.
-type SqlCmp = fn(Column, i64) -> Expr;
+type SqlCmp<C> = fn(C, i64) -> Expr;
 type RustCmp = fn(i64, i64) -> bool;
 
-fn num_condition(col: Column, f: &NumFilter, nullable: bool) -> Condition {
+/// A number comparison on `col` (NULL read as 0 when `nullable`).
+pub(crate) fn num_condition<C: ColumnTrait>(col: C, f: &NumFilter, nullable: bool) -> Condition {
     let mut c = all_of();
-    let cmp: [(Option<i64>, SqlCmp, RustCmp); 6] = [
+    let cmp: [(Option<i64>, SqlCmp<C>, RustCmp); 6] = [
         (f.eq, |c, v| c.eq(v), |x, v| x == v),
         (f.ne, |c, v| c.ne(v), |x, v| x != v),
         (f.gt, |c, v| c.gt(v), |x, v| x > v),
@@ -149,16 +145,13 @@ pub(crate) fn exact_text(backend: DbBackend, expr: &str) -> String {
 }
 
 /// `col` as bytes on MySQL/MariaDB: compared with a text parameter, byte for byte.
-fn mysql_bytes(col: Column) -> Expr {
-    Expr::cust(exact_text(
-        DbBackend::MySql,
-        &format!("`{}`", col.to_string()),
-    ))
+fn mysql_bytes<C: ColumnTrait>(col: C) -> Expr {
+    Expr::cust(exact_text(DbBackend::MySql, &format!("`{}`", col.as_str())))
 }
 
 /// `col = value`, byte for byte on every backend. On MySQL the collation's comparison
 /// stays in front so its index is used, and the bytes confirm the match.
-fn exact_eq(backend: DbBackend, col: Column, value: &str) -> Expr {
+fn exact_eq<C: ColumnTrait>(backend: DbBackend, col: C, value: &str) -> Expr {
     match backend {
         DbBackend::MySql => col.eq(value).and(mysql_bytes(col).eq(value)),
         _ => col.eq(value),
@@ -166,7 +159,7 @@ fn exact_eq(backend: DbBackend, col: Column, value: &str) -> Expr {
 }
 
 /// `col IN (values)`, byte for byte on every backend (`values` non-empty).
-fn exact_in(backend: DbBackend, col: Column, values: &[String]) -> Expr {
+fn exact_in<C: ColumnTrait>(backend: DbBackend, col: C, values: &[String]) -> Expr {
     let vals = || values.iter().map(|s| Value::from(s.as_str()));
     match backend {
         DbBackend::MySql => col.is_in(vals()).and(mysql_bytes(col).is_in(vals())),
@@ -174,7 +167,12 @@ fn exact_in(backend: DbBackend, col: Column, values: &[String]) -> Expr {
     }
 }
 
-fn string_condition(backend: DbBackend, col: Column, f: &StringFilter) -> Condition {
+/// An exact string comparison on `col` (NULL read as `""`).
+pub(crate) fn string_condition<C: ColumnTrait>(
+    backend: DbBackend,
+    col: C,
+    f: &StringFilter,
+) -> Condition {
     let mut c = all_of();
     if let Some(v) = &f.eq {
         c = c.add(leaf(col, true, exact_eq(backend, col, v), v.is_empty()));
@@ -198,7 +196,7 @@ fn string_condition(backend: DbBackend, col: Column, f: &StringFilter) -> Condit
 }
 
 /// `col` matches `pattern` case-insensitively (contains, or `starts` with it).
-fn pattern_match(backend: DbBackend, col: Column, pattern: &str, starts: bool) -> Expr {
+fn pattern_match<C: ColumnTrait>(backend: DbBackend, col: C, pattern: &str, starts: bool) -> Expr {
     match backend {
         DbBackend::Sqlite => Expr::col(col).binary(
             sea_orm::sea_query::BinOper::Custom("GLOB"),
@@ -211,14 +209,19 @@ fn pattern_match(backend: DbBackend, col: Column, pattern: &str, starts: bool) -
         _ => Expr::cust_with_values(
             format!(
                 "CONVERT(`{}` USING utf8mb4) COLLATE utf8mb4_bin REGEXP ?",
-                col.to_string()
+                col.as_str()
             ),
             [fold::regex(pattern, starts)],
         ),
     }
 }
 
-fn text_condition(backend: DbBackend, col: Column, f: &TextFilter) -> Condition {
+/// A case-insensitive pattern test on `col` (NULL read as `""`).
+pub(crate) fn text_condition<C: ColumnTrait>(
+    backend: DbBackend,
+    col: C,
+    f: &TextFilter,
+) -> Condition {
     let mut c = all_of();
     // Patterns are never empty, so "" (a NULL's value) never matches one.
     if let Some(p) = &f.contains {

@@ -1,5 +1,6 @@
 //! All database access and every rule: viewer scoping, filters, ordering, offset and keyset
-//! pages, counts, users, imports. The REST and GraphQL skins only translate to and from
+//! pages, counts, users, imports — for both of new-api's task logs (`midjourneys` and
+//! `tasks`), written once over [`Log`]. The REST and GraphQL skins only translate to and from
 //! these types; neither builds a query.
 
 mod cache;
@@ -10,24 +11,32 @@ mod filter_match;
 mod filter_sql;
 pub mod fold;
 pub mod import;
+mod listing;
 pub mod live;
+pub mod log;
 mod lookups;
+mod midjourneys;
 pub mod node_id;
 pub mod order;
 pub mod page;
 pub mod record;
 pub mod replicas;
 pub mod stats;
-mod tasks;
+pub mod task_log;
 pub mod users;
 mod viewer;
 
 pub use filter::{NumFilter, StringFilter, TaskFilter, TextFilter};
+pub use listing::{Scope, TaskKey, TaskQuery, may_see};
+pub use log::{Log, LogFilter, LogQuery, SortField};
 pub use lookups::{Lookups, MAX_LOOKUPS};
-pub use order::{Direction, OrderField, TaskOrder};
-pub use page::{CursorPage, OffsetPage, PageRequest, TaskPage};
+pub use midjourneys::Midjourneys;
+pub use order::{Direction, KeyOrder, OrderField, TaskOrder};
+pub use page::{CursorPage, OffsetPage, Page, PageRequest, TaskPage};
 pub use record::TaskRecord;
-pub use tasks::{Scope, TaskKey, TaskQuery, may_see};
+pub use task_log::{
+    PlatformOrderField, PlatformTaskFilter, PlatformTaskQuery, PlatformTaskRecord, Tasks,
+};
 pub use users::{NewUser, UserRecord};
 pub use viewer::{Role, Viewer};
 

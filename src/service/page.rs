@@ -1,10 +1,13 @@
 //! Page requests (offset pages and keyset cursors) and the page a query returns.
 
 use crate::error::Error;
-use crate::service::record::TaskRecord;
+use crate::service::log::Log;
+use crate::service::order::KeyOrder;
 
-/// The legacy routes' and the GraphQL default page size.
+/// The Midjourney legacy routes' and GraphQL's default page size.
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
+/// The task log's legacy routes' default page size (new-api's `ItemsPerPage`).
+pub const TASK_LOG_LEGACY_PAGE_SIZE: u64 = 10;
 /// The largest page.
 pub const MAX_PAGE_SIZE: u64 = 100;
 /// Deepest offset window (`page × pageSize`) GraphQL allows; deeper browsing uses cursors.
@@ -33,10 +36,16 @@ impl OffsetPage {
     /// assert_eq!(OffsetPage::legacy(Some(i64::MAX), Some(100)).offset(), i64::MAX as u64);
     /// ```
     pub fn legacy(page: Option<i64>, page_size: Option<i64>) -> OffsetPage {
+        OffsetPage::legacy_sized(page, page_size, DEFAULT_PAGE_SIZE)
+    }
+
+    /// [`OffsetPage::legacy`] with another default size (the task log's routes use
+    /// [`TASK_LOG_LEGACY_PAGE_SIZE`]).
+    pub fn legacy_sized(page: Option<i64>, page_size: Option<i64>, default: u64) -> OffsetPage {
         let page = page.filter(|p| *p >= 1).map_or(1, |p| p as u64);
         let page_size = match page_size {
             Some(s) if s >= 1 => (s as u64).min(MAX_PAGE_SIZE),
-            _ => DEFAULT_PAGE_SIZE,
+            _ => default,
         };
         OffsetPage { page, page_size }
     }
@@ -98,13 +107,12 @@ impl Default for PageRequest {
     }
 }
 
-/// One page of tasks.
-#[derive(Clone, Debug)]
-pub struct TaskPage {
-    pub rows: Vec<TaskRecord>,
+/// One page of a log's rows.
+pub struct Page<L: Log> {
+    pub rows: Vec<L::Record>,
     /// The order and filter the rows' cursors are made for (cursors are only encoded when
     /// asked for: the legacy routes never need them).
-    pub(crate) order: Vec<crate::service::order::TaskOrder>,
+    pub(crate) order: Vec<KeyOrder<L::Field>>,
     pub(crate) fingerprint: String,
     pub has_next_page: bool,
     pub has_previous_page: bool,
@@ -113,12 +121,42 @@ pub struct TaskPage {
     pub page_size: u64,
 }
 
-impl TaskPage {
+/// One page of Midjourney tasks.
+pub type TaskPage = Page<crate::service::Midjourneys>;
+
+impl<L: Log> Clone for Page<L> {
+    fn clone(&self) -> Self {
+        Page {
+            rows: self.rows.clone(),
+            order: self.order.clone(),
+            fingerprint: self.fingerprint.clone(),
+            has_next_page: self.has_next_page,
+            has_previous_page: self.has_previous_page,
+            page: self.page,
+            page_size: self.page_size,
+        }
+    }
+}
+
+impl<L: Log> std::fmt::Debug for Page<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("log", &L::TABLE)
+            .field("rows", &self.rows)
+            .field("has_next_page", &self.has_next_page)
+            .field("has_previous_page", &self.has_previous_page)
+            .field("page", &self.page)
+            .field("page_size", &self.page_size)
+            .finish()
+    }
+}
+
+impl<L: Log> Page<L> {
     /// The opaque cursor of row `i`.
     pub fn cursor(&self, i: usize) -> Option<String> {
         self.rows
             .get(i)
-            .map(|r| crate::service::cursor::encode(r, &self.order, &self.fingerprint))
+            .map(|r| crate::service::cursor::encode::<L::Field>(r, &self.order, &self.fingerprint))
     }
 
     /// The cursor of every row, in order.

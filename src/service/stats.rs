@@ -9,7 +9,8 @@ use sea_orm::{
 use crate::error::Error;
 use crate::service::Service;
 use crate::service::filter_sql::exact_text;
-use crate::service::tasks::{TaskQuery, scoped};
+use crate::service::listing::{TaskQuery, scoped};
+use crate::service::log::LogFilter;
 use crate::service::viewer::Viewer;
 
 /// Most buckets returned for one grouping (the most frequent ones).

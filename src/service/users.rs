@@ -125,6 +125,28 @@ impl Service {
         Ok(found)
     }
 
+    /// The usernames of the live (not soft-deleted) users among `ids`, for showing who owns
+    /// a page's rows (new-api's task list): one query for the distinct positive ids; a user
+    /// missing, deleted or with an empty name is absent.
+    pub async fn usernames(&self, ids: &[i64]) -> Result<HashMap<i64, String>, Error> {
+        let mut distinct: Vec<i64> = ids.iter().copied().filter(|id| *id > 0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let lookup = user::Entity::find()
+            .filter(Column::Id.is_in(distinct))
+            .filter(user::deleted_at().is_null());
+        let found = self
+            .read("usernames", |db| Box::pin(lookup.clone().all(db)))
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|m| Some((m.id, m.username.filter(|n| !n.is_empty())?)))
+            .collect())
+    }
+
     /// The current viewer of each user in `ids` (at most [`MAX_USER_BATCH`] ids), or why
     /// their requests would now be refused: gone or soft-deleted (their token no longer
     /// authenticates), banned, no longer sane. One query.

@@ -8,6 +8,7 @@
 use std::cell::Cell;
 
 use entity::midjourney;
+use mj_tasks::service::LogFilter;
 use mj_tasks::service::{
     NumFilter, OffsetPage, PageRequest, Role, StringFilter, TaskFilter, TaskQuery, TaskRecord,
     TextFilter, Viewer,

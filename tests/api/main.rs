@@ -45,6 +45,7 @@ mod shutdown;
 mod soak;
 mod sqlite_writer;
 mod startup;
+mod task_log;
 mod testdb;
 mod traces;
 mod transport_parity;

@@ -141,7 +141,10 @@ async fn first_start_builds_indexes_without_blocking_new_apis_writes() {
     );
     let conn = app.db.connect().await;
     let built = indexes(&conn).await;
-    for (name, _) in migration::indexes::INDEXES {
+    for (_, name, _) in migration::indexes::INDEXES
+        .iter()
+        .filter(|(table, _, _)| *table == "midjourneys")
+    {
         assert!(
             built.iter().any(|(n, valid)| n == name && *valid),
             "{name} missing or invalid: {built:?}"
@@ -158,10 +161,11 @@ async fn an_invalid_index_left_by_an_interrupted_build_is_built_again() {
         // same start simply builds every index.
         let app = spawn_app_with(db, |_| {}).await;
         let conn = app.db.connect().await;
-        assert_eq!(
-            indexes(&conn).await.len(),
-            migration::indexes::INDEXES.len()
-        );
+        let on_midjourneys = migration::indexes::INDEXES
+            .iter()
+            .filter(|(table, _, _)| *table == "midjourneys")
+            .count();
+        assert_eq!(indexes(&conn).await.len(), on_midjourneys);
         return;
     }
     let conn = db.connect().await;

@@ -37,9 +37,10 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::error::{AuthError, Error};
 use crate::service::filter::{MAX_LIST, StringFilter, TaskFilter};
+use crate::service::listing::{Scope, TaskQuery};
+use crate::service::log::LogFilter;
 use crate::service::page::{OffsetPage, PageRequest};
 use crate::service::record::TaskRecord;
-use crate::service::tasks::{Scope, TaskQuery};
 use crate::service::{Service, Viewer};
 
 /// Polls a subscriber may fall behind before it is dropped (its bounded buffer).

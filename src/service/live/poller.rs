@@ -16,6 +16,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use crate::error::Error;
 use crate::service::Service;
 use crate::service::filter::TaskFilter;
+use crate::service::log::LogFilter;
 use crate::service::record::TaskRecord;
 use crate::service::users::MAX_USER_BATCH;
 

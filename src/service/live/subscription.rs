@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, watch};
 use crate::error::Error;
 use crate::service::Viewer;
 use crate::service::filter::TaskFilter;
-use crate::service::tasks::{Scope, may_see};
+use crate::service::listing::{Scope, may_see};
 
 use super::{Batch, Registration, TaskEvent};
 

@@ -1,8 +1,8 @@
-//! Listing and counting tasks for a viewer.
+//! Listing, counting and finding the rows of any task log for a viewer: the one place
+//! scoping, pages (offset and keyset) and counts are decided, for every [`Log`].
 
 use std::time::Instant;
 
-use entity::midjourney::{self, Column};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
@@ -11,12 +11,13 @@ use sea_orm::{
 
 use crate::error::Error;
 use crate::service::cursor;
-use crate::service::filter::TaskFilter;
-use crate::service::order::{self, TaskOrder};
-use crate::service::page::{self, PageRequest, TaskPage};
+use crate::service::filter::{NumFilter, TaskFilter};
+use crate::service::log::{Log, LogFilter, LogQuery, SortField};
+use crate::service::order::{self, KeyOrder};
+use crate::service::page::{self, Page, PageRequest, TaskPage};
 use crate::service::record::TaskRecord;
 use crate::service::viewer::Viewer;
-use crate::service::{Direction, Service};
+use crate::service::{Direction, Midjourneys, Service};
 
 /// Whose tasks a query ranges over (always intersected with what the viewer may see).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,23 +29,16 @@ pub enum Scope {
     Own,
 }
 
-/// What to list: a scope, a filter, an order and a page.
-#[derive(Clone, Debug, Default)]
-pub struct TaskQuery {
-    pub scope: Scope,
-    pub filter: TaskFilter,
-    /// Empty means `ID DESC`.
-    pub order: Vec<TaskOrder>,
-    pub page: PageRequest,
-}
+/// What to list from the Midjourney log.
+pub type TaskQuery = LogQuery<Midjourneys>;
 
 /// The rows `viewer` may reach under `scope`: admins asking for everything see every row,
 /// anyone else only rows they own. Added by the server, never taken from the client.
-fn scope_condition(viewer: &Viewer, scope: Scope) -> Condition {
+fn scope_condition<L: Log>(viewer: &Viewer, scope: Scope) -> Condition {
     if sees_all(viewer, scope) {
         Condition::all()
     } else {
-        Condition::all().add(Column::UserId.eq(viewer.id))
+        Condition::all().add(L::user_column().eq(viewer.id))
     }
 }
 
@@ -57,13 +51,14 @@ pub fn may_see(viewer: &Viewer, scope: Scope, owner: i64) -> bool {
     sees_all(viewer, scope) || owner == viewer.id
 }
 
-pub(crate) fn scoped(
+/// The rows of `L` the query ranges over (scope and filter), every column selected.
+pub(crate) fn scoped<L: Log>(
     backend: DbBackend,
     viewer: &Viewer,
-    query: &TaskQuery,
-) -> Select<midjourney::Entity> {
-    midjourney::Entity::find()
-        .filter(scope_condition(viewer, query.scope))
+    query: &LogQuery<L>,
+) -> Select<L::Entity> {
+    L::rows(backend)
+        .filter(scope_condition::<L>(viewer, query.scope))
         .filter(query.filter.condition(backend))
 }
 
@@ -79,11 +74,11 @@ fn sea_order(d: Direction) -> Order {
 pub const IDS_FIRST_OFFSET: u64 = 1_000;
 
 /// A page query ready to run: its statement, and what is needed to read the answer.
-struct PagePlan {
+struct PagePlan<L: Log> {
     /// Find the page's ids first, then the rows (deep offset pages).
     ids_first: bool,
-    select: Select<midjourney::Entity>,
-    order: Vec<TaskOrder>,
+    select: Select<L::Entity>,
+    order: Vec<KeyOrder<L::Field>>,
     fingerprint: String,
     limit: u64,
     backwards: bool,
@@ -93,7 +88,11 @@ struct PagePlan {
 impl Service {
     /// Checks the query and builds its page statement (one row more than the page, to learn
     /// whether another page follows), without running it.
-    fn page_plan(&self, viewer: &Viewer, query: &TaskQuery) -> Result<PagePlan, Error> {
+    fn page_plan<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+    ) -> Result<PagePlan<L>, Error> {
         query.filter.validate(viewer)?;
         let order = order::normalize(&query.order)?;
         let fingerprint = cursor::fingerprint(&order, &query.filter);
@@ -147,8 +146,11 @@ impl Service {
 
     /// A deep offset page in two steps: the ids (the offset walked over an index only, where
     /// there is one), then those rows, in the page's order.
-    async fn rows_by_ids_first(&self, plan: &PagePlan) -> Result<Vec<midjourney::Model>, Error> {
-        let ids_only = plan.select.clone().select_only().column(Column::Id);
+    async fn rows_by_ids_first<L: Log>(
+        &self,
+        plan: &PagePlan<L>,
+    ) -> Result<Vec<<L::Entity as EntityTrait>::Model>, Error> {
+        let ids_only = plan.select.clone().select_only().column(L::id_column());
         let ids = self
             .read("ids", |db| {
                 Box::pin(ids_only.clone().into_tuple::<i64>().all(db))
@@ -157,7 +159,8 @@ impl Service {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut rows = midjourney::Entity::find().filter(Column::Id.is_in(ids));
+        let backend = self.db.get_database_backend();
+        let mut rows = L::rows(backend).filter(L::id_column().is_in(ids));
         for key in &plan.order {
             rows = rows.order_by(key.field.expr(), sea_order(key.direction));
         }
@@ -166,10 +169,10 @@ impl Service {
 
     /// The SQL statements a page and its total run, as they would be sent (for the
     /// benchmark's floor, which sends them straight to the database).
-    pub fn page_statements(
+    pub fn page_statements<L: Log>(
         &self,
         viewer: &Viewer,
-        query: &TaskQuery,
+        query: &LogQuery<L>,
     ) -> Result<(Statement, Statement), Error> {
         let backend = self.db.get_database_backend();
         let plan = self.page_plan(viewer, query)?;
@@ -179,9 +182,19 @@ impl Service {
         Ok((plan.select.build(backend), count.build(backend)))
     }
 
-    /// One page of the tasks `viewer` may see that match the query, in one SQL query
-    /// (one row more than the page is fetched to learn whether another page follows).
+    /// One page of the Midjourney tasks `viewer` may see that match the query.
     pub async fn list_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<TaskPage, Error> {
+        self.list(viewer, query).await
+    }
+
+    /// One page of the rows of log `L` that `viewer` may see and that match the query, in
+    /// one SQL query (one row more than the page is fetched to learn whether another page
+    /// follows).
+    pub async fn list<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+    ) -> Result<Page<L>, Error> {
         let plan = self.page_plan(viewer, query)?;
         self.rows_query();
         let select = &plan.select;
@@ -194,11 +207,10 @@ impl Service {
         let limit = plan.limit;
         let backwards = plan.backwards;
         let more = models.len() as u64 > limit;
-        let forward = self.image_forward_base.as_deref();
-        let mut rows: Vec<TaskRecord> = models
+        let mut rows: Vec<L::Record> = models
             .into_iter()
             .take(limit as usize)
-            .map(|m| TaskRecord::from_model(m, forward))
+            .map(|m| L::record(m, self))
             .collect();
         if backwards {
             rows.reverse();
@@ -209,7 +221,7 @@ impl Service {
             PageRequest::Cursor(c) if backwards => (c.before.is_some(), more),
             PageRequest::Cursor(c) => (more, c.after.is_some()),
         };
-        Ok(TaskPage {
+        Ok(Page {
             rows,
             order: plan.order,
             fingerprint: plan.fingerprint,
@@ -226,7 +238,7 @@ impl Service {
     /// Identical counts asked at the same time run once and share the answer; with a
     /// freshness window (`--count-freshness-ms`) a finished count is reused for that long.
     pub async fn count_tasks(&self, viewer: &Viewer, query: &TaskQuery) -> Result<u64, Error> {
-        self.count_tasks_since(viewer, query, Instant::now()).await
+        self.count_since(viewer, query, Instant::now()).await
     }
 
     /// [`Service::count_tasks`] for a request that began at `since`: a count already running
@@ -236,6 +248,17 @@ impl Service {
         &self,
         viewer: &Viewer,
         query: &TaskQuery,
+        since: Instant,
+    ) -> Result<u64, Error> {
+        self.count_since(viewer, query, since).await
+    }
+
+    /// How many rows of log `L` match the query's scope and filter, for a request that
+    /// began at `since` (see [`Service::count_tasks_since`]).
+    pub async fn count_since<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
         since: Instant,
     ) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
@@ -274,15 +297,12 @@ impl Service {
         viewer: &Viewer,
         key: TaskKey,
     ) -> Result<Option<TaskRecord>, Error> {
-        use crate::service::filter::{NumFilter, StringFilter};
+        use crate::service::filter::StringFilter;
         let filter = match key {
-            TaskKey::Id(id) => TaskFilter {
-                id: Some(NumFilter {
-                    eq: Some(id),
-                    ..Default::default()
-                }),
+            TaskKey::Id(id) => Midjourneys::id_filter(NumFilter {
+                eq: Some(id),
                 ..Default::default()
-            },
+            }),
             TaskKey::MjId(mj_id) => TaskFilter {
                 mj_id: Some(StringFilter {
                     eq: Some(mj_id),
@@ -291,7 +311,16 @@ impl Service {
                 ..Default::default()
             },
         };
-        let query = TaskQuery {
+        self.find_first::<Midjourneys>(viewer, filter).await
+    }
+
+    /// The newest row of log `L` matching `filter` that `viewer` may see.
+    pub async fn find_first<L: Log>(
+        &self,
+        viewer: &Viewer,
+        filter: L::Filter,
+    ) -> Result<Option<L::Record>, Error> {
+        let query = LogQuery::<L> {
             filter,
             page: PageRequest::Offset(page::OffsetPage {
                 page: 1,
@@ -299,12 +328,7 @@ impl Service {
             }),
             ..Default::default()
         };
-        Ok(self
-            .list_tasks(viewer, &query)
-            .await?
-            .rows
-            .into_iter()
-            .next())
+        Ok(self.list(viewer, &query).await?.rows.into_iter().next())
     }
 
     /// The tasks with these row ids, each `None` where there is no such task or `viewer` may
@@ -316,7 +340,15 @@ impl Service {
         viewer: &Viewer,
         ids: &[i64],
     ) -> Result<Vec<Option<TaskRecord>>, Error> {
-        use crate::service::filter::NumFilter;
+        self.find_by_ids::<Midjourneys>(viewer, ids).await
+    }
+
+    /// [`Service::find_tasks`] for any log.
+    pub async fn find_by_ids<L: Log>(
+        &self,
+        viewer: &Viewer,
+        ids: &[i64],
+    ) -> Result<Vec<Option<L::Record>>, Error> {
         let mut distinct = ids.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
@@ -324,21 +356,18 @@ impl Service {
             return Ok(Vec::new());
         }
         let page_size = distinct.len() as u64;
-        let query = TaskQuery {
-            filter: TaskFilter {
-                id: Some(NumFilter {
-                    in_list: Some(distinct),
-                    ..Default::default()
-                }),
+        let query = LogQuery::<L> {
+            filter: L::id_filter(NumFilter {
+                in_list: Some(distinct),
                 ..Default::default()
-            },
+            }),
             page: PageRequest::Offset(page::OffsetPage { page: 1, page_size }),
             ..Default::default()
         };
-        let found = self.list_tasks(viewer, &query).await?.rows;
+        let found = self.list(viewer, &query).await?.rows;
         Ok(ids
             .iter()
-            .map(|id| found.iter().find(|r| r.id == *id).cloned())
+            .map(|id| found.iter().find(|r| L::record_id(r) == *id).cloned())
             .collect())
     }
 }

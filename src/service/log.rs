@@ -1,0 +1,170 @@
+//! One core for every task log.
+//!
+//! new-api keeps two task logs: `midjourneys` and the generic `tasks` (Suno, video). Every
+//! rule — viewer scoping, filters with their NULL and case semantics, orders, offset and
+//! keyset pages, counts and their coalescing, lookups — is written once, in
+//! [`listing`](crate::service::listing), over a [`Log`]: a description of one table (its
+//! entity, its filter, its sort keys, how a row becomes a record). A third log is a new
+//! entity and a new `impl Log`, not a new service.
+
+use std::fmt::Debug;
+
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{DbBackend, EntityTrait, Select};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::service::Service;
+use crate::service::filter::{self, NumFilter};
+use crate::service::listing::Scope;
+use crate::service::order::KeyOrder;
+use crate::service::page::PageRequest;
+use crate::service::viewer::Viewer;
+
+/// One task log: a table and what the core needs to know about it.
+pub trait Log: Sized + Send + Sync + 'static {
+    /// The table's entity.
+    type Entity: EntityTrait;
+    /// Everything a caller can ask of its rows.
+    type Filter: LogFilter;
+    /// The columns its rows can be sorted by.
+    type Field: SortField<Record = Self::Record>;
+    /// A row as both doors see it (no NULLs, no secrets).
+    type Record: Clone + Debug + Send + Sync + 'static;
+
+    /// The table's name (logs, traces).
+    const TABLE: &'static str;
+
+    /// The primary key.
+    fn id_column() -> <Self::Entity as EntityTrait>::Column;
+    /// The owner's user id: the column scoping is decided on.
+    fn user_column() -> <Self::Entity as EntityTrait>::Column;
+    /// The select that reads whole rows on `backend` (every column the record needs).
+    fn rows(backend: DbBackend) -> Select<Self::Entity>;
+    /// A stored row as its record.
+    fn record(model: <Self::Entity as EntityTrait>::Model, service: &Service) -> Self::Record;
+    /// A record's row id.
+    fn record_id(record: &Self::Record) -> i64;
+    /// The filter that selects rows by id.
+    fn id_filter(ids: NumFilter) -> Self::Filter;
+}
+
+/// A log's filter: its own leaves (columns), and the `and`/`or`/`not` tree every filter
+/// shares, whose limits and SQL are written once here.
+pub trait LogFilter:
+    Clone + Debug + Default + PartialEq + Serialize + Send + Sync + 'static
+{
+    /// Checks this node's own leaves (limits, admin-only parts) for `viewer`.
+    fn validate_leaves(&self, viewer: &Viewer) -> Result<(), Error>;
+    /// This node's own leaves as one condition (all must hold).
+    fn leaves_condition(&self, backend: DbBackend) -> Condition;
+    /// The sub-filters: `and`, `or`, `not`.
+    fn branches(&self) -> (&[Self], &[Self], Option<&Self>);
+
+    /// Checks the limits and the admin-only parts for `viewer`; runs no SQL.
+    fn validate(&self, viewer: &Viewer) -> Result<(), Error> {
+        validate_at(self, viewer, 1)
+    }
+
+    /// The SQL condition for this filter (validated first) on `backend`. A filter with no
+    /// parts matches every row.
+    fn condition(&self, backend: DbBackend) -> Condition {
+        let mut all = self.leaves_condition(backend);
+        let (and, or, not) = self.branches();
+        for f in and {
+            all = all.add(f.condition(backend));
+        }
+        if !or.is_empty() {
+            let mut any = Condition::any();
+            for f in or {
+                any = any.add(f.condition(backend));
+            }
+            all = all.add(any);
+        }
+        if let Some(f) = not {
+            all = all.add(f.condition(backend).not());
+        }
+        all
+    }
+}
+
+fn validate_at<F: LogFilter>(f: &F, viewer: &Viewer, depth: usize) -> Result<(), Error> {
+    if depth > filter::MAX_DEPTH {
+        return Err(Error::BadFilter(format!(
+            "filter nesting is deeper than {} levels",
+            filter::MAX_DEPTH
+        )));
+    }
+    f.validate_leaves(viewer)?;
+    let (and, or, not) = f.branches();
+    for (name, list) in [("and", and), ("or", or)] {
+        if list.len() > filter::MAX_BRANCHES {
+            return Err(Error::BadFilter(format!(
+                "{name}: at most {} items",
+                filter::MAX_BRANCHES
+            )));
+        }
+        for f in list {
+            validate_at(f, viewer, depth + 1)?;
+        }
+    }
+    if let Some(f) = not {
+        validate_at(f, viewer, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// A column a log's rows can be sorted by; `ID` (unique) breaks every tie.
+pub trait SortField: Copy + Debug + PartialEq + Eq + Serialize + Send + Sync + 'static {
+    /// The record the key's values are read from (cursors).
+    type Record;
+    /// The primary key.
+    const ID: Self;
+    /// The expression sorted on (NULL reads as the wire shows it).
+    fn expr(self) -> Expr;
+    /// This key's value in a record.
+    fn value(self, record: &Self::Record) -> i64;
+}
+
+/// What to list from log `L`: a scope, a filter, an order and a page.
+pub struct LogQuery<L: Log> {
+    pub scope: Scope,
+    pub filter: L::Filter,
+    /// Empty means `ID DESC`.
+    pub order: Vec<KeyOrder<L::Field>>,
+    pub page: PageRequest,
+}
+
+impl<L: Log> Default for LogQuery<L> {
+    fn default() -> Self {
+        LogQuery {
+            scope: Scope::default(),
+            filter: L::Filter::default(),
+            order: Vec::new(),
+            page: PageRequest::default(),
+        }
+    }
+}
+
+impl<L: Log> Clone for LogQuery<L> {
+    fn clone(&self) -> Self {
+        LogQuery {
+            scope: self.scope,
+            filter: self.filter.clone(),
+            order: self.order.clone(),
+            page: self.page.clone(),
+        }
+    }
+}
+
+impl<L: Log> Debug for LogQuery<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogQuery")
+            .field("log", &L::TABLE)
+            .field("scope", &self.scope)
+            .field("filter", &self.filter)
+            .field("order", &self.order)
+            .field("page", &self.page)
+            .finish()
+    }
+}

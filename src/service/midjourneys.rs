@@ -1,0 +1,50 @@
+//! The Midjourney log (`midjourneys`) as the core sees it.
+
+use entity::midjourney::{self, Column};
+use sea_orm::{DbBackend, EntityTrait, Select};
+
+use crate::service::Service;
+use crate::service::filter::{NumFilter, TaskFilter};
+use crate::service::log::Log;
+use crate::service::order::OrderField;
+use crate::service::record::TaskRecord;
+
+/// new-api's Midjourney task log.
+#[derive(Clone, Copy, Debug)]
+pub struct Midjourneys;
+
+impl Log for Midjourneys {
+    type Entity = midjourney::Entity;
+    type Filter = TaskFilter;
+    type Field = OrderField;
+    type Record = TaskRecord;
+
+    const TABLE: &'static str = "midjourneys";
+
+    fn id_column() -> Column {
+        Column::Id
+    }
+
+    fn user_column() -> Column {
+        Column::UserId
+    }
+
+    fn rows(_backend: DbBackend) -> Select<midjourney::Entity> {
+        midjourney::Entity::find()
+    }
+
+    fn record(model: midjourney::Model, service: &Service) -> TaskRecord {
+        TaskRecord::from_model(model, service.image_forward_base.as_deref())
+    }
+
+    fn record_id(record: &TaskRecord) -> i64 {
+        record.id
+    }
+
+    fn id_filter(ids: NumFilter) -> TaskFilter {
+        TaskFilter {
+            id: Some(ids),
+            ..Default::default()
+        }
+    }
+}

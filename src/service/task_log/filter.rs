@@ -1,0 +1,155 @@
+//! The task log's filter and sort keys, built from the leaf types and checks every log
+//! shares (`service::filter`, `service::filter_sql`).
+
+use entity::task::Column;
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{ColumnTrait, DbBackend};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::service::filter::{
+    NumFilter, StringFilter, TextFilter, admin_only, check_nums, check_patterns, check_strings,
+};
+use crate::service::filter_sql::{
+    all_of, finished_condition, num_condition, string_condition, text_condition,
+};
+use crate::service::log::{LogFilter, SortField};
+use crate::service::order::coalesce;
+use crate::service::task_log::PlatformTaskRecord;
+use crate::service::viewer::Viewer;
+
+/// Every condition a caller can put on the task log; all given parts must hold. NULL
+/// columns compare as the value the wire shows (`0`, `""`), as on the Midjourney log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PlatformTaskFilter {
+    pub id: Option<NumFilter>,
+    pub task_id: Option<StringFilter>,
+    pub platform: Option<StringFilter>,
+    pub action: Option<StringFilter>,
+    pub status: Option<StringFilter>,
+    /// Admin only.
+    pub user_id: Option<NumFilter>,
+    /// Admin only.
+    pub channel_id: Option<NumFilter>,
+    pub submit_time: Option<NumFilter>,
+    pub start_time: Option<NumFilter>,
+    pub finish_time: Option<NumFilter>,
+    pub updated_at: Option<NumFilter>,
+    pub quota: Option<NumFilter>,
+    /// `progress = '100%'` (true) or not (false).
+    pub finished: Option<bool>,
+    pub fail_reason: Option<TextFilter>,
+    /// new-api's own SQL semantics, for its legacy routes: a NULL column never matches a
+    /// leaf on it (instead of comparing as `0` or `""`).
+    pub legacy_nulls: bool,
+    pub and: Vec<PlatformTaskFilter>,
+    pub or: Vec<PlatformTaskFilter>,
+    pub not: Option<Box<PlatformTaskFilter>>,
+}
+
+impl LogFilter for PlatformTaskFilter {
+    fn validate_leaves(&self, viewer: &Viewer) -> Result<(), Error> {
+        admin_only(
+            viewer,
+            &[
+                ("userId", self.user_id.is_some()),
+                ("channelId", self.channel_id.is_some()),
+            ],
+        )?;
+        check_nums(&self.nums().map(|(name, _, f, _)| (name, f)))?;
+        check_strings(&self.strings().map(|(name, _, f)| (name, f)))?;
+        check_patterns(&[("failReason", &self.fail_reason)])
+    }
+
+    fn leaves_condition(&self, backend: DbBackend) -> Condition {
+        let mut all = all_of();
+        for (_, col, f, nullable) in self.nums() {
+            if let Some(f) = f {
+                if self.legacy_nulls && nullable {
+                    all = all.add(col.is_not_null());
+                }
+                all = all.add(num_condition(col, f, nullable));
+            }
+        }
+        for (_, col, f) in self.strings() {
+            if let Some(f) = f {
+                if self.legacy_nulls {
+                    all = all.add(col.is_not_null());
+                }
+                all = all.add(string_condition(backend, col, f));
+            }
+        }
+        if let Some(f) = &self.fail_reason {
+            all = all.add(text_condition(backend, Column::FailReason, f));
+        }
+        if let Some(finished) = self.finished {
+            all = all.add(finished_condition(backend, Column::Progress, finished));
+        }
+        all
+    }
+
+    fn branches(&self) -> (&[Self], &[Self], Option<&Self>) {
+        (&self.and, &self.or, self.not.as_deref())
+    }
+}
+
+impl PlatformTaskFilter {
+    /// The number leaves: GraphQL name, column, filter, whether the column may be NULL.
+    fn nums(&self) -> [(&'static str, Column, &Option<NumFilter>, bool); 8] {
+        [
+            ("id", Column::Id, &self.id, false),
+            ("userId", Column::UserId, &self.user_id, true),
+            ("channelId", Column::ChannelId, &self.channel_id, true),
+            ("submitTime", Column::SubmitTime, &self.submit_time, true),
+            ("startTime", Column::StartTime, &self.start_time, true),
+            ("finishTime", Column::FinishTime, &self.finish_time, true),
+            ("updatedAt", Column::UpdatedAt, &self.updated_at, true),
+            ("quota", Column::Quota, &self.quota, true),
+        ]
+    }
+
+    /// The exact string leaves: GraphQL name, column, filter.
+    fn strings(&self) -> [(&'static str, Column, &Option<StringFilter>); 4] {
+        [
+            ("taskId", Column::TaskId, &self.task_id),
+            ("platform", Column::Platform, &self.platform),
+            ("action", Column::Action, &self.action),
+            ("status", Column::Status, &self.status),
+        ]
+    }
+}
+
+/// A column the task log can be sorted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PlatformOrderField {
+    Id,
+    SubmitTime,
+    FinishTime,
+    UpdatedAt,
+    Quota,
+}
+
+impl SortField for PlatformOrderField {
+    type Record = PlatformTaskRecord;
+    const ID: Self = PlatformOrderField::Id;
+
+    fn expr(self) -> Expr {
+        match self {
+            PlatformOrderField::Id => Expr::col(Column::Id),
+            PlatformOrderField::SubmitTime => coalesce(Column::SubmitTime),
+            PlatformOrderField::FinishTime => coalesce(Column::FinishTime),
+            PlatformOrderField::UpdatedAt => coalesce(Column::UpdatedAt),
+            PlatformOrderField::Quota => coalesce(Column::Quota),
+        }
+    }
+
+    fn value(self, r: &PlatformTaskRecord) -> i64 {
+        match self {
+            PlatformOrderField::Id => r.id,
+            PlatformOrderField::SubmitTime => r.submit_time,
+            PlatformOrderField::FinishTime => r.finish_time,
+            PlatformOrderField::UpdatedAt => r.updated_at,
+            PlatformOrderField::Quota => r.quota,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! new-api's generic task log (`tasks`: Suno and the video platforms) as the core sees it:
+//! its record, filter, sort keys and JSON columns. Scoping, pages, counts and lookups are
+//! the core's ([`Log`]), shared with the Midjourney log.
+
+mod filter;
+pub mod json;
+mod record;
+
+pub use filter::{PlatformOrderField, PlatformTaskFilter};
+pub use record::PlatformTaskRecord;
+
+use entity::task::{self, Column};
+use sea_orm::sea_query::Expr;
+use sea_orm::{DbBackend, EntityTrait, QuerySelect, Select};
+
+use crate::service::Service;
+use crate::service::filter::NumFilter;
+use crate::service::log::{Log, LogQuery};
+
+/// new-api's generic task log.
+#[derive(Clone, Copy, Debug)]
+pub struct Tasks;
+
+/// What to list from the task log.
+pub type PlatformTaskQuery = LogQuery<Tasks>;
+
+/// The JSON columns, read as bytes on every backend.
+const JSON_COLUMNS: [&str; 3] = ["properties", "private_data", "data"];
+
+impl Log for Tasks {
+    type Entity = task::Entity;
+    type Filter = PlatformTaskFilter;
+    type Field = PlatformOrderField;
+    type Record = PlatformTaskRecord;
+
+    const TABLE: &'static str = "tasks";
+
+    fn id_column() -> Column {
+        Column::Id
+    }
+
+    fn user_column() -> Column {
+        Column::UserId
+    }
+
+    /// Every column by name (older tables lack none the model reads; forks' extra columns
+    /// are not selected); the JSON columns as bytes: SQLite returns what is stored (BLOB or
+    /// TEXT), PostgreSQL's `json` is converted from its text, MySQL's cast to binary.
+    fn rows(backend: DbBackend) -> Select<task::Entity> {
+        let mut select = task::Entity::find().select_only();
+        for col in [
+            Column::Id,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+            Column::TaskId,
+            Column::Platform,
+            Column::UserId,
+            Column::Group,
+            Column::ChannelId,
+            Column::Quota,
+            Column::Action,
+            Column::Status,
+            Column::FailReason,
+            Column::SubmitTime,
+            Column::StartTime,
+            Column::FinishTime,
+            Column::Progress,
+        ] {
+            select = select.column(col);
+        }
+        for name in JSON_COLUMNS {
+            let expr = match backend {
+                DbBackend::Postgres => {
+                    format!("convert_to(CAST(\"tasks\".\"{name}\" AS text), 'UTF8')")
+                }
+                DbBackend::MySql => format!("CAST(`tasks`.`{name}` AS BINARY)"),
+                _ => format!("\"tasks\".\"{name}\""),
+            };
+            select = select.column_as(Expr::cust(expr), name);
+        }
+        select
+    }
+
+    fn record(model: task::Model, _service: &Service) -> PlatformTaskRecord {
+        PlatformTaskRecord::from_model(model)
+    }
+
+    fn record_id(record: &PlatformTaskRecord) -> i64 {
+        record.id
+    }
+
+    fn id_filter(ids: NumFilter) -> PlatformTaskFilter {
+        PlatformTaskFilter {
+            id: Some(ids),
+            ..Default::default()
+        }
+    }
+}
