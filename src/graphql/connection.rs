@@ -6,7 +6,7 @@ use tokio::sync::OnceCell;
 use crate::graphql::context::{arrived, caller};
 use crate::graphql::errors::Gql;
 use crate::graphql::task::MidjourneyTask;
-use crate::service::{TaskPage, TaskQuery, Viewer};
+use crate::service::{Log, Page, TaskPage, TaskQuery, Viewer};
 
 /// One page of tasks. `totalCount` and `pageInfo.totalPages` run a count query only when
 /// selected.
@@ -49,40 +49,72 @@ pub struct MidjourneyTaskEdge {
     pub node: MidjourneyTask,
 }
 
-/// Where a page stands.
-pub struct PageInfo<'a>(&'a MidjourneyTaskConnection);
+/// Where a page stands: what its page already knows, and where to count the total.
+pub struct PageInfo<'a> {
+    has_next_page: bool,
+    has_previous_page: bool,
+    start_cursor: Option<String>,
+    end_cursor: Option<String>,
+    page: Option<u64>,
+    page_size: u64,
+    total: TotalOf<'a>,
+}
+
+/// The connection whose total `totalPages` counts (only when selected).
+pub enum TotalOf<'a> {
+    Midjourney(&'a MidjourneyTaskConnection),
+    Task(&'a crate::graphql::task_log::TaskConnection),
+}
+
+impl<'a> PageInfo<'a> {
+    /// The page info of `page`, counting through `total`.
+    pub fn of<L: Log>(page: &Page<L>, total: TotalOf<'a>) -> PageInfo<'a> {
+        PageInfo {
+            has_next_page: page.has_next_page,
+            has_previous_page: page.has_previous_page,
+            start_cursor: page.cursor(0),
+            end_cursor: page.rows.len().checked_sub(1).and_then(|i| page.cursor(i)),
+            page: page.page,
+            page_size: page.page_size,
+            total,
+        }
+    }
+}
 
 /// Where this page stands among all matching tasks.
 #[Object]
 impl PageInfo<'_> {
     /// Whether more tasks follow this page.
     async fn has_next_page(&self) -> bool {
-        self.0.page.has_next_page
+        self.has_next_page
     }
     /// Whether tasks precede this page.
     async fn has_previous_page(&self) -> bool {
-        self.0.page.has_previous_page
+        self.has_previous_page
     }
     /// The first task's cursor (null on an empty page).
-    async fn start_cursor(&self) -> Option<String> {
-        self.0.page.cursor(0)
+    async fn start_cursor(&self) -> Option<&str> {
+        self.start_cursor.as_deref()
     }
     /// The last task's cursor (null on an empty page).
-    async fn end_cursor(&self) -> Option<String> {
-        self.0.page.cursor(self.0.page.rows.len().checked_sub(1)?)
+    async fn end_cursor(&self) -> Option<&str> {
+        self.end_cursor.as_deref()
     }
     /// The page number (offset pages only; null with cursors).
     async fn page(&self) -> Option<u64> {
-        self.0.page.page
+        self.page
     }
     /// Rows per page.
     async fn page_size(&self) -> u64 {
-        self.0.page.page_size
+        self.page_size
     }
     /// How many pages of this size the matching tasks fill (runs the count query).
     async fn total_pages(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        let total = self.0.total(ctx).await?;
-        Ok(total.div_ceil(self.0.page.page_size.max(1)))
+        let total = match self.total {
+            TotalOf::Midjourney(c) => c.total(ctx).await?,
+            TotalOf::Task(c) => c.total(ctx).await?,
+        };
+        Ok(total.div_ceil(self.page_size.max(1)))
     }
 }
 
@@ -102,7 +134,7 @@ impl MidjourneyTaskConnection {
     }
     /// Where this page stands.
     async fn page_info(&self) -> PageInfo<'_> {
-        PageInfo(self)
+        PageInfo::of(&self.page, TotalOf::Midjourney(self))
     }
     /// How many tasks match in all (an exact count, run only when selected).
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {

@@ -18,6 +18,7 @@ mod sse;
 mod stats;
 mod subscription;
 mod task;
+mod task_log;
 mod ws;
 
 use std::sync::Arc;

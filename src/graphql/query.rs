@@ -12,9 +12,13 @@ use crate::graphql::node::{self, Node};
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
 use crate::graphql::stats::MidjourneyTaskStats;
 use crate::graphql::task::MidjourneyTask;
+use crate::graphql::task_log::{Task, TaskConnection, TaskFilterInput, TaskOrder, task_log_query};
 use crate::service::LogFilter;
 use crate::service::filter::MAX_VALUE;
-use crate::service::{Lookups, Role, Scope, TaskKey, TaskQuery, Viewer as SvcViewer};
+use crate::service::{
+    Log, Lookups, NumFilter, PlatformTaskFilter, Role, Scope, StringFilter, TaskKey, TaskQuery,
+    Tasks, Viewer as SvcViewer,
+};
 
 /// The root of every query.
 pub struct Query;
@@ -65,7 +69,8 @@ fn task_query(
     })
 }
 
-/// Midjourney task logs: lists, lookups and statistics. Every data field needs the two auth
+/// new-api's task logs — Midjourney (`midjourneyTasks`) and the generic log of Suno and
+/// video tasks (`tasks`): lists, lookups and statistics. Every data field needs the two auth
 /// headers (`Authorization: Bearer <access token>`, `New-Api-User: <user id>`).
 #[Object]
 impl Query {
@@ -195,6 +200,91 @@ impl Query {
             viewer: viewer.clone(),
             totals: OnceCell::new(),
         })
+    }
+
+    /// Tasks of new-api's generic task log (Suno music and video tasks) visible to the
+    /// caller, newest first unless `orderBy` says otherwise. Admins see all tasks; everyone
+    /// else sees only their own. Times are epoch seconds.
+    #[graphql(complexity = "page_rows(&page) * child_complexity + 1")]
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the tasks must meet (all of them).")] filter: Option<
+            TaskFilterInput,
+        >,
+        #[graphql(
+            desc = "Sort keys, at most 3 (default ID DESC); id is always the last tie-breaker."
+        )]
+        order_by: Option<Vec<TaskOrder>>,
+        #[graphql(desc = "Offset page or keyset cursor (default: offset page 1 of 20).")]
+        page: Option<PageInput>,
+    ) -> async_graphql::Result<TaskConnection> {
+        let (service, viewer, lang) = caller(ctx)?;
+        let query = task_log_query(filter, order_by, page).gql(lang)?;
+        let look = ctx.look_ahead();
+        let wants_total = look.field("totalCount").exists()
+            || look.field("pageInfo").field("totalPages").exists();
+        let total = OnceCell::new();
+        let page = if wants_total {
+            let (page, count) = tokio::join!(
+                service.list::<Tasks>(viewer, &query),
+                service.count_since(viewer, &query, arrived(ctx))
+            );
+            let _ = total.set(count.gql(lang)?);
+            page
+        } else {
+            service.list::<Tasks>(viewer, &query).await
+        };
+        Ok(TaskConnection {
+            page: page.gql(lang)?,
+            query,
+            viewer: viewer.clone(),
+            total,
+        })
+    }
+
+    /// One task of the generic log by row id or by its public taskId (give exactly one).
+    /// null when there is no such task or the caller may not see it; taskId: the newest
+    /// visible task with it.
+    async fn task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The row id.")] id: Option<i64>,
+        #[graphql(desc = "The public task id.")] task_id: Option<String>,
+    ) -> async_graphql::Result<Option<Task>> {
+        let (service, viewer, lang) = caller(ctx)?;
+        let filter = match (id, task_id) {
+            (Some(id), None) => Tasks::id_filter(NumFilter {
+                eq: Some(id),
+                ..Default::default()
+            }),
+            (None, Some(t)) => {
+                if t.chars().count() > MAX_VALUE {
+                    let err = Error::BadFilter(format!("taskId is at most {MAX_VALUE} characters"));
+                    return Err(to_gql(&err, lang));
+                }
+                PlatformTaskFilter {
+                    task_id: Some(StringFilter {
+                        eq: Some(t),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            }
+            _ => {
+                let err = Error::BadFilter("give exactly one of id and taskId".into());
+                return Err(to_gql(&err, lang));
+            }
+        };
+        ctx.data::<Lookups>()?.take(1).gql(lang)?;
+        let found = service
+            .find_first::<Tasks>(viewer, filter)
+            .await
+            .gql(lang)?;
+        Ok(found.map(|record| Task {
+            record,
+            admin: viewer.is_admin(),
+        }))
     }
 
     /// The authenticated caller.

@@ -1,0 +1,362 @@
+//! new-api's generic task log (Suno and video tasks) in GraphQL: the `Task` type, its filter
+//! and order inputs, and its connection. Every rule is the service's (the same core as the
+//! Midjourney log); this module only translates.
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use tokio::sync::OnceCell;
+
+use crate::error::Error;
+use crate::graphql::connection::{PageInfo, TotalOf};
+use crate::graphql::context::{arrived, caller, lang};
+use crate::graphql::errors::{Gql, to_gql};
+use crate::graphql::inputs::{IntFilter, LongFilter, StringFilter, TextFilter};
+use crate::graphql::paging::{OrderDirection, PageInput};
+use crate::graphql::scalars::Long;
+use crate::service::filter::MAX_DEPTH;
+use crate::service::task_log::PlatformOrderField;
+use crate::service::{
+    Direction, KeyOrder, Page, PlatformTaskFilter, PlatformTaskQuery, PlatformTaskRecord, Scope,
+    Tasks, Viewer,
+};
+
+/// A task of the generic log, with whether its caller is an admin.
+pub struct Task {
+    pub record: PlatformTaskRecord,
+    /// Whether the caller is an admin (admin-only fields).
+    pub admin: bool,
+}
+
+fn from_seconds(value: i64) -> Option<DateTime<Utc>> {
+    (value > 0)
+        .then_some(value)
+        .and_then(|s| DateTime::from_timestamp(s, 0))
+}
+
+/// One task of new-api's generic task log: a Suno music task or a video task (Kling,
+/// Jimeng, Vidu, Seedance, Sora, Veo, Hailuo, Wan, …). Times are epoch seconds (the
+/// Midjourney log stores milliseconds). NULL columns read as "" or 0. The upstream's keys
+/// (new-api's private data) are never served.
+#[Object]
+impl Task {
+    /// The row id (the integer the REST routes show as `id`).
+    async fn id(&self) -> i64 {
+        self.record.id
+    }
+    /// The public task id (`task_…` in current new-api).
+    async fn task_id(&self) -> &str {
+        &self.record.task_id
+    }
+    /// The platform: "suno", or a video channel type as a decimal string ("50" Kling, "51"
+    /// Jimeng, "52" Vidu, "54" Seedance, "55" Sora, …; an open set).
+    async fn platform(&self) -> &str {
+        &self.record.platform
+    }
+    /// The action: MUSIC, LYRICS (Suno); generate, textGenerate, firstTailGenerate,
+    /// referenceGenerate, remixGenerate (video); an open set.
+    async fn action(&self) -> &str {
+        &self.record.action
+    }
+    /// The status: NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, SUCCESS, FAILURE, UNKNOWN, or
+    /// "" on rows from older builds (an open set).
+    async fn status(&self) -> &str {
+        &self.record.status
+    }
+    /// The progress as stored, e.g. "45%".
+    async fn progress(&self) -> &str {
+        &self.record.progress
+    }
+    /// Whether the task is done (progress is "100%").
+    async fn finished(&self) -> bool {
+        self.record.finished()
+    }
+    /// Why the task failed, when it did.
+    async fn fail_reason(&self) -> &str {
+        &self.record.fail_reason
+    }
+    /// The result URL; new-api falls back to the failure reason (where older builds kept
+    /// the URL), so a failed task shows its error text here too.
+    async fn result_url(&self) -> &str {
+        &self.record.result_url
+    }
+    /// The task's text input (prompt, lyrics, …), from its properties.
+    async fn input(&self) -> &str {
+        &self.record.properties.input
+    }
+    /// The model the client asked for ("" when not recorded).
+    async fn origin_model_name(&self) -> &str {
+        &self.record.properties.origin_model_name
+    }
+    /// The model sent upstream ("" when not recorded).
+    async fn upstream_model_name(&self) -> &str {
+        &self.record.properties.upstream_model_name
+    }
+    /// The billing group.
+    async fn group(&self) -> &str {
+        &self.record.group
+    }
+    /// The quota charged.
+    async fn quota(&self) -> i64 {
+        self.record.quota
+    }
+    /// The owner's user id (callers only ever see their own tasks, admins everyone's).
+    async fn user_id(&self) -> i64 {
+        self.record.user_id
+    }
+    /// The upstream channel. Admins only: anyone else gets a FORBIDDEN error here.
+    async fn channel_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
+        if !self.admin {
+            let err = Error::Forbidden("channelId is for admins only".into());
+            return Err(to_gql(&err, lang(ctx)));
+        }
+        Ok(Some(self.record.channel_id))
+    }
+    /// The submit time in epoch seconds, as stored (0 when unset).
+    async fn submit_time(&self) -> Long {
+        Long(self.record.submit_time)
+    }
+    /// The start time in epoch seconds (0 until started).
+    async fn start_time(&self) -> Long {
+        Long(self.record.start_time)
+    }
+    /// The finish time in epoch seconds (0 until finished).
+    async fn finish_time(&self) -> Long {
+        Long(self.record.finish_time)
+    }
+    /// When the row was created, epoch seconds (0 when unset).
+    async fn created_at(&self) -> Long {
+        Long(self.record.created_at)
+    }
+    /// When the row last changed, epoch seconds (0 when unset).
+    async fn updated_at(&self) -> Long {
+        Long(self.record.updated_at)
+    }
+    /// The submit time in ISO-8601; null when unset.
+    async fn submitted_at(&self) -> Option<DateTime<Utc>> {
+        from_seconds(self.record.submit_time)
+    }
+    /// The finish time in ISO-8601; null when unset.
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        from_seconds(self.record.finish_time)
+    }
+    /// The upstream's raw answer as JSON (null when none was stored or it is not JSON).
+    async fn data(&self) -> Option<Json<serde_json::Value>> {
+        let text = self.record.data.as_deref()?;
+        serde_json::from_str(text).ok().map(Json)
+    }
+}
+
+/// Conditions on the generic task log; all given fields must hold. Non-admins are always
+/// limited to their own tasks, whatever the filter says.
+#[derive(InputObject, Clone, Debug, Default)]
+#[graphql(name = "TaskFilter")]
+pub struct TaskFilterInput {
+    /// The row id.
+    pub id: Option<IntFilter>,
+    /// The public task id (exact).
+    pub task_id: Option<StringFilter>,
+    /// The platform: "suno", or a video channel type ("50", "55", …).
+    pub platform: Option<StringFilter>,
+    /// The action: MUSIC, LYRICS, generate, textGenerate, … (an open set).
+    pub action: Option<StringFilter>,
+    /// The status: SUCCESS, FAILURE, IN_PROGRESS, QUEUED, SUBMITTED, NOT_START, … .
+    pub status: Option<StringFilter>,
+    /// The owner's user id. Admins only.
+    pub user_id: Option<IntFilter>,
+    /// The upstream channel. Admins only.
+    pub channel_id: Option<IntFilter>,
+    /// The submit time, epoch seconds.
+    pub submit_time: Option<LongFilter>,
+    /// The start time, epoch seconds.
+    pub start_time: Option<LongFilter>,
+    /// The finish time, epoch seconds.
+    pub finish_time: Option<LongFilter>,
+    /// When the row last changed, epoch seconds.
+    pub updated_at: Option<LongFilter>,
+    /// The quota charged.
+    pub quota: Option<IntFilter>,
+    /// Finished (progress is "100%") or not.
+    pub finished: Option<bool>,
+    /// Tests on the failure reason.
+    pub fail_reason: Option<TextFilter>,
+    /// All of these filters hold (at most 10).
+    pub and: Option<Vec<TaskFilterInput>>,
+    /// At least one of these filters holds (at most 10).
+    pub or: Option<Vec<TaskFilterInput>>,
+    /// This filter does not hold.
+    pub not: Option<Box<TaskFilterInput>>,
+}
+
+impl TaskFilterInput {
+    /// The service filter (nesting beyond the service's limit refused before recursing).
+    pub fn into_service(self) -> Result<PlatformTaskFilter, Error> {
+        self.convert(1)
+    }
+
+    fn convert(self, depth: usize) -> Result<PlatformTaskFilter, Error> {
+        if depth > MAX_DEPTH {
+            return Err(Error::BadFilter(format!(
+                "filter nesting is deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let list = |l: Option<Vec<TaskFilterInput>>| -> Result<Vec<PlatformTaskFilter>, Error> {
+            l.unwrap_or_default()
+                .into_iter()
+                .map(|f| f.convert(depth + 1))
+                .collect()
+        };
+        Ok(PlatformTaskFilter {
+            id: self.id.map(Into::into),
+            task_id: self.task_id.map(Into::into),
+            platform: self.platform.map(Into::into),
+            action: self.action.map(Into::into),
+            status: self.status.map(Into::into),
+            user_id: self.user_id.map(Into::into),
+            channel_id: self.channel_id.map(Into::into),
+            submit_time: self.submit_time.map(Into::into),
+            start_time: self.start_time.map(Into::into),
+            finish_time: self.finish_time.map(Into::into),
+            updated_at: self.updated_at.map(Into::into),
+            quota: self.quota.map(Into::into),
+            finished: self.finished,
+            fail_reason: self.fail_reason.map(Into::into),
+            legacy_nulls: false,
+            and: list(self.and)?,
+            or: list(self.or)?,
+            not: match self.not {
+                Some(f) => Some(Box::new(f.convert(depth + 1)?)),
+                None => None,
+            },
+        })
+    }
+}
+
+/// A field the generic task log can be ordered by.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskSortField {
+    /// The row id (creation order).
+    Id,
+    /// The submit time.
+    SubmitTime,
+    /// The finish time.
+    FinishTime,
+    /// When the row last changed.
+    UpdatedAt,
+    /// The quota charged.
+    Quota,
+}
+
+/// One sort key of the generic task log. At most 3 keys; `id` is always added as the final
+/// tie-breaker.
+#[derive(InputObject, Clone, Copy, Debug)]
+pub struct TaskOrder {
+    /// The field to sort by.
+    pub field: TaskSortField,
+    /// The direction.
+    #[graphql(default_with = "OrderDirection::Desc")]
+    pub direction: OrderDirection,
+}
+
+impl From<TaskOrder> for KeyOrder<PlatformOrderField> {
+    fn from(o: TaskOrder) -> Self {
+        KeyOrder {
+            field: match o.field {
+                TaskSortField::Id => PlatformOrderField::Id,
+                TaskSortField::SubmitTime => PlatformOrderField::SubmitTime,
+                TaskSortField::FinishTime => PlatformOrderField::FinishTime,
+                TaskSortField::UpdatedAt => PlatformOrderField::UpdatedAt,
+                TaskSortField::Quota => PlatformOrderField::Quota,
+            },
+            direction: match o.direction {
+                OrderDirection::Asc => Direction::Asc,
+                OrderDirection::Desc => Direction::Desc,
+            },
+        }
+    }
+}
+
+/// The service query for `tasks(filter, orderBy, page)`.
+pub fn task_log_query(
+    filter: Option<TaskFilterInput>,
+    order_by: Option<Vec<TaskOrder>>,
+    page: Option<PageInput>,
+) -> Result<PlatformTaskQuery, Error> {
+    Ok(PlatformTaskQuery {
+        scope: Scope::Visible,
+        filter: filter
+            .map(TaskFilterInput::into_service)
+            .transpose()?
+            .unwrap_or_default(),
+        order: order_by
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        page: PageInput::into_service(page)?,
+    })
+}
+
+/// One page of the generic task log. `totalCount` and `pageInfo.totalPages` run a count
+/// query only when selected.
+pub struct TaskConnection {
+    pub page: Page<Tasks>,
+    pub query: PlatformTaskQuery,
+    pub viewer: Viewer,
+    pub total: OnceCell<u64>,
+}
+
+impl TaskConnection {
+    pub(crate) async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        let (service, _, lang) = caller(ctx)?;
+        self.total
+            .get_or_try_init(|| async {
+                service
+                    .count_since(&self.viewer, &self.query, arrived(ctx))
+                    .await
+                    .gql(lang)
+            })
+            .await
+            .copied()
+    }
+
+    fn tasks(&self) -> impl Iterator<Item = Task> + '_ {
+        let admin = self.viewer.is_admin();
+        self.page.rows.iter().map(move |r| Task {
+            record: r.clone(),
+            admin,
+        })
+    }
+}
+
+/// A task of the generic log with its cursor.
+#[derive(SimpleObject)]
+pub struct TaskEdge {
+    /// Pass as `after` or `before` (with the same order and filter) to page from here.
+    pub cursor: String,
+    /// The task.
+    pub node: Task,
+}
+
+/// A page of the generic task log.
+#[Object]
+impl TaskConnection {
+    /// The tasks of this page.
+    async fn nodes(&self) -> Vec<Task> {
+        self.tasks().collect()
+    }
+    /// The tasks of this page with their cursors.
+    async fn edges(&self) -> Vec<TaskEdge> {
+        self.tasks()
+            .zip(self.page.cursors())
+            .map(|(node, cursor)| TaskEdge { cursor, node })
+            .collect()
+    }
+    /// Where this page stands.
+    async fn page_info(&self) -> PageInfo<'_> {
+        PageInfo::of(&self.page, TotalOf::Task(self))
+    }
+    /// How many tasks match in all (an exact count, run only when selected).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        self.total(ctx).await
+    }
+}
