@@ -105,6 +105,13 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         "curl -s '{base}/api/mj/self?p=1&page_size=5' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}'",
         alice.access_token, alice.id
     );
+    println!(
+        "# alice's Suno and video tasks (new-api's generic log: times in seconds, 10 per page):"
+    );
+    println!(
+        "curl -s '{base}/api/task/self?platform=suno' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}'",
+        alice.access_token, alice.id
+    );
     println!("# every task on channel 2 (admin):");
     println!(
         "curl -s '{base}/api/mj/?p=1&page_size=5&channel_id=2' -H 'Authorization: Bearer {}' -H 'New-Api-User: {}'",

@@ -10,7 +10,7 @@ mod items;
 pub mod openapi;
 mod params;
 mod task_handlers;
-mod task_items;
+pub(crate) mod task_items;
 pub mod task_params;
 
 pub use envelope::{ApiError, failure_body};

@@ -6,7 +6,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::rest::items::{AdminItem, SelfItem};
-use crate::service::TaskRecord;
+use crate::rest::task_items::TaskItem;
+use crate::service::{PlatformTaskRecord, TaskRecord};
 
 /// The schema of an item type: each field of `T`'s JSON, with its JSON type.
 fn item_schema<T: From<TaskRecord> + serde::Serialize>(description: &str) -> Value {
@@ -30,6 +31,137 @@ fn item_schema<T: From<TaskRecord> + serde::Serialize>(description: &str) -> Val
         "required": required,
         "additionalProperties": false,
     })
+}
+
+/// The schema of the task routes' item: each key of a sample item, `result_url` and
+/// `username` optional (omitted when empty), `username` only on the admin route.
+fn task_item_schema(admin: bool, description: &str) -> Value {
+    let sample = PlatformTaskRecord {
+        result_url: "x".into(),
+        data: Some("{}".into()),
+        ..Default::default()
+    };
+    let item = serde_json::to_value(TaskItem::new(sample, admin, Some("x"))).unwrap_or_default();
+    let fields = item.as_object().cloned().unwrap_or_default();
+    let mut properties = Map::new();
+    for (name, value) in &fields {
+        let schema = match (name.as_str(), value) {
+            ("data", _) => {
+                json!({ "description": "the upstream's answer as stored (compacted JSON), null when none" })
+            }
+            ("properties", _) => json!({
+                "type": "object",
+                "properties": {
+                    "input": { "type": "string" },
+                    "upstream_model_name": { "type": "string" },
+                    "origin_model_name": { "type": "string" },
+                },
+                "required": ["input"],
+                "additionalProperties": false,
+            }),
+            (_, Value::String(_)) => json!({ "type": "string" }),
+            _ => json!({ "type": "integer" }),
+        };
+        properties.insert(name.clone(), schema);
+    }
+    let mut required: Vec<&String> = fields
+        .keys()
+        .filter(|k| *k != "result_url" && *k != "username")
+        .collect();
+    required.sort();
+    json!({
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+/// The task routes' page: new-api's sorted envelope, the page struct's own order.
+fn task_page_schema(item: &str) -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "data": {
+                "type": "object",
+                "properties": {
+                    "page": { "type": "integer", "minimum": 1, "description": "the page used" },
+                    "page_size": { "type": "integer", "minimum": 1, "maximum": 100, "description": "the page size used" },
+                    "total": { "type": "integer", "minimum": 0, "description": "rows matching the same filters (and, on /self, the same user)" },
+                    "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } },
+                },
+                "required": ["page", "page_size", "total", "items"],
+                "additionalProperties": false,
+            },
+            "message": { "const": "" },
+            "success": { "const": true },
+        },
+        "required": ["data", "message", "success"],
+        "additionalProperties": false,
+    })
+}
+
+/// A task route: new-api's parameters, its paging and lenient timestamps.
+fn task_list_operation(summary: &str, page: &str, admin: bool) -> Value {
+    let lenient = json!({ "type": "string", "maxLength": 32 });
+    let exact = |what: &str| {
+        query(
+            what,
+            "exact match, byte for byte (case and spaces count); empty: no filter",
+            json!({ "type": "string", "maxLength": 191 }),
+        )
+    };
+    let mut parameters = vec![
+        query(
+            "p",
+            "page, from 1; not an integer or < 1: page 1",
+            lenient.clone(),
+        ),
+        query(
+            "page_size",
+            "rows per page (default 10, at most 100); not an integer, 0 or negative: ps, size, then 10",
+            lenient.clone(),
+        ),
+        query(
+            "ps",
+            "alias of page_size, read when page_size gives 0",
+            lenient.clone(),
+        ),
+        query("size", "alias of page_size, read after ps", lenient.clone()),
+        exact("platform"),
+        exact("task_id"),
+        exact("status"),
+        exact("action"),
+        query(
+            "start_timestamp",
+            "submit_time >= value, epoch seconds; not an integer or 0: no bound",
+            lenient.clone(),
+        ),
+        query(
+            "end_timestamp",
+            "submit_time <= value, epoch seconds; not an integer or 0: no bound",
+            lenient,
+        ),
+    ];
+    if admin {
+        parameters.push(query(
+            "channel_id",
+            "exact match on channel_id; not an integer: 400",
+            json!({ "type": "string", "maxLength": 32 }),
+        ));
+    }
+    let mut op = list_operation(summary, page, admin);
+    op["parameters"] = Value::Array(parameters);
+    op["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"][1] =
+        json!({ "$ref": "#/components/schemas/TaskFailure" });
+    for status in ["400", "401", "429", "431", "500", "503", "504"] {
+        if let Some(r) = op["responses"].get_mut(status) {
+            r["content"]["application/json"]["schema"] =
+                json!({ "$ref": "#/components/schemas/TaskFailure" });
+        }
+    }
+    op
 }
 
 fn page_schema(item: &str) -> Value {
@@ -142,11 +274,13 @@ pub fn document() -> Value {
         "info": {
             "title": "mj-tasks: the legacy new-api routes",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Midjourney task logs as new-api's GET /api/mj/self and GET /api/mj/ answer them. Authenticate with Authorization (the access token, optionally after Bearer) and New-Api-User (the token owner's id). GraphQL is at /graphql (schema.graphql).",
+            "description": "new-api's task logs as its GET /api/mj/self and GET /api/mj/ (Midjourney) and GET /api/task/self and GET /api/task/ (Suno and video) answer them. Authenticate with Authorization (the access token, optionally after Bearer) and New-Api-User (the token owner's id). GraphQL is at /graphql (schema.graphql).",
         },
         "paths": {
             "/api/mj/self": { "get": list_operation("The caller's own tasks (any enabled user).", "SelfPage", false) },
             "/api/mj/": { "get": list_operation("Every task (admins).", "AdminPage", true) },
+            "/api/task/self": { "get": task_list_operation("The caller's own tasks of the generic log: Suno and video (any enabled user).", "TaskSelfPage", false) },
+            "/api/task/": { "get": task_list_operation("Every task of the generic log (admins), with the owners' usernames.", "TaskAdminPage", true) },
             "/healthz": { "get": {
                 "summary": "Liveness and a database ping, for load balancers.",
                 "responses": {
@@ -164,6 +298,16 @@ pub fn document() -> Value {
                 "SelfItem": item_schema::<SelfItem>("A task as its owner sees it: the 15 documented fields."),
                 "AdminItem": item_schema::<AdminItem>("A task as an admin sees it: every public column."),
                 "SelfPage": page_schema("SelfItem"),
+                "TaskSelfItem": task_item_schema(false, "A task of the generic log as its owner sees it (channel_id always 0)."),
+                "TaskAdminItem": task_item_schema(true, "A task of the generic log as an admin sees it (with the owner's username when known)."),
+                "TaskSelfPage": task_page_schema("TaskSelfItem"),
+                "TaskAdminPage": task_page_schema("TaskAdminItem"),
+                "TaskFailure": {
+                    "type": "object",
+                    "properties": { "message": { "type": "string" }, "success": { "const": false } },
+                    "required": ["message", "success"],
+                    "additionalProperties": false,
+                },
                 "AdminPage": page_schema("AdminItem"),
                 "Failure": {
                     "type": "object",

@@ -73,6 +73,9 @@ impl Service {
         }
         let owners: Vec<i64> = users.iter().map(|u| u.id).chain([admin.id]).collect();
         self.insert_demo_tasks(tasks, &owners).await?;
+        // The generic log (Suno, video) beside it, a third as many.
+        self.insert_demo_platform_tasks(tasks.div_ceil(3), &owners)
+            .await?;
         Ok(DemoUsers { admin, users })
     }
 

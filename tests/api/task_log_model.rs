@@ -34,17 +34,17 @@ fn rows() -> Vec<(Row, String)> {
                 platform: PLATFORMS[k % 4],
                 status: STATUSES[(k / 4) % 4],
                 action: ACTIONS[(k / 2) % 3],
-                channel_id: if k % 5 == 0 {
+                channel_id: if k.is_multiple_of(5) {
                     None
                 } else {
                     Some((k % 3) as i64)
                 },
-                submit_time: if k % 7 == 0 {
+                submit_time: if k.is_multiple_of(7) {
                     None
                 } else {
                     Some((k as i64 - 20) * 10)
                 },
-                json_as_text: k % 2 == 0,
+                json_as_text: k.is_multiple_of(2),
                 ..Row::of(id, OWNERS[k % 3])
             };
             (row, private)

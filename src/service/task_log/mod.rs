@@ -2,6 +2,7 @@
 //! its record, filter, sort keys and JSON columns. Scoping, pages, counts and lookups are
 //! the core's ([`Log`]), shared with the Midjourney log.
 
+pub mod demo;
 mod filter;
 pub mod json;
 mod record;
