@@ -100,7 +100,95 @@ const QUERIES: &[&str] = &[
     "/api/mj/self?ps=3&p=5",
     "/api/mj/self?p=99&page_size=100",
     "/api/mj/unknown",
+    // new-api's generic task log.
+    "/api/task/",
+    "/api/task",
+    "/api/task/?p=2",
+    "/api/task/?page_size=100",
+    "/api/task/?page_size=-5&ps=7",
+    "/api/task/?p=99999999999999999",
+    "/api/task/?platform=suno",
+    "/api/task/?platform=SUNO",
+    "/api/task/?status=SUCCESS",
+    "/api/task/?status=SUCCESS%20",
+    "/api/task/?status=success",
+    "/api/task/?action=MUSIC&platform=suno",
+    "/api/task/?task_id=task_007",
+    "/api/task/?task_id=task_0%25",
+    "/api/task/?channel_id=0",
+    "/api/task/?channel_id=%2B3",
+    "/api/task/?channel_id=x",
+    "/api/task/?start_timestamp=1700000600",
+    "/api/task/?start_timestamp=-1",
+    "/api/task/?end_timestamp=1700000600&start_timestamp=NaN",
+    "/api/task/?start_timestamp=99999999999999999999",
+    "/api/task/self",
+    "/api/task/self/",
+    "/api/task/self?channel_id=x",
+    "/api/task/self?p=2&size=4",
+    "/api/task/self?status=FAILURE",
+    "/api/task/nope",
 ];
+
+/// Task-log rows: every platform family, NULLs, Unicode, JSON stored with whitespace,
+/// private data with a result URL.
+fn task_rows() -> Vec<crate::task_log::Row> {
+    use crate::task_log::Row;
+    const PLATFORMS: [&str; 4] = ["suno", "SUNO", "50", "55"];
+    const STATUSES: [&str; 4] = ["SUCCESS", "FAILURE", "SUCCESS ", "IN_PROGRESS"];
+    (1..=40i64)
+        .map(|i| {
+            let k = i as usize;
+            if k % 13 == 0 {
+                // A legacy row: NULL everywhere but its owner.
+                return Row::of(i, [2, 3, 4][k % 3]);
+            }
+            Row {
+                created_at: Some(1_700_000_000 + i * 60),
+                updated_at: Some(1_700_000_000 + i * 60 + 5),
+                task_id: Some(["task_007", "task_0%1", "task_x"][k % 3]),
+                platform: Some(PLATFORMS[k % 4]),
+                group: Some("default"),
+                channel_id: if k % 5 == 0 {
+                    None
+                } else {
+                    Some((k % 4) as i64)
+                },
+                quota: Some((k as i64 % 9) * 125),
+                action: Some(["MUSIC", "generate", "textGenerate"][k % 3]),
+                status: Some(STATUSES[k % 4]),
+                fail_reason: Some(if k % 4 == 1 {
+                    "upstream <timeout> & more"
+                } else {
+                    ""
+                }),
+                submit_time: Some(1_700_000_000 + i * 60),
+                start_time: Some(0),
+                finish_time: Some(if k % 2 == 0 {
+                    1_700_000_000 + i * 60 + 30
+                } else {
+                    0
+                }),
+                progress: Some(if k % 2 == 0 { "100%" } else { "30%" }),
+                properties: Some(if k % 3 == 0 {
+                    r#"{"input":"猫 <cat> \u00e9","origin_model_name":"kling-v1","x":1}"#
+                } else {
+                    // Valid JSON but not an object (PostgreSQL and MariaDB refuse invalid JSON).
+                    "[1]"
+                }),
+                private_data: Some(if k % 2 == 0 {
+                    r#"{"key":"k","result_url":"https://cdn/v.mp4?a=1&b=2"}"#
+                } else {
+                    "{}"
+                }),
+                data: (k % 2 == 0)
+                    .then_some("{ \"code\": 0,\n \"note\": \"caf\\u00e9 <b>\", \"n\": 1.50 }"),
+                json_as_text: k % 3 == 0,
+                ..Row::of(i, [2, 3, 4][k % 3])
+            }
+        })
+        .collect()
+}
 
 struct Instance {
     app: TestApp,
@@ -130,6 +218,7 @@ async fn instance(db: TestDb) -> Instance {
         "INSERT INTO midjourneys (id, user_id, mj_id, channel_id) VALUES (122, 3, 'task-007', 3)",
     )
     .await;
+    crate::task_log::insert(&app, &task_rows()).await;
     Instance {
         app,
         admin,
