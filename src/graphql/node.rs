@@ -11,7 +11,9 @@ use async_graphql::{Context, ID, Interface};
 use crate::graphql::context::caller;
 use crate::graphql::errors::Gql;
 use crate::graphql::task::MidjourneyTask;
-use crate::service::{Lookups, node_id};
+use crate::graphql::task_log::Task;
+use crate::service::node_id::NodeKind;
+use crate::service::{Lookups, Midjourneys, Tasks, node_id};
 
 /// An object with an opaque global id that `node(id:)` reads it back by.
 #[derive(Interface)]
@@ -21,8 +23,10 @@ use crate::service::{Lookups, node_id};
     desc = "The opaque global id: `node(id:)` with it returns this object."
 ))]
 pub enum Node {
-    /// A task.
+    /// A Midjourney task.
     MidjourneyTask(MidjourneyTask),
+    /// A task of the generic log (Suno, video).
+    Task(Task),
 }
 
 /// The objects these global ids name, in their order, each `None` where there is no such
@@ -30,21 +34,49 @@ pub enum Node {
 pub async fn nodes(ctx: &Context<'_>, ids: &[ID]) -> async_graphql::Result<Vec<Option<Node>>> {
     let (service, viewer, lang) = caller(ctx)?;
     ctx.data::<Lookups>()?.take(ids.len()).gql(lang)?;
-    let rows = ids
+    let named = ids
         .iter()
-        .map(|id| node_id::decode(id))
-        .collect::<Result<Vec<i64>, _>>()
+        .map(|id| node_id::decode_any(id))
+        .collect::<Result<Vec<(NodeKind, i64)>, _>>()
         .gql(lang)?;
-    let found = service.find_tasks(viewer, &rows).await.gql(lang)?;
-    Ok(found
-        .into_iter()
-        .map(|t| {
-            t.map(|record| {
-                Node::MidjourneyTask(MidjourneyTask {
-                    record,
-                    admin: viewer.is_admin(),
-                })
-            })
+    let of = |kind| -> Vec<i64> {
+        named
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, id)| *id)
+            .collect()
+    };
+    let (mj_rows, task_rows) = (of(NodeKind::Midjourney), of(NodeKind::Task));
+    // One query per log named (none for a log no id names).
+    let mj = if mj_rows.is_empty() {
+        Vec::new()
+    } else {
+        service
+            .find_by_ids::<Midjourneys>(viewer, &mj_rows)
+            .await
+            .gql(lang)?
+    };
+    let tasks = if task_rows.is_empty() {
+        Vec::new()
+    } else {
+        service
+            .find_by_ids::<Tasks>(viewer, &task_rows)
+            .await
+            .gql(lang)?
+    };
+    let (mut mj, mut tasks) = (mj.into_iter(), tasks.into_iter());
+    let admin = viewer.is_admin();
+    Ok(named
+        .iter()
+        .map(|(kind, _)| match kind {
+            NodeKind::Midjourney => mj
+                .next()
+                .flatten()
+                .map(|record| Node::MidjourneyTask(MidjourneyTask { record, admin })),
+            NodeKind::Task => tasks
+                .next()
+                .flatten()
+                .map(|record| Node::Task(Task { record, admin })),
         })
         .collect())
 }

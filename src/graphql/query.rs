@@ -157,6 +157,28 @@ impl Query {
         lookup(ctx, TaskKey::MjId(mj_id)).await
     }
 
+    /// Apollo Federation: a `Task` entity (the generic log) by its row id, scoped like
+    /// `task` (another user's task resolves to null).
+    #[graphql(entity)]
+    async fn find_platform_task_by_id(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The row id.")] id: i64,
+    ) -> async_graphql::Result<Option<Task>> {
+        find_platform_task(ctx, Some(id), None).await
+    }
+
+    /// Apollo Federation: a `Task` entity by its public task id (the newest visible one),
+    /// scoped like `task`.
+    #[graphql(entity)]
+    async fn find_platform_task_by_task_id(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The public task id.")] task_id: String,
+    ) -> async_graphql::Result<Option<Task>> {
+        find_platform_task(ctx, None, Some(task_id)).await
+    }
+
     /// Relay: the object a global id (`nodeId`) names. null when there is no such object or
     /// the caller may not see it (another user's task); `BAD_FILTER` when the text is not a
     /// global id of this API.
@@ -252,39 +274,7 @@ impl Query {
         #[graphql(desc = "The row id.")] id: Option<i64>,
         #[graphql(desc = "The public task id.")] task_id: Option<String>,
     ) -> async_graphql::Result<Option<Task>> {
-        let (service, viewer, lang) = caller(ctx)?;
-        let filter = match (id, task_id) {
-            (Some(id), None) => Tasks::id_filter(NumFilter {
-                eq: Some(id),
-                ..Default::default()
-            }),
-            (None, Some(t)) => {
-                if t.chars().count() > MAX_VALUE {
-                    let err = Error::BadFilter(format!("taskId is at most {MAX_VALUE} characters"));
-                    return Err(to_gql(&err, lang));
-                }
-                PlatformTaskFilter {
-                    task_id: Some(StringFilter {
-                        eq: Some(t),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }
-            }
-            _ => {
-                let err = Error::BadFilter("give exactly one of id and taskId".into());
-                return Err(to_gql(&err, lang));
-            }
-        };
-        ctx.data::<Lookups>()?.take(1).gql(lang)?;
-        let found = service
-            .find_first::<Tasks>(viewer, filter)
-            .await
-            .gql(lang)?;
-        Ok(found.map(|record| Task {
-            record,
-            admin: viewer.is_admin(),
-        }))
+        find_platform_task(ctx, id, task_id).await
     }
 
     /// The authenticated caller.
@@ -321,6 +311,48 @@ async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option
     ctx.data::<Lookups>()?.take(1).gql(lang)?;
     let found = service.find_task(viewer, key).await.gql(lang)?;
     Ok(found.map(|record| MidjourneyTask {
+        record,
+        admin: viewer.is_admin(),
+    }))
+}
+
+/// One task of the generic log the caller may see, by row id or task id (exactly one; a
+/// task id of at most [`MAX_VALUE`] characters); a lookup like every other.
+async fn find_platform_task(
+    ctx: &Context<'_>,
+    id: Option<i64>,
+    task_id: Option<String>,
+) -> async_graphql::Result<Option<Task>> {
+    let (service, viewer, lang) = caller(ctx)?;
+    let filter = match (id, task_id) {
+        (Some(id), None) => Tasks::id_filter(NumFilter {
+            eq: Some(id),
+            ..Default::default()
+        }),
+        (None, Some(t)) => {
+            if t.chars().count() > MAX_VALUE {
+                let err = Error::BadFilter(format!("taskId is at most {MAX_VALUE} characters"));
+                return Err(to_gql(&err, lang));
+            }
+            PlatformTaskFilter {
+                task_id: Some(StringFilter {
+                    eq: Some(t),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        }
+        _ => {
+            let err = Error::BadFilter("give exactly one of id and taskId".into());
+            return Err(to_gql(&err, lang));
+        }
+    };
+    ctx.data::<Lookups>()?.take(1).gql(lang)?;
+    let found = service
+        .find_first::<Tasks>(viewer, filter)
+        .await
+        .gql(lang)?;
+    Ok(found.map(|record| Task {
         record,
         admin: viewer.is_admin(),
     }))

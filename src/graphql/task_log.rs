@@ -2,7 +2,7 @@
 //! and order inputs, and its connection. Every rule is the service's (the same core as the
 //! Midjourney log); this module only translates.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 
@@ -14,6 +14,7 @@ use crate::graphql::inputs::{IntFilter, LongFilter, StringFilter, TextFilter};
 use crate::graphql::paging::{OrderDirection, PageInput};
 use crate::graphql::scalars::Long;
 use crate::service::filter::MAX_DEPTH;
+use crate::service::node_id::{self, NodeKind};
 use crate::service::task_log::PlatformOrderField;
 use crate::service::{
     Direction, KeyOrder, Page, PlatformTaskFilter, PlatformTaskQuery, PlatformTaskRecord, Scope,
@@ -42,6 +43,10 @@ impl Task {
     /// The row id (the integer the REST routes show as `id`).
     async fn id(&self) -> i64 {
         self.record.id
+    }
+    /// The opaque global id (Relay's `Node`): give it to `node(id:)` to read this task again.
+    pub async fn node_id(&self) -> ID {
+        ID(node_id::encode_of(NodeKind::Task, self.record.id))
     }
     /// The public task id (`task_…` in current new-api).
     async fn task_id(&self) -> &str {

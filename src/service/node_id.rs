@@ -1,6 +1,6 @@
 //! Global object ids (Relay's Global Object Identification): an opaque text that
-//! names one task anywhere in the API, made from the type name and the row id the way
-//! `graphql-relay` makes them (base64 of `MidjourneyTask:42`).
+//! names one task of either log anywhere in the API, made from the type name and the row id
+//! the way `graphql-relay` makes them (base64 of `MidjourneyTask:42` or `Task:42`).
 //!
 //! Only canonical ids are read back: an id is accepted when encoding what it decodes to gives
 //! the same text, so every task has exactly one id and nothing else names it.
@@ -10,34 +10,70 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::error::Error;
 
-/// The type name an id carries.
+/// The type name a Midjourney task's id carries.
 pub const TYPE_NAME: &str = "MidjourneyTask";
+/// The type name a task of the generic log's id carries.
+pub const TASK_TYPE_NAME: &str = "Task";
+
+/// Which log a global id names a row of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// `midjourneys`.
+    Midjourney,
+    /// `tasks`.
+    Task,
+}
+
+impl NodeKind {
+    fn type_name(self) -> &'static str {
+        match self {
+            NodeKind::Midjourney => TYPE_NAME,
+            NodeKind::Task => TASK_TYPE_NAME,
+        }
+    }
+}
 
 /// The longest id read (the longest one made, for `i64::MIN`, has 48 characters).
 pub const MAX_NODE_ID_LEN: usize = 64;
 
-/// The global id of the task with row id `id`.
+/// The global id of the Midjourney task with row id `id`.
 pub fn encode(id: i64) -> String {
-    STANDARD.encode(format!("{TYPE_NAME}:{id}"))
+    encode_of(NodeKind::Midjourney, id)
 }
 
-/// The row id a global id names, or `BAD_FILTER` when the text is not an id this API made.
+/// The global id of row `id` of the `kind` log.
+pub fn encode_of(kind: NodeKind, id: i64) -> String {
+    STANDARD.encode(format!("{}:{id}", kind.type_name()))
+}
+
+/// The Midjourney row id a global id names, or `BAD_FILTER` when the text is not a
+/// Midjourney task's id this API made.
 pub fn decode(text: &str) -> Result<i64, Error> {
+    match decode_any(text)? {
+        (NodeKind::Midjourney, id) => Ok(id),
+        _ => Err(Error::BadFilter("not a node id of this API".into())),
+    }
+}
+
+/// The log and row id a global id names, or `BAD_FILTER` when the text is not an id this
+/// API made.
+pub fn decode_any(text: &str) -> Result<(NodeKind, i64), Error> {
     let bad = || Error::BadFilter("not a node id of this API".into());
     if text.len() > MAX_NODE_ID_LEN {
         return Err(bad());
     }
     let bytes = STANDARD.decode(text).map_err(|_| bad())?;
     let plain = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    let id = plain
-        .strip_prefix(TYPE_NAME)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .and_then(|n| n.parse::<i64>().ok())
+    let (name, number) = plain.split_once(':').ok_or_else(bad)?;
+    let kind = [NodeKind::Midjourney, NodeKind::Task]
+        .into_iter()
+        .find(|k| k.type_name() == name)
         .ok_or_else(bad)?;
-    if encode(id) != text {
+    let id = number.parse::<i64>().map_err(|_| bad())?;
+    if encode_of(kind, id) != text {
         return Err(bad());
     }
-    Ok(id)
+    Ok((kind, id))
 }
 
 #[cfg(test)]
@@ -73,12 +109,14 @@ mod tests {
         #[test]
         fn every_row_id_comes_back(id in any::<i64>()) {
             prop_assert_eq!(decode(&encode(id)).ok(), Some(id));
+            prop_assert_eq!(decode_any(&encode_of(NodeKind::Task, id)).ok(), Some((NodeKind::Task, id)));
+            prop_assert!(decode(&encode_of(NodeKind::Task, id)).is_err());
         }
 
         #[test]
         fn a_text_is_read_only_when_it_is_the_id_it_names(text in "[A-Za-z0-9+/=]{0,70}|\\PC{0,70}") {
-            if let Ok(id) = decode(&text) {
-                prop_assert_eq!(encode(id), text);
+            if let Ok((kind, id)) = decode_any(&text) {
+                prop_assert_eq!(encode_of(kind, id), text);
             }
         }
     }

@@ -517,3 +517,142 @@ async fn items_rebuild_properties_and_read_only_result_url_from_private_data() {
         "{own}"
     );
 }
+
+/// The worked example's users as GraphQL callers.
+fn callers() -> (crate::helpers::TestUser, crate::helpers::TestUser) {
+    use crate::helpers::TestUser;
+    (
+        TestUser {
+            id: 7,
+            token: "t7".into(),
+        },
+        TestUser {
+            id: 2,
+            token: "troot".into(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn graphql_lists_looks_up_and_pages_the_task_log_with_its_rules() {
+    let app = worked_example().await;
+    insert(
+        &app,
+        &[Row {
+            task_id: Some("task_other"),
+            platform: Some("55"),
+            channel_id: Some(3),
+            ..Row::of(43, 8)
+        }],
+    )
+    .await;
+    let (alice, admin) = callers();
+    let q = "{ tasks { totalCount nodes { id nodeId taskId platform resultUrl input originModelName submitTime finishedAt data } } }";
+    let a = app.gql(&alice, q).await;
+    assert_eq!(a.json["data"]["tasks"]["totalCount"], 2, "{}", a.text);
+    let nodes = a.json["data"]["tasks"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0]["id"], 42);
+    assert_eq!(nodes[0]["input"], "a <cat> & a dog");
+    assert_eq!(nodes[0]["originModelName"], "kling-v1");
+    assert_eq!(
+        nodes[0]["resultUrl"],
+        "https://cdn.example.com/v.mp4?a=1&b=2"
+    );
+    assert_eq!(nodes[0]["submitTime"], 1735689700);
+    assert_eq!(nodes[0]["finishedAt"], "2025-01-01T00:06:30+00:00");
+    assert_eq!(
+        nodes[0]["data"],
+        serde_json::json!({"code":0,"message":"SUCCEED","note":"café"})
+    );
+    assert_eq!(nodes[1]["data"], Value::Null);
+    assert!(!a.text.contains("AIza-secret"));
+    // The admin sees all three; a user's channelId or channel filter is refused.
+    let a = app
+        .gql(&admin, "{ tasks { totalCount nodes { id channelId } } }")
+        .await;
+    assert_eq!(a.json["data"]["tasks"]["totalCount"], 3, "{}", a.text);
+    let a = app.gql(&alice, "{ tasks { nodes { channelId } } }").await;
+    assert_eq!(a.codes(), vec!["FORBIDDEN"; 2], "{}", a.text);
+    let a = app
+        .gql(
+            &alice,
+            "{ tasks(filter: {channelId: {eq: 3}}) { totalCount } }",
+        )
+        .await;
+    assert_eq!(a.codes(), vec!["FORBIDDEN"], "{}", a.text);
+    // GraphQL's NULL rule: a NULL channel compares as 0.
+    let a = app
+        .gql(
+            &admin,
+            "{ tasks(filter: {channelId: {eq: 0}}) { nodes { id } } }",
+        )
+        .await;
+    assert_eq!(
+        a.json["data"]["tasks"]["nodes"],
+        serde_json::json!([{"id": 41}]),
+        "{}",
+        a.text
+    );
+    // Lookups: by id and taskId, scoped.
+    let a = app
+        .gql(&alice, r#"{ a: task(id: 42) { taskId } b: task(taskId: "task_other") { id } c: task(id: 43) { id } }"#)
+        .await;
+    assert_eq!(
+        a.json["data"],
+        serde_json::json!({"a": {"taskId": "task_Q7sP2mXv"}, "b": null, "c": null}),
+        "{}",
+        a.text
+    );
+    let a = app.gql(&alice, "{ task { id } }").await;
+    assert_eq!(a.codes(), vec!["BAD_FILTER"], "{}", a.text);
+    // Relay: a Task's node id reads it back; Midjourney and Task ids mix in one nodes call.
+    let node_id = nodes[0]["nodeId"].as_str().unwrap().to_owned();
+    let a = app
+        .gql_vars(
+            Some(&alice),
+            "query($ids: [ID!]!) { nodes(ids: $ids) { __typename nodeId ... on Task { taskId } } }",
+            serde_json::json!({ "ids": [node_id, "TWlkam91cm5leVRhc2s6NDI="] }),
+        )
+        .await;
+    assert_eq!(
+        a.json["data"]["nodes"][0]["taskId"], "task_Q7sP2mXv",
+        "{}",
+        a.text
+    );
+    assert_eq!(a.json["data"]["nodes"][1], Value::Null, "{}", a.text);
+    // Federation: a Task entity by id, scoped.
+    let a = app
+        .gql(&alice, r#"{ _entities(representations: [{__typename: "Task", id: 42}, {__typename: "Task", id: 43}]) { ... on Task { taskId } } }"#)
+        .await;
+    assert_eq!(
+        a.json["data"]["_entities"],
+        serde_json::json!([{"taskId": "task_Q7sP2mXv"}, null]),
+        "{}",
+        a.text
+    );
+    // Keyset pages through the admin's view, oldest first.
+    let mut after: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let a = app
+            .gql_vars(
+                Some(&admin),
+                "query($after: String) { tasks(orderBy: [{field: ID, direction: ASC}], page: {cursor: {first: 2, after: $after}}) { nodes { id } pageInfo { hasNextPage endCursor } } }",
+                serde_json::json!({ "after": after }),
+            )
+            .await;
+        let t = &a.json["data"]["tasks"];
+        seen.extend(
+            t["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_i64().unwrap()),
+        );
+        if t["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = t["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, vec![41, 42, 43]);
+}
