@@ -139,7 +139,7 @@ fn task_rows() -> Vec<crate::task_log::Row> {
     (1..=40i64)
         .map(|i| {
             let k = i as usize;
-            if k % 13 == 0 {
+            if k.is_multiple_of(13) {
                 // A legacy row: NULL everywhere but its owner.
                 return Row::of(i, [2, 3, 4][k % 3]);
             }
@@ -149,7 +149,7 @@ fn task_rows() -> Vec<crate::task_log::Row> {
                 task_id: Some(["task_007", "task_0%1", "task_x"][k % 3]),
                 platform: Some(PLATFORMS[k % 4]),
                 group: Some("default"),
-                channel_id: if k % 5 == 0 {
+                channel_id: if k.is_multiple_of(5) {
                     None
                 } else {
                     Some((k % 4) as i64)
@@ -164,26 +164,27 @@ fn task_rows() -> Vec<crate::task_log::Row> {
                 }),
                 submit_time: Some(1_700_000_000 + i * 60),
                 start_time: Some(0),
-                finish_time: Some(if k % 2 == 0 {
+                finish_time: Some(if k.is_multiple_of(2) {
                     1_700_000_000 + i * 60 + 30
                 } else {
                     0
                 }),
-                progress: Some(if k % 2 == 0 { "100%" } else { "30%" }),
-                properties: Some(if k % 3 == 0 {
+                progress: Some(if k.is_multiple_of(2) { "100%" } else { "30%" }),
+                properties: Some(if k.is_multiple_of(3) {
                     r#"{"input":"猫 <cat> \u00e9","origin_model_name":"kling-v1","x":1}"#
                 } else {
                     // Valid JSON but not an object (PostgreSQL and MariaDB refuse invalid JSON).
                     "[1]"
                 }),
-                private_data: Some(if k % 2 == 0 {
+                private_data: Some(if k.is_multiple_of(2) {
                     r#"{"key":"k","result_url":"https://cdn/v.mp4?a=1&b=2"}"#
                 } else {
                     "{}"
                 }),
-                data: (k % 2 == 0)
+                data: k
+                    .is_multiple_of(2)
                     .then_some("{ \"code\": 0,\n \"note\": \"caf\\u00e9 <b>\", \"n\": 1.50 }"),
-                json_as_text: k % 3 == 0,
+                json_as_text: k.is_multiple_of(3),
                 ..Row::of(i, [2, 3, 4][k % 3])
             }
         })
