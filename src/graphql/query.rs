@@ -12,7 +12,9 @@ use crate::graphql::node::{self, Node};
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
 use crate::graphql::stats::MidjourneyTaskStats;
 use crate::graphql::task::MidjourneyTask;
-use crate::graphql::task_log::{Task, TaskConnection, TaskFilterInput, TaskOrder, task_log_query};
+use crate::graphql::task_log::{
+    Task, TaskConnection, TaskFilterInput, TaskOrder, TaskStats, task_log_query,
+};
 use crate::service::LogFilter;
 use crate::service::filter::MAX_VALUE;
 use crate::service::{
@@ -155,6 +157,24 @@ impl Query {
         #[graphql(desc = "The upstream task id.")] mj_id: String,
     ) -> async_graphql::Result<Option<MidjourneyTask>> {
         lookup(ctx, TaskKey::MjId(mj_id)).await
+    }
+
+    /// Counts and sums over the same filter and scope as `tasks` (the generic log).
+    async fn task_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the tasks must meet (all of them).")] filter: Option<
+            TaskFilterInput,
+        >,
+    ) -> async_graphql::Result<TaskStats> {
+        let (_, viewer, lang) = caller(ctx)?;
+        let query = task_log_query(filter, None, None).gql(lang)?;
+        query.filter.validate(viewer).gql(lang)?;
+        Ok(TaskStats {
+            query,
+            viewer: viewer.clone(),
+            totals: OnceCell::new(),
+        })
     }
 
     /// Apollo Federation: a `Task` entity (the generic log) by its row id, scoped like

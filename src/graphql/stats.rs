@@ -8,7 +8,7 @@ use crate::graphql::context::caller;
 use crate::graphql::errors::Gql;
 use crate::graphql::scalars::Long;
 use crate::service::stats::{Bucket as SvcBucket, GroupBy, Totals};
-use crate::service::{TaskQuery, Viewer};
+use crate::service::{Log, LogQuery, TaskQuery, Viewer};
 
 /// Statistics over the tasks a filter matches (with the same scope as `midjourneyTasks`).
 /// Each part runs its query only when selected; the four totals share one query.
@@ -21,7 +21,7 @@ pub struct MidjourneyTaskStats {
 /// A group of tasks sharing a key.
 #[derive(SimpleObject)]
 pub struct Bucket {
-    /// The status or action ("" for tasks without one).
+    /// The status, action or platform ("" for tasks without one).
     pub key: String,
     /// How many tasks.
     pub count: i64,
@@ -42,39 +42,71 @@ pub struct TimeBucket {
 
 impl MidjourneyTaskStats {
     async fn totals(&self, ctx: &Context<'_>) -> async_graphql::Result<Totals> {
-        let (service, _, lang) = caller(ctx)?;
-        self.totals
-            .get_or_try_init(|| async {
-                service
-                    .task_totals(&self.viewer, &self.query)
-                    .await
-                    .gql(lang)
-            })
-            .await
-            .copied()
+        totals(ctx, &self.viewer, &self.query, &self.totals).await
     }
+}
 
-    async fn buckets(&self, ctx: &Context<'_>, by: GroupBy) -> async_graphql::Result<Vec<Bucket>> {
-        let (service, _, lang) = caller(ctx)?;
-        let rows = service
-            .task_buckets(&self.viewer, &self.query, by)
-            .await
-            .gql(lang)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |SvcBucket {
-                     key,
-                     count,
-                     quota_sum,
-                 }| Bucket {
-                    key,
-                    count,
-                    quota_sum: Long(quota_sum),
-                },
-            )
-            .collect())
-    }
+/// The four totals of `query`, counted once (one query) however many are selected.
+pub(crate) async fn totals<L: Log>(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+    cell: &OnceCell<Totals>,
+) -> async_graphql::Result<Totals> {
+    let (service, _, lang) = caller(ctx)?;
+    cell.get_or_try_init(|| async { service.task_totals(viewer, query).await.gql(lang) })
+        .await
+        .copied()
+}
+
+/// `query`'s tasks grouped `by`.
+pub(crate) async fn buckets<L: Log>(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+    by: GroupBy,
+) -> async_graphql::Result<Vec<Bucket>> {
+    let (service, _, lang) = caller(ctx)?;
+    let rows = service.task_buckets(viewer, query, by).await.gql(lang)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |SvcBucket {
+                 key,
+                 count,
+                 quota_sum,
+             }| Bucket {
+                key,
+                count,
+                quota_sum: Long(quota_sum),
+            },
+        )
+        .collect())
+}
+
+/// `query`'s tasks per UTC day on the submit time, for the `days` days ending today.
+pub(crate) async fn by_day<L: Log>(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+    days: i64,
+) -> async_graphql::Result<Vec<TimeBucket>> {
+    let (service, _, lang) = caller(ctx)?;
+    let now = Utc::now().timestamp_millis();
+    let rows = service
+        .tasks_by_day(viewer, query, days, now)
+        .await
+        .gql(lang)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|b| {
+            Some(TimeBucket {
+                start: DateTime::from_timestamp_millis(b.start_ms)?,
+                count: b.count,
+                quota_sum: Long(b.quota_sum),
+            })
+        })
+        .collect())
 }
 
 /// Counts and sums over the matching tasks.
@@ -98,11 +130,11 @@ impl MidjourneyTaskStats {
     }
     /// Counts per status, most frequent first (at most 100).
     async fn by_status(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
-        self.buckets(ctx, GroupBy::Status).await
+        buckets(ctx, &self.viewer, &self.query, GroupBy::Status).await
     }
     /// Counts per action, most frequent first (at most 100).
     async fn by_action(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
-        self.buckets(ctx, GroupBy::Action).await
+        buckets(ctx, &self.viewer, &self.query, GroupBy::Action).await
     }
     /// One bucket per UTC day on the submit time, for the `days` days ending today, oldest
     /// first, days without tasks included.
@@ -111,21 +143,6 @@ impl MidjourneyTaskStats {
         ctx: &Context<'_>,
         #[graphql(desc = "How many days, 1 to 366.", default = 30)] days: i64,
     ) -> async_graphql::Result<Vec<TimeBucket>> {
-        let (service, _, lang) = caller(ctx)?;
-        let now = Utc::now().timestamp_millis();
-        let rows = service
-            .tasks_by_day(&self.viewer, &self.query, days, now)
-            .await
-            .gql(lang)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|b| {
-                Some(TimeBucket {
-                    start: DateTime::from_timestamp_millis(b.start_ms)?,
-                    count: b.count,
-                    quota_sum: Long(b.quota_sum),
-                })
-            })
-            .collect())
+        by_day(ctx, &self.viewer, &self.query, days).await
     }
 }

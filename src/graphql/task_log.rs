@@ -13,8 +13,10 @@ use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::inputs::{IntFilter, LongFilter, StringFilter, TextFilter};
 use crate::graphql::paging::{OrderDirection, PageInput};
 use crate::graphql::scalars::Long;
+use crate::graphql::stats::{self, Bucket, TimeBucket};
 use crate::service::filter::MAX_DEPTH;
 use crate::service::node_id::{self, NodeKind};
+use crate::service::stats::{GroupBy, Totals};
 use crate::service::task_log::PlatformOrderField;
 use crate::service::{
     Direction, KeyOrder, Page, PlatformTaskFilter, PlatformTaskQuery, PlatformTaskRecord, Scope,
@@ -363,5 +365,60 @@ impl TaskConnection {
     /// How many tasks match in all (an exact count, run only when selected).
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         self.total(ctx).await
+    }
+}
+
+/// Statistics over the generic log's tasks a filter matches (with the same scope as
+/// `tasks`). Each part runs its query only when selected; the four totals share one query.
+pub struct TaskStats {
+    pub query: PlatformTaskQuery,
+    pub viewer: Viewer,
+    pub totals: OnceCell<Totals>,
+}
+
+/// Counts and sums over the matching tasks of the generic log.
+#[Object]
+impl TaskStats {
+    /// How many tasks match.
+    async fn count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(stats::totals(ctx, &self.viewer, &self.query, &self.totals)
+            .await?
+            .count)
+    }
+    /// Their total quota.
+    async fn quota_sum(&self, ctx: &Context<'_>) -> async_graphql::Result<Long> {
+        let t = stats::totals(ctx, &self.viewer, &self.query, &self.totals).await?;
+        Ok(Long(t.quota_sum))
+    }
+    /// How many have status SUCCESS.
+    async fn success_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let t = stats::totals(ctx, &self.viewer, &self.query, &self.totals).await?;
+        Ok(t.success_count)
+    }
+    /// How many have status FAILURE.
+    async fn failure_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let t = stats::totals(ctx, &self.viewer, &self.query, &self.totals).await?;
+        Ok(t.failure_count)
+    }
+    /// Counts per status, most frequent first (at most 100).
+    async fn by_status(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
+        stats::buckets(ctx, &self.viewer, &self.query, GroupBy::Status).await
+    }
+    /// Counts per action, most frequent first (at most 100).
+    async fn by_action(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
+        stats::buckets(ctx, &self.viewer, &self.query, GroupBy::Action).await
+    }
+    /// Counts per platform ("suno", "50", …), most frequent first (at most 100).
+    async fn by_platform(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
+        stats::buckets(ctx, &self.viewer, &self.query, GroupBy::Platform).await
+    }
+    /// One bucket per UTC day on the submit time, for the `days` days ending today, oldest
+    /// first, days without tasks included.
+    async fn by_day(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many days, 1 to 366.", default = 30)] days: i64,
+    ) -> async_graphql::Result<Vec<TimeBucket>> {
+        stats::by_day(ctx, &self.viewer, &self.query, days).await
     }
 }

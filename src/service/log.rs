@@ -19,6 +19,7 @@ use crate::service::filter::{self, NumFilter};
 use crate::service::listing::Scope;
 use crate::service::order::KeyOrder;
 use crate::service::page::PageRequest;
+use crate::service::stats::GroupBy;
 use crate::service::viewer::Viewer;
 
 /// One task log: a table and what the core needs to know about it.
@@ -34,6 +35,8 @@ pub trait Log: Sized + Send + Sync + 'static {
 
     /// The table's name (logs, traces).
     const TABLE: &'static str;
+    /// The columns its statistics may group by.
+    const GROUPINGS: &'static [GroupBy];
 
     /// The primary key.
     fn id_column() -> <Self::Entity as EntityTrait>::Column;

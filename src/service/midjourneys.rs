@@ -8,6 +8,7 @@ use crate::service::filter::{NumFilter, TaskFilter};
 use crate::service::log::Log;
 use crate::service::order::OrderField;
 use crate::service::record::TaskRecord;
+use crate::service::stats::GroupBy;
 
 /// new-api's Midjourney task log.
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +20,7 @@ impl Log for Midjourneys {
     type Field = OrderField;
     type Record = TaskRecord;
 
+    const GROUPINGS: &'static [GroupBy] = &[GroupBy::Status, GroupBy::Action];
     const TABLE: &'static str = "midjourneys";
 
     fn id_column() -> Column {

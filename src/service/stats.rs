@@ -1,6 +1,6 @@
-//! Counts and sums over the same scope and filter as a task list.
+//! Counts and sums over the same scope and filter as a task list, for every log (both
+//! tables name their status, action, quota and submit-time columns alike).
 
-use entity::midjourney;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     DbBackend, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement,
@@ -9,8 +9,9 @@ use sea_orm::{
 use crate::error::Error;
 use crate::service::Service;
 use crate::service::filter_sql::exact_text;
-use crate::service::listing::{TaskQuery, scoped};
+use crate::service::listing::scoped;
 use crate::service::log::LogFilter;
+use crate::service::log::{Log, LogQuery};
 use crate::service::viewer::Viewer;
 
 /// Most buckets returned for one grouping (the most frequent ones).
@@ -46,10 +47,22 @@ pub struct DayBucket {
 }
 
 /// A column to group by.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupBy {
     Status,
     Action,
+    /// The generic log's platform (`suno`, a video channel type).
+    Platform,
+}
+
+impl GroupBy {
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Status => "status",
+            GroupBy::Action => "action",
+            GroupBy::Platform => "platform",
+        }
+    }
 }
 
 /// `SUM(expr)` as a 64-bit integer on every backend (PostgreSQL sums to numeric, MySQL to
@@ -71,7 +84,11 @@ fn submit_ms() -> &'static str {
 
 impl Service {
     /// Count, quota sum, successes and failures of the matching tasks.
-    pub async fn task_totals(&self, viewer: &Viewer, query: &TaskQuery) -> Result<Totals, Error> {
+    pub async fn task_totals<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+    ) -> Result<Totals, Error> {
         query.filter.validate(viewer)?;
         self.count_query();
         let totals = self.totals_select(viewer, query);
@@ -90,14 +107,18 @@ impl Service {
     }
 
     /// The statement [`Service::task_totals`] runs (for the benchmark's floor).
-    pub fn totals_statement(&self, viewer: &Viewer, query: &TaskQuery) -> Result<Statement, Error> {
+    pub fn totals_statement<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+    ) -> Result<Statement, Error> {
         query.filter.validate(viewer)?;
         Ok(self
             .totals_select(viewer, query)
             .build(self.db.get_database_backend()))
     }
 
-    fn totals_select(&self, viewer: &Viewer, query: &TaskQuery) -> Select<midjourney::Entity> {
+    fn totals_select<L: Log>(&self, viewer: &Viewer, query: &LogQuery<L>) -> Select<L::Entity> {
         let backend = self.db.get_database_backend();
         let status = exact_text(backend, "status");
         scoped(backend, viewer, query)
@@ -122,18 +143,22 @@ impl Service {
 
     /// The matching tasks grouped by `by`, most frequent first (ties by key), at most
     /// [`MAX_BUCKETS`] groups.
-    pub async fn task_buckets(
+    pub async fn task_buckets<L: Log>(
         &self,
         viewer: &Viewer,
-        query: &TaskQuery,
+        query: &LogQuery<L>,
         by: GroupBy,
     ) -> Result<Vec<Bucket>, Error> {
         query.filter.validate(viewer)?;
+        if !L::GROUPINGS.contains(&by) {
+            return Err(Error::BadFilter(format!(
+                "{} cannot be grouped by {}",
+                L::TABLE,
+                by.column()
+            )));
+        }
         let backend = self.db.get_database_backend();
-        let column = match by {
-            GroupBy::Status => "status",
-            GroupBy::Action => "action",
-        };
+        let column = by.column();
         // Grouped and ordered byte for byte (MySQL's `_ci` collations would merge "success"
         // into "SUCCESS"); every value of a group is the same, so MIN reads it back as text.
         let key = exact_text(backend, &format!("COALESCE({column}, '')"));
@@ -165,10 +190,10 @@ impl Service {
 
     /// One bucket per UTC day for the `days` days ending today (oldest first, days without
     /// tasks included), on `submit_time`, with integer arithmetic on every backend.
-    pub async fn tasks_by_day(
+    pub async fn tasks_by_day<L: Log>(
         &self,
         viewer: &Viewer,
-        query: &TaskQuery,
+        query: &LogQuery<L>,
         days: i64,
         now_ms: i64,
     ) -> Result<Vec<DayBucket>, Error> {

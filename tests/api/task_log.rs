@@ -656,3 +656,56 @@ async fn graphql_lists_looks_up_and_pages_the_task_log_with_its_rules() {
     }
     assert_eq!(seen, vec![41, 42, 43]);
 }
+
+#[tokio::test]
+async fn graphql_statistics_of_the_task_log_are_scoped_and_grouped() {
+    let app = worked_example().await;
+    insert(
+        &app,
+        &[Row {
+            platform: Some("55"),
+            status: Some("SUCCESS"),
+            quota: Some(7),
+            ..Row::of(43, 8)
+        }],
+    )
+    .await;
+    let (alice, admin) = callers();
+    let q = "{ taskStats { count quotaSum successCount failureCount byPlatform { key count quotaSum } byStatus { key count } byDay(days: 3) { count } } }";
+    let a = app.gql(&admin, q).await;
+    let s = &a.json["data"]["taskStats"];
+    assert_eq!(
+        (
+            &s["count"],
+            &s["quotaSum"],
+            &s["successCount"],
+            &s["failureCount"]
+        ),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(50007),
+            &serde_json::json!(2),
+            &serde_json::json!(1)
+        ),
+        "{}",
+        a.text
+    );
+    assert_eq!(
+        s["byPlatform"],
+        serde_json::json!([
+            {"key": "50", "count": 1, "quotaSum": 50000},
+            {"key": "55", "count": 1, "quotaSum": 7},
+            {"key": "suno", "count": 1, "quotaSum": 0},
+        ]),
+        "{}",
+        a.text
+    );
+    assert_eq!(s["byDay"].as_array().map(Vec::len), Some(3));
+    let a = app.gql(&alice, "{ taskStats(filter: {platform: {eq: \"55\"}}) { count } all: taskStats { count byStatus { key count } } }").await;
+    assert_eq!(a.json["data"]["taskStats"]["count"], 0, "{}", a.text);
+    assert_eq!(a.json["data"]["all"]["count"], 2, "{}", a.text);
+    assert_eq!(
+        a.json["data"]["all"]["byStatus"],
+        serde_json::json!([{"key": "FAILURE", "count": 1}, {"key": "SUCCESS", "count": 1}])
+    );
+}

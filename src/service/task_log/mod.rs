@@ -17,6 +17,7 @@ use sea_orm::{DbBackend, EntityTrait, QuerySelect, Select};
 use crate::service::Service;
 use crate::service::filter::NumFilter;
 use crate::service::log::{Log, LogQuery};
+use crate::service::stats::GroupBy;
 
 /// new-api's generic task log.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +35,7 @@ impl Log for Tasks {
     type Field = PlatformOrderField;
     type Record = PlatformTaskRecord;
 
+    const GROUPINGS: &'static [GroupBy] = &[GroupBy::Status, GroupBy::Action, GroupBy::Platform];
     const TABLE: &'static str = "tasks";
 
     fn id_column() -> Column {
