@@ -38,7 +38,8 @@ impl Formatter for GoFormatter {
 ///
 /// ```
 /// # use mj_tasks::rest::go_json;
-/// assert_eq!(go_json::to_vec(&"a <b> & c\u{2028}é\n"), br#""a \u003cb\u003e \u0026 c\u2028é\n""#);
+/// let out = String::from_utf8(go_json::to_vec(&"a <b> & c\u{2028}é\n")).unwrap();
+/// assert_eq!(out, r#""a \u003cb\u003e \u0026 c\u2028é\n""#);
 /// ```
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
