@@ -78,6 +78,12 @@ pub struct TaskFilter {
 }
 
 impl LogFilter for TaskFilter {
+    type Record = crate::service::TaskRecord;
+
+    fn leaves_match(&self, record: &Self::Record) -> bool {
+        self.leaves_hold(record)
+    }
+
     fn validate_leaves(&self, viewer: &Viewer) -> Result<(), Error> {
         admin_only(
             viewer,
@@ -109,6 +115,10 @@ impl LogFilter for TaskFilter {
 
     fn branches(&self) -> (&[Self], &[Self], Option<&Self>) {
         (&self.and, &self.or, self.not.as_deref())
+    }
+
+    fn set_and(&mut self, all: Vec<Self>) {
+        self.and = all;
     }
 }
 

@@ -1,4 +1,5 @@
-//! A [`TaskFilter`] evaluated in memory on a [`TaskRecord`], with exactly the meaning of the
+//! Filters evaluated in memory — the Midjourney [`TaskFilter`] on a [`TaskRecord`], and the
+//! leaf types every log's filter is built from — with exactly the meaning of the
 //! SQL condition (`filter_sql`): a NULL column reads as the `0` or `""` the record holds,
 //! strings compare byte for byte, text patterns fold case through [`fold`], an empty
 //! sub-filter matches everything and `in: []` matches nothing. Live subscriptions use it to
@@ -9,8 +10,8 @@ use crate::service::fold;
 use crate::service::record::TaskRecord;
 
 impl TaskFilter {
-    /// Whether `task` meets every part of this filter (validated first).
-    pub fn matches(&self, task: &TaskRecord) -> bool {
+    /// Whether this node's own leaves hold for `task`.
+    pub(crate) fn leaves_hold(&self, task: &TaskRecord) -> bool {
         let nums = [
             (&self.id, task.id),
             (&self.user_id, task.user_id),
@@ -41,14 +42,12 @@ impl TaskFilter {
             && self
                 .has_image
                 .is_none_or(|v| task.image_url.is_empty() != v)
-            && self.and.iter().all(|f| f.matches(task))
-            && (self.or.is_empty() || self.or.iter().any(|f| f.matches(task)))
-            && self.not.as_ref().is_none_or(|f| !f.matches(task))
     }
 }
 
 impl NumFilter {
-    fn holds(&self, x: i64) -> bool {
+    /// Whether `x` (a NULL read as 0) passes every comparison.
+    pub(crate) fn holds(&self, x: i64) -> bool {
         self.eq.is_none_or(|v| x == v)
             && self.ne.is_none_or(|v| x != v)
             && self.gt.is_none_or(|v| x > v)
@@ -61,7 +60,8 @@ impl NumFilter {
 }
 
 impl StringFilter {
-    fn holds(&self, x: &str) -> bool {
+    /// Whether `x` (a NULL read as "") passes every comparison, byte for byte.
+    pub(crate) fn holds(&self, x: &str) -> bool {
         let listed = |l: &Vec<String>| l.iter().any(|v| v == x);
         self.eq.as_ref().is_none_or(|v| x == v)
             && self.ne.as_ref().is_none_or(|v| x != v)
@@ -71,7 +71,8 @@ impl StringFilter {
 }
 
 impl TextFilter {
-    fn holds(&self, x: &str) -> bool {
+    /// Whether `x` passes every pattern test.
+    pub(crate) fn holds(&self, x: &str) -> bool {
         self.contains
             .as_ref()
             .is_none_or(|p| fold::matches(x, p, false))
@@ -86,6 +87,7 @@ impl TextFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::log::LogFilter;
 
     fn task() -> TaskRecord {
         TaskRecord {

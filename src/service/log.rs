@@ -27,11 +27,11 @@ pub trait Log: Sized + Send + Sync + 'static {
     /// The table's entity.
     type Entity: EntityTrait;
     /// Everything a caller can ask of its rows.
-    type Filter: LogFilter;
+    type Filter: LogFilter<Record = Self::Record>;
     /// The columns its rows can be sorted by.
     type Field: SortField<Record = Self::Record>;
     /// A row as both doors see it (no NULLs, no secrets).
-    type Record: Clone + Debug + Send + Sync + 'static;
+    type Record: Clone + Debug + PartialEq + Send + Sync + 'static;
 
     /// The table's name (logs, traces).
     const TABLE: &'static str;
@@ -50,6 +50,16 @@ pub trait Log: Sized + Send + Sync + 'static {
     fn record_id(record: &Self::Record) -> i64;
     /// The filter that selects rows by id.
     fn id_filter(ids: NumFilter) -> Self::Filter;
+    /// A record's owner (the user id scoping is decided on).
+    fn owner(record: &Self::Record) -> i64;
+    /// Whether a task is done (`progress = "100%"`): it changes no more.
+    fn finished(record: &Self::Record) -> bool;
+    /// The filter of unfinished tasks (the ones the live poller keeps watching).
+    fn unfinished() -> Self::Filter;
+    /// A record's upstream key (`mj_id`, `task_id`): what a subscription can list.
+    fn key(record: &Self::Record) -> &str;
+    /// The filter of rows whose key is one of `keys`.
+    fn keys_filter(keys: &[String]) -> Self::Filter;
 }
 
 /// A log's filter: its own leaves (columns), and the `and`/`or`/`not` tree every filter
@@ -57,12 +67,30 @@ pub trait Log: Sized + Send + Sync + 'static {
 pub trait LogFilter:
     Clone + Debug + Default + PartialEq + Serialize + Send + Sync + 'static
 {
+    /// The record the filter is evaluated on in memory.
+    type Record;
+
     /// Checks this node's own leaves (limits, admin-only parts) for `viewer`.
     fn validate_leaves(&self, viewer: &Viewer) -> Result<(), Error>;
     /// This node's own leaves as one condition (all must hold).
     fn leaves_condition(&self, backend: DbBackend) -> Condition;
     /// The sub-filters: `and`, `or`, `not`.
     fn branches(&self) -> (&[Self], &[Self], Option<&Self>);
+    /// Replaces the `and` list.
+    fn set_and(&mut self, all: Vec<Self>);
+    /// Whether this node's own leaves all hold for `record`, with exactly the meaning of
+    /// [`LogFilter::leaves_condition`] (a generated test holds the two equal).
+    fn leaves_match(&self, record: &Self::Record) -> bool;
+
+    /// Whether `record` meets every part of this filter (validated first), in memory:
+    /// what live subscriptions decide with.
+    fn matches(&self, record: &Self::Record) -> bool {
+        let (and, or, not) = self.branches();
+        self.leaves_match(record)
+            && and.iter().all(|f| f.matches(record))
+            && (or.is_empty() || or.iter().any(|f| f.matches(record)))
+            && not.is_none_or(|f| !f.matches(record))
+    }
 
     /// Checks the limits and the admin-only parts for `viewer`; runs no SQL.
     fn validate(&self, viewer: &Viewer) -> Result<(), Error> {

@@ -4,7 +4,7 @@ use entity::midjourney::{self, Column};
 use sea_orm::{DbBackend, EntityTrait, Select};
 
 use crate::service::Service;
-use crate::service::filter::{NumFilter, TaskFilter};
+use crate::service::filter::{NumFilter, StringFilter, TaskFilter};
 use crate::service::log::Log;
 use crate::service::order::OrderField;
 use crate::service::record::TaskRecord;
@@ -46,6 +46,35 @@ impl Log for Midjourneys {
     fn id_filter(ids: NumFilter) -> TaskFilter {
         TaskFilter {
             id: Some(ids),
+            ..Default::default()
+        }
+    }
+
+    fn owner(record: &TaskRecord) -> i64 {
+        record.user_id
+    }
+
+    fn finished(record: &TaskRecord) -> bool {
+        record.finished()
+    }
+
+    fn unfinished() -> TaskFilter {
+        TaskFilter {
+            finished: Some(false),
+            ..Default::default()
+        }
+    }
+
+    fn key(record: &TaskRecord) -> &str {
+        &record.mj_id
+    }
+
+    fn keys_filter(keys: &[String]) -> TaskFilter {
+        TaskFilter {
+            mj_id: Some(StringFilter {
+                in_list: Some(keys.to_vec()),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }

@@ -46,6 +46,7 @@ mod soak;
 mod sqlite_writer;
 mod startup;
 mod task_log;
+mod task_log_live;
 mod task_log_model;
 mod testdb;
 mod traces;

@@ -1,7 +1,9 @@
-//! Live task progress: one poller per instance reads what changed in the tasks table (new-api
-//! writes it directly, so there are no triggers to rely on) and fans the changes out to every
-//! subscriber through one broadcast channel; each subscription keeps what its viewer may see
-//! and its filter matches, evaluated in memory with the SQL filter's meaning.
+//! Live task progress, for every log: one poller per log and instance reads what changed in
+//! its table (new-api writes it directly, so there are no triggers to rely on) and fans the
+//! changes out to every subscriber of that log through one broadcast channel; each
+//! subscription keeps what its viewer may see and its filter matches, evaluated in memory with
+//! the SQL filter's meaning. The limits (subscriptions per user and per instance, sockets,
+//! shutdown) are shared by the logs. A log's poller runs only while it has subscribers.
 //!
 //! Each poll, while at least one subscription is open:
 //!
@@ -36,12 +38,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::error::{AuthError, Error};
-use crate::service::filter::{MAX_LIST, StringFilter, TaskFilter};
-use crate::service::listing::{Scope, TaskQuery};
-use crate::service::log::LogFilter;
+use crate::service::filter::MAX_LIST;
+use crate::service::listing::Scope;
+use crate::service::log::{Log, LogFilter, LogQuery};
 use crate::service::page::{OffsetPage, PageRequest};
-use crate::service::record::TaskRecord;
-use crate::service::{Service, Viewer};
+use crate::service::{Midjourneys, Service, Tasks, Viewer};
 
 /// Polls a subscriber may fall behind before it is dropped (its bounded buffer).
 pub const BUFFER: usize = 64;
@@ -82,31 +83,91 @@ pub enum EventKind {
     Finished,
 }
 
-/// One change, with the task as it is now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskEvent {
+/// One change, with the task of log `L` as it is now.
+#[derive(Debug)]
+pub struct LogEvent<L: Log> {
     pub kind: EventKind,
-    pub task: TaskRecord,
+    pub task: L::Record,
 }
+
+impl<L: Log> Clone for LogEvent<L> {
+    fn clone(&self) -> Self {
+        LogEvent {
+            kind: self.kind,
+            task: self.task.clone(),
+        }
+    }
+}
+
+impl<L: Log> PartialEq for LogEvent<L> {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.task == other.task
+    }
+}
+
+/// One change to a Midjourney task.
+pub type TaskEvent = LogEvent<Midjourneys>;
 
 /// What a poll found: the changes, and the current state of the subscribed users it checked
 /// (`Err` for a user whose subscriptions must end).
-#[derive(Debug, Default)]
-struct Batch {
-    events: Vec<TaskEvent>,
+#[derive(Debug)]
+struct Batch<L: Log> {
+    events: Vec<LogEvent<L>>,
     users: HashMap<i64, Result<Viewer, AuthError>>,
 }
 
-/// What to subscribe to.
-#[derive(Clone, Debug, Default)]
-pub struct LiveRequest {
+/// What to subscribe to in log `L`.
+#[derive(Debug)]
+pub struct LiveRequest<L: Log = Midjourneys> {
     /// Only tasks matching this filter (same meaning as for lists).
-    pub filter: TaskFilter,
-    /// Only tasks with one of these mj ids (1 to 100); the subscription completes when all
-    /// of them have finished.
-    pub mj_ids: Option<Vec<String>>,
+    pub filter: L::Filter,
+    /// Only tasks with one of these upstream keys (`mj_id`, `task_id`; 1 to 100); the
+    /// subscription completes when all of them have finished.
+    pub keys: Option<Vec<String>>,
     /// Start with the matching unfinished tasks (the newest [`MAX_SNAPSHOT`]).
     pub snapshot: bool,
+}
+
+/// A log with a hub in the live service (its own poller and channel).
+pub trait LiveLog: Log {
+    /// This log's hub.
+    #[doc(hidden)]
+    fn hub(inner: &Inner) -> &Hub<Self>;
+}
+
+impl LiveLog for Midjourneys {
+    fn hub(inner: &Inner) -> &Hub<Self> {
+        &inner.mj
+    }
+}
+
+impl LiveLog for Tasks {
+    fn hub(inner: &Inner) -> &Hub<Self> {
+        &inner.tasks
+    }
+}
+
+/// One log's poller and channel.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Hub<L: Log> {
+    tx: broadcast::Sender<Arc<Batch<L>>>,
+    /// Open subscriptions to this log.
+    listeners: AtomicUsize,
+    wake: Notify,
+    started: std::sync::Once,
+}
+
+impl<L: Log> Hub<L> {
+    fn new() -> Hub<L> {
+        let (tx, _) = broadcast::channel(BUFFER);
+        Hub {
+            tx,
+            listeners: AtomicUsize::new(0),
+            wake: Notify::new(),
+            started: std::sync::Once::new(),
+        }
+    }
 }
 
 /// The live service of one instance (cheap to clone).
@@ -115,16 +176,16 @@ pub struct Live {
     inner: Arc<Inner>,
 }
 
+#[doc(hidden)]
 #[derive(Debug)]
-struct Inner {
+pub struct Inner {
     service: Service,
     config: LiveConfig,
-    tx: broadcast::Sender<Arc<Batch>>,
-    /// Open subscriptions per user id.
+    /// Open subscriptions per user id (both logs).
     users: Mutex<HashMap<i64, usize>>,
     total: AtomicUsize,
-    wake: Notify,
-    started: std::sync::Once,
+    mj: Hub<Midjourneys>,
+    tasks: Hub<Tasks>,
     shutdown: watch::Sender<bool>,
     polls: AtomicU64,
     /// Open client connections that must be closed before the process exits.
@@ -136,17 +197,15 @@ struct Inner {
 impl Live {
     /// A live service over `service`; its poller starts with the first subscription.
     pub fn new(service: Service, config: LiveConfig) -> Live {
-        let (tx, _) = broadcast::channel(BUFFER);
         let (shutdown, _) = watch::channel(false);
         Live {
             inner: Arc::new(Inner {
                 service,
                 config,
-                tx,
                 users: Mutex::default(),
                 total: AtomicUsize::new(0),
-                wake: Notify::new(),
-                started: std::sync::Once::new(),
+                mj: Hub::new(),
+                tasks: Hub::new(),
                 shutdown,
                 polls: AtomicU64::new(0),
                 connections: Arc::default(),
@@ -197,71 +256,71 @@ impl Live {
         let _ = rx.wait_for(|stopped| *stopped).await;
     }
 
-    /// Opens a subscription for `viewer`: checks the request and the limits, registers the
-    /// subscriber (so no change after this call is missed), then reads the initial state.
-    pub async fn subscribe(
+    /// Opens a subscription for `viewer` to log `L`: checks the request and the limits,
+    /// registers the subscriber (so no change after this call is missed), then reads the
+    /// initial state.
+    pub async fn subscribe<L: LiveLog>(
         &self,
         viewer: &Viewer,
-        req: LiveRequest,
-    ) -> Result<Subscription, Error> {
+        req: LiveRequest<L>,
+    ) -> Result<Subscription<L>, Error> {
         req.filter.validate(viewer)?;
-        let mj_ids = match &req.mj_ids {
+        let keys = match &req.keys {
             None => None,
             Some(ids) if ids.is_empty() || ids.len() > MAX_LIST => {
                 return Err(Error::BadFilter(format!(
-                    "mjIds holds 1 to {MAX_LIST} values"
+                    "the listed task ids hold 1 to {MAX_LIST} values"
                 )));
             }
             Some(ids) => {
-                mj_id_filter(ids).validate(viewer)?;
+                L::keys_filter(ids).validate(viewer)?;
                 Some(ids.iter().cloned().collect::<HashSet<String>>())
             }
         };
         if *self.inner.shutdown.borrow() {
             return Err(Error::ShuttingDown);
         }
-        let guard = self.register(viewer.id)?;
-        let rx = self.inner.tx.subscribe();
+        let guard = self.register::<L>(viewer.id)?;
+        let rx = L::hub(&self.inner).tx.subscribe();
         let shutdown = self.inner.shutdown.subscribe();
-        self.start_poller();
+        self.start_poller::<L>();
 
         let service = &self.inner.service;
         let mut pending = std::collections::VecDeque::new();
         let mut remaining = None;
-        if let (Some(ids), Some(listed)) = (&mj_ids, &req.mj_ids) {
-            // The newest visible task of each listed id decides whether it is still to come.
-            let mut query = visible_query(mj_id_filter(listed));
+        if let (Some(ids), Some(listed)) = (&keys, &req.keys) {
+            // The newest visible task of each listed key decides whether it is still to come.
+            let mut query = visible_query::<L>(L::keys_filter(listed));
             query.page = PageRequest::Offset(OffsetPage {
                 page: 1,
                 page_size: MAX_LIST as u64,
             });
-            let rows = service.list_tasks(viewer, &query).await?.rows;
+            let rows = service.list(viewer, &query).await?.rows;
             let mut decided = HashSet::new();
             let mut left: HashSet<String> = ids.clone();
             for r in rows {
-                if decided.insert(r.mj_id.clone()) && r.finished() {
-                    left.remove(&r.mj_id);
+                let key = L::key(&r);
+                if decided.insert(key.to_owned()) && L::finished(&r) {
+                    left.remove(key);
                 }
             }
             remaining = Some(left);
         }
         if req.snapshot {
-            let mut filter = TaskFilter {
-                finished: Some(false),
-                and: vec![req.filter.clone()],
-                ..Default::default()
-            };
-            if let Some(ids) = &req.mj_ids {
-                filter.and.push(mj_id_filter(ids));
+            let mut filter = L::unfinished();
+            let mut parts = vec![req.filter.clone()];
+            if let Some(ids) = &req.keys {
+                parts.push(L::keys_filter(ids));
             }
-            let mut query = visible_query(filter);
+            filter = and_all(filter, parts);
+            let mut query = visible_query::<L>(filter);
             query.page = PageRequest::Offset(OffsetPage {
                 page: 1,
                 page_size: MAX_SNAPSHOT,
             });
-            let mut rows = service.list_tasks(viewer, &query).await?.rows;
+            let mut rows = service.list(viewer, &query).await?.rows;
             rows.reverse();
-            pending.extend(rows.into_iter().map(|task| TaskEvent {
+            pending.extend(rows.into_iter().map(|task| LogEvent {
                 kind: EventKind::Snapshot,
                 task,
             }));
@@ -269,7 +328,7 @@ impl Live {
         Ok(Subscription {
             viewer: viewer.clone(),
             filter: req.filter,
-            mj_ids,
+            keys,
             remaining,
             pending,
             rx,
@@ -280,7 +339,7 @@ impl Live {
     }
 
     /// Counts a new subscription of `user`, within the limits.
-    fn register(&self, user: i64) -> Result<Registration, Error> {
+    fn register<L: LiveLog>(&self, user: i64) -> Result<Registration<L>, Error> {
         let inner = &self.inner;
         let mut users = inner.users.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.total.load(Ordering::Relaxed) >= inner.config.max_total {
@@ -299,49 +358,55 @@ impl Live {
         *open += 1;
         inner.total.fetch_add(1, Ordering::Relaxed);
         drop(users);
-        inner.wake.notify_one();
+        let hub = L::hub(inner);
+        hub.listeners.fetch_add(1, Ordering::Relaxed);
+        hub.wake.notify_one();
         Ok(Registration {
             inner: self.inner.clone(),
             user,
+            log: std::marker::PhantomData,
         })
     }
 
-    fn start_poller(&self) {
+    fn start_poller<L: LiveLog>(&self) {
         let inner = self.inner.clone();
-        self.inner.started.call_once(|| {
-            tokio::spawn(poller::poll_loop(inner));
+        L::hub(&self.inner).started.call_once(|| {
+            tokio::spawn(poller::poll_loop::<L>(inner));
         });
     }
 }
 
 /// A query over what the viewer may see, newest first.
-fn visible_query(filter: TaskFilter) -> TaskQuery {
-    TaskQuery {
+fn visible_query<L: Log>(filter: L::Filter) -> LogQuery<L> {
+    LogQuery {
         scope: Scope::Visible,
         filter,
         ..Default::default()
     }
 }
 
-fn mj_id_filter(ids: &[String]) -> TaskFilter {
-    TaskFilter {
-        mj_id: Some(StringFilter {
-            in_list: Some(ids.to_vec()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+/// `first` and every one of `parts` (as one filter's `and`).
+fn and_all<F: LogFilter>(first: F, parts: Vec<F>) -> F {
+    let mut all = F::default();
+    let mut branches = vec![first];
+    branches.extend(parts);
+    all.set_and(branches);
+    all
 }
 
 /// Keeps a subscription counted while it is open.
 #[derive(Debug)]
-struct Registration {
+struct Registration<L: LiveLog> {
     inner: Arc<Inner>,
     user: i64,
+    log: std::marker::PhantomData<L>,
 }
 
-impl Drop for Registration {
+impl<L: LiveLog> Drop for Registration<L> {
     fn drop(&mut self) {
+        L::hub(&self.inner)
+            .listeners
+            .fetch_sub(1, Ordering::Relaxed);
         let mut users = self
             .inner
             .users

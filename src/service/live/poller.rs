@@ -1,4 +1,5 @@
-//! The poller: what changed in the tasks table since the last poll, sent to every subscriber.
+//! The poller: what changed in a log's table since the last poll, sent to every subscriber
+//! of that log (one poller per log, the same code for each).
 //!
 //! It reads the primary, like the user check (replicas only while the primary does not
 //! answer): a replica taking over from another that was ahead could show a watched row in an
@@ -9,18 +10,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use entity::midjourney::{self, Column};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::error::Error;
 use crate::service::Service;
-use crate::service::filter::TaskFilter;
-use crate::service::log::LogFilter;
-use crate::service::record::TaskRecord;
+use crate::service::log::{Log, LogFilter};
 use crate::service::users::MAX_USER_BATCH;
 
-use super::{Batch, EventKind, Inner, TaskEvent};
+use super::{Batch, EventKind, Inner, LiveLog, LogEvent};
 
 /// Most unfinished rows re-read each poll; beyond it the oldest stop being watched.
 pub const MAX_WATCHED: usize = 10_000;
@@ -35,37 +33,38 @@ const NEW_BATCH: u64 = 500;
 /// Watched rows read per query.
 const WATCH_BATCH: usize = 500;
 /// What the poller remembers between polls.
-#[derive(Debug, Default)]
-struct PollState {
+#[derive(Debug)]
+struct PollState<L: Log> {
     /// The highest id seen.
     last_id: i64,
     /// Unfinished rows as last read, by id.
-    watched: BTreeMap<i64, TaskRecord>,
+    watched: BTreeMap<i64, L::Record>,
     /// Ids below `last_id` not seen yet (an insert that had not committed), with when to
     /// stop looking.
     gaps: BTreeMap<i64, Instant>,
 }
 
-pub(super) async fn poll_loop(inner: Arc<Inner>) {
+pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
+    let hub = L::hub(&inner);
     let mut shutdown = inner.shutdown.subscribe();
-    let mut state: Option<PollState> = None;
+    let mut state: Option<PollState<L>> = None;
     let mut failing = false;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        if inner.total.load(Ordering::Relaxed) == 0 {
+        if hub.listeners.load(Ordering::Relaxed) == 0 {
             // Nobody listens: forget everything and wait for a subscriber.
             state = None;
             tokio::select! {
-                () = inner.wake.notified() => continue,
+                () = hub.wake.notified() => continue,
                 _ = shutdown.changed() => return,
             }
         }
         let started = Instant::now();
         let result = match state.as_mut() {
-            Some(s) => poll(&inner, s).await,
-            None => match baseline(&inner.service).await {
+            Some(s) => poll::<L>(&inner, s).await,
+            None => match baseline::<L>(&inner.service).await {
                 Ok(s) => {
                     state = Some(s);
                     Ok(false)
@@ -77,14 +76,14 @@ pub(super) async fn poll_loop(inner: Arc<Inner>) {
         let more = match result {
             Ok(more) => {
                 if failing {
-                    tracing::info!("live poller: the database answers again");
+                    tracing::info!(log = L::TABLE, "live poller: the database answers again");
                     failing = false;
                 }
                 more
             }
             Err(e) => {
                 if !failing {
-                    tracing::warn!(error = %e, "live poller: a poll failed; retrying every interval");
+                    tracing::warn!(log = L::TABLE, error = %e, "live poller: a poll failed; retrying every interval");
                     failing = true;
                 }
                 false
@@ -102,10 +101,10 @@ pub(super) async fn poll_loop(inner: Arc<Inner>) {
 }
 
 /// The starting point: the highest id, and the recent unfinished rows to watch.
-async fn baseline(service: &Service) -> Result<PollState, Error> {
+async fn baseline<L: Log>(service: &Service) -> Result<PollState<L>, Error> {
     let backend = service.db.get_database_backend();
     service.live_query();
-    let highest = midjourney::Entity::find()
+    let highest = L::Entity::find()
         .select_only()
         .column_as(Expr::cust("MAX(id)"), "m");
     let last = service
@@ -114,28 +113,26 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
         })
         .await?;
     let last_id = last.flatten().unwrap_or(0);
-    let unfinished = TaskFilter {
-        finished: Some(false),
-        ..Default::default()
-    };
     service.live_query();
-    let recent = midjourney::Entity::find()
-        .filter(Column::Id.gt(last_id.saturating_sub(WATCH_WINDOW)))
-        .filter(unfinished.condition(backend))
-        .order_by_desc(Column::Id)
+    let recent = L::rows(backend)
+        .filter(L::id_column().gt(last_id.saturating_sub(WATCH_WINDOW)))
+        .filter(L::unfinished().condition(backend))
+        .order_by_desc(L::id_column())
         .limit(MAX_WATCHED as u64);
     let rows = service
         .read_current("live.recent", |db| Box::pin(recent.clone().all(db)))
         .await?;
-    let forward = service.image_forward_base.as_deref();
     let watched = rows
         .into_iter()
-        .map(|m| (m.id, TaskRecord::from_model(m, forward)))
+        .map(|m| {
+            let r = L::record(m, service);
+            (L::record_id(&r), r)
+        })
         .collect();
     Ok(PollState {
         last_id,
         watched,
-        ..Default::default()
+        gaps: BTreeMap::new(),
     })
 }
 
@@ -144,9 +141,9 @@ async fn baseline(service: &Service) -> Result<PollState, Error> {
 /// An idle poll is one query: the first [`WATCH_BATCH`] watched rows, the skipped ids and
 /// the new rows are read together; the subscribed users are read again only when there are
 /// events to deliver (a banned user receives nothing more).
-async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
+async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<bool, Error> {
     let service = &inner.service;
-    let forward = service.image_forward_base.as_deref();
+    let backend = service.db.get_database_backend();
     let now = Instant::now();
     state.gaps.retain(|_, until| *until > now);
     let watched: Vec<i64> = state.watched.keys().copied().collect();
@@ -157,7 +154,7 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
     // Watched rows beyond the first batch, by primary key.
     for chunk in chunks {
         service.live_query();
-        let watched = midjourney::Entity::find().filter(Column::Id.is_in(chunk.iter().copied()));
+        let watched = L::rows(backend).filter(L::id_column().is_in(chunk.iter().copied()));
         rows.extend(
             service
                 .read_current("live.watched", |db| Box::pin(watched.clone().all(db)))
@@ -166,41 +163,45 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
     }
     // The first watched rows, the skipped ids and what is new, in id order: every watched
     // and skipped row fits under the limit, and up to NEW_BATCH new rows follow them.
-    let mut wanted = Condition::any().add(Column::Id.gt(state.last_id));
+    let mut wanted = Condition::any().add(L::id_column().gt(state.last_id));
     let known: Vec<i64> = first.iter().chain(state.gaps.keys()).copied().collect();
     if !known.is_empty() {
-        wanted = wanted.add(Column::Id.is_in(known.iter().copied()));
+        wanted = wanted.add(L::id_column().is_in(known.iter().copied()));
     }
     service.live_query();
-    let changed = midjourney::Entity::find()
+    let changed = L::rows(backend)
         .filter(wanted)
-        .order_by_asc(Column::Id)
+        .order_by_asc(L::id_column())
         .limit(NEW_BATCH + known.len() as u64);
     let found = service
         .read_current("live.changed", |db| Box::pin(changed.clone().all(db)))
         .await?;
-    let fresh = found.iter().filter(|m| m.id > state.last_id).count() as u64;
+    let found: Vec<L::Record> = found.into_iter().map(|m| L::record(m, service)).collect();
+    let fresh = found
+        .iter()
+        .filter(|r| L::record_id(r) > state.last_id)
+        .count() as u64;
+    let mut rows: Vec<L::Record> = rows.into_iter().map(|m| L::record(m, service)).collect();
     rows.extend(found);
 
     let mut events = Vec::new();
     let mut seen = HashSet::with_capacity(rows.len());
     let mut expected = state.last_id + 1;
-    for m in rows {
-        let id = m.id;
+    for task in rows {
+        let id = L::record_id(&task);
         seen.insert(id);
-        let task = TaskRecord::from_model(m, forward);
         if let Some(before) = state.watched.get(&id) {
             if *before == task {
                 continue;
             }
-            let kind = if task.finished() {
+            let kind = if L::finished(&task) {
                 state.watched.remove(&id);
                 EventKind::Finished
             } else {
                 state.watched.insert(id, task.clone());
                 EventKind::Updated
             };
-            events.push(TaskEvent { kind, task });
+            events.push(LogEvent { kind, task });
             continue;
         }
         if id > state.last_id {
@@ -212,10 +213,10 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
         } else if state.gaps.remove(&id).is_none() {
             continue;
         }
-        if !task.finished() {
+        if !L::finished(&task) {
             state.watched.insert(id, task.clone());
         }
-        events.push(TaskEvent {
+        events.push(LogEvent {
             kind: EventKind::Created,
             task,
         });
@@ -247,6 +248,6 @@ async fn poll(inner: &Inner, state: &mut PollState) -> Result<bool, Error> {
         users.extend(service.current_viewers(chunk).await?);
     }
     // No receiver is not an error: the last subscriber just left.
-    let _ = inner.tx.send(Arc::new(Batch { events, users }));
+    let _ = L::hub(inner).tx.send(Arc::new(Batch { events, users }));
     Ok(fresh == NEW_BATCH)
 }

@@ -7,31 +7,31 @@ use tokio::sync::{broadcast, watch};
 
 use crate::error::Error;
 use crate::service::Viewer;
-use crate::service::filter::TaskFilter;
 use crate::service::listing::{Scope, may_see};
+use crate::service::log::LogFilter;
 
-use super::{Batch, Registration, TaskEvent};
+use super::{Batch, LiveLog, LogEvent, Registration};
 
-/// One open subscription: its events, in the order the poller saw them.
+/// One open subscription to log `L`: its events, in the order the poller saw them.
 #[derive(Debug)]
-pub struct Subscription {
+pub struct Subscription<L: LiveLog> {
     pub(super) viewer: Viewer,
-    pub(super) filter: TaskFilter,
-    pub(super) mj_ids: Option<HashSet<String>>,
-    /// The listed mj ids not seen finished yet.
+    pub(super) filter: L::Filter,
+    pub(super) keys: Option<HashSet<String>>,
+    /// The listed keys not seen finished yet.
     pub(super) remaining: Option<HashSet<String>>,
-    pub(super) pending: std::collections::VecDeque<TaskEvent>,
-    pub(super) rx: broadcast::Receiver<Arc<Batch>>,
+    pub(super) pending: std::collections::VecDeque<LogEvent<L>>,
+    pub(super) rx: broadcast::Receiver<Arc<Batch<L>>>,
     pub(super) shutdown: watch::Receiver<bool>,
     pub(super) ended: bool,
-    pub(super) _guard: Registration,
+    pub(super) _guard: Registration<L>,
 }
 
-impl Subscription {
-    /// The next event; `None` when the subscription is complete (every listed mj id
+impl<L: LiveLog> Subscription<L> {
+    /// The next event; `None` when the subscription is complete (every listed task
     /// finished, or the server is shutting down); an error ends it (the user was banned or
-    /// deleted, or the subscriber fell [`BUFFER`] polls behind).
-    pub async fn next(&mut self) -> Option<Result<TaskEvent, Error>> {
+    /// deleted, or the subscriber fell [`BUFFER`](super::BUFFER) polls behind).
+    pub async fn next(&mut self) -> Option<Result<LogEvent<L>, Error>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(Ok(event));
@@ -69,7 +69,7 @@ impl Subscription {
     }
 
     /// Keeps the batch's events this subscriber gets; fails when its user changed.
-    fn take(&mut self, batch: &Batch) -> Result<(), Error> {
+    fn take(&mut self, batch: &Batch<L>) -> Result<(), Error> {
         match batch.users.get(&self.viewer.id) {
             Some(Err(e)) => return Err(Error::Auth(*e)),
             Some(Ok(now)) if *now != self.viewer => {
@@ -81,17 +81,18 @@ impl Subscription {
         }
         for event in &batch.events {
             let task = &event.task;
-            if !may_see(&self.viewer, Scope::Visible, task.user_id) {
+            if !may_see(&self.viewer, Scope::Visible, L::owner(task)) {
                 continue;
             }
-            if let Some(ids) = &self.mj_ids {
-                if !ids.contains(&task.mj_id) {
+            if let Some(ids) = &self.keys {
+                let key = L::key(task);
+                if !ids.contains(key) {
                     continue;
                 }
-                if task.finished()
+                if L::finished(task)
                     && let Some(left) = &mut self.remaining
                 {
-                    left.remove(&task.mj_id);
+                    left.remove(key);
                 }
             }
             if self.filter.matches(task) {

@@ -48,6 +48,43 @@ pub struct PlatformTaskFilter {
 }
 
 impl LogFilter for PlatformTaskFilter {
+    type Record = PlatformTaskRecord;
+
+    fn leaves_match(&self, r: &PlatformTaskRecord) -> bool {
+        // new-api's rule for its legacy routes: a NULL never matches; records hold no NULLs,
+        // so that filter is only ever evaluated in SQL (the live subscriptions use GraphQL's).
+        let nums = [
+            r.id,
+            r.user_id,
+            r.channel_id,
+            r.submit_time,
+            r.start_time,
+            r.finish_time,
+            r.updated_at,
+            r.quota,
+        ];
+        let strings = [
+            r.task_id.as_str(),
+            r.platform.as_str(),
+            r.action.as_str(),
+            r.status.as_str(),
+        ];
+        self.nums()
+            .iter()
+            .zip(nums)
+            .all(|((_, _, f, _), x)| f.as_ref().is_none_or(|f| f.holds(x)))
+            && self
+                .strings()
+                .iter()
+                .zip(strings)
+                .all(|((_, _, f), x)| f.as_ref().is_none_or(|f| f.holds(x)))
+            && self
+                .fail_reason
+                .as_ref()
+                .is_none_or(|f| f.holds(&r.fail_reason))
+            && self.finished.is_none_or(|v| r.finished() == v)
+    }
+
     fn validate_leaves(&self, viewer: &Viewer) -> Result<(), Error> {
         admin_only(
             viewer,
@@ -90,6 +127,10 @@ impl LogFilter for PlatformTaskFilter {
 
     fn branches(&self) -> (&[Self], &[Self], Option<&Self>) {
         (&self.and, &self.or, self.not.as_deref())
+    }
+
+    fn set_and(&mut self, all: Vec<Self>) {
+        self.and = all;
     }
 }
 

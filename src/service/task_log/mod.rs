@@ -15,7 +15,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{DbBackend, EntityTrait, QuerySelect, Select};
 
 use crate::service::Service;
-use crate::service::filter::NumFilter;
+use crate::service::filter::{NumFilter, StringFilter};
 use crate::service::log::{Log, LogQuery};
 use crate::service::stats::GroupBy;
 
@@ -95,6 +95,35 @@ impl Log for Tasks {
     fn id_filter(ids: NumFilter) -> PlatformTaskFilter {
         PlatformTaskFilter {
             id: Some(ids),
+            ..Default::default()
+        }
+    }
+
+    fn owner(record: &PlatformTaskRecord) -> i64 {
+        record.user_id
+    }
+
+    fn finished(record: &PlatformTaskRecord) -> bool {
+        record.finished()
+    }
+
+    fn unfinished() -> PlatformTaskFilter {
+        PlatformTaskFilter {
+            finished: Some(false),
+            ..Default::default()
+        }
+    }
+
+    fn key(record: &PlatformTaskRecord) -> &str {
+        &record.task_id
+    }
+
+    fn keys_filter(keys: &[String]) -> PlatformTaskFilter {
+        PlatformTaskFilter {
+            task_id: Some(StringFilter {
+                in_list: Some(keys.to_vec()),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
