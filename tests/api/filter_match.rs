@@ -2,7 +2,7 @@
 //! the SQL filter: generated data sets (NULLs, case, trailing-space and non-ASCII variants)
 //! and generated filters (every operator, `and`/`or`/`not` nesting, empty lists and
 //! sub-filters), answered by the database through the service and by `TaskFilter::matches`
-//! on the rows as read back. `FILTER_MATCH_CASES` sets the number of data sets (default 64,
+//! on the rows as read back; the same for the generic task log's filter. `FILTER_MATCH_CASES` sets the number of data sets (default 64,
 //! eight filters each); shrunk failures are kept in `tests/api/filter_match.regressions`.
 
 use std::cell::Cell;
@@ -10,8 +10,8 @@ use std::cell::Cell;
 use entity::midjourney;
 use mj_tasks::service::LogFilter;
 use mj_tasks::service::{
-    NumFilter, OffsetPage, PageRequest, Role, StringFilter, TaskFilter, TaskQuery, TaskRecord,
-    TextFilter, Viewer,
+    NumFilter, OffsetPage, PageRequest, PlatformTaskFilter, PlatformTaskQuery, PlatformTaskRecord,
+    Role, StringFilter, TaskFilter, TaskQuery, TaskRecord, Tasks, TextFilter, Viewer,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
@@ -356,6 +356,183 @@ fn the_in_memory_filter_equals_the_sql_filter() {
         matched.get()
     );
     drop(conn);
+    drop(app);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A task-log row with the filtered columns generated (NULLs included).
+fn task_row() -> impl Strategy<Value = crate::task_log::Row> {
+    (
+        (opt(int()), opt(int()), opt(int()), opt(int()), opt(int())),
+        (
+            opt(pick(STRINGS)),
+            opt(pick(STRINGS)),
+            opt(pick(STRINGS)),
+            opt(pick(STRINGS)),
+        ),
+        (opt(pick(PROGRESS)), opt(pick(TEXTS))),
+    )
+        .prop_map(
+            |((user_id, channel_id, quota, submit_time, updated_at), strings, (progress, fail))| {
+                crate::task_log::Row {
+                    user_id,
+                    channel_id,
+                    quota,
+                    submit_time,
+                    updated_at,
+                    task_id: strings.0,
+                    platform: strings.1,
+                    status: strings.2,
+                    action: strings.3,
+                    progress,
+                    fail_reason: fail,
+                    ..Default::default()
+                }
+            },
+        )
+}
+
+/// A task-log filter with one or two leaves.
+fn task_leaves() -> BoxedStrategy<PlatformTaskFilter> {
+    let num = |set: fn(&mut PlatformTaskFilter, NumFilter)| {
+        num_filter().prop_map(move |f| {
+            let mut out = PlatformTaskFilter::default();
+            set(&mut out, f);
+            out
+        })
+    };
+    let string = |set: fn(&mut PlatformTaskFilter, StringFilter)| {
+        string_filter().prop_map(move |f| {
+            let mut out = PlatformTaskFilter::default();
+            set(&mut out, f);
+            out
+        })
+    };
+    let leaf = prop_oneof![
+        num(|o, f| o.id = Some(f)),
+        num(|o, f| o.user_id = Some(f)),
+        num(|o, f| o.channel_id = Some(f)),
+        num(|o, f| o.quota = Some(f)),
+        num(|o, f| o.submit_time = Some(f)),
+        num(|o, f| o.updated_at = Some(f)),
+        string(|o, f| o.task_id = Some(f)),
+        string(|o, f| o.platform = Some(f)),
+        string(|o, f| o.status = Some(f)),
+        string(|o, f| o.action = Some(f)),
+        text_filter().prop_map(|f| PlatformTaskFilter {
+            fail_reason: Some(f),
+            ..Default::default()
+        }),
+        any::<bool>().prop_map(|b| PlatformTaskFilter {
+            finished: Some(b),
+            ..Default::default()
+        }),
+        Just(PlatformTaskFilter::default()),
+    ];
+    proptest::collection::vec(leaf, 1..3)
+        .prop_map(|parts| PlatformTaskFilter {
+            and: parts,
+            ..Default::default()
+        })
+        .boxed()
+}
+
+fn task_filter() -> BoxedStrategy<PlatformTaskFilter> {
+    task_leaves()
+        .prop_recursive(1, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(|or| {
+                    PlatformTaskFilter {
+                        or,
+                        ..Default::default()
+                    }
+                }),
+                inner.prop_map(|f| PlatformTaskFilter {
+                    not: Some(Box::new(f)),
+                    ..Default::default()
+                }),
+            ]
+        })
+        .boxed()
+}
+
+#[test]
+fn the_task_logs_in_memory_filter_equals_its_sql_filter() {
+    let cases = env_cases("FILTER_MATCH_CASES", 64);
+    let rt = runtime();
+    let (app, admin) = rt.block_on(async {
+        let app = spawn_app().await;
+        let admin = app.user("admin", Role::Admin).await;
+        (app, admin)
+    });
+    let viewer = Viewer {
+        id: admin.id,
+        username: "admin".into(),
+        role: Role::Admin,
+    };
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/api/filter_match_tasks.regressions",
+        ))),
+        ..Config::default()
+    });
+    let strategy = (
+        proptest::collection::vec(task_row(), 1..25),
+        proptest::collection::vec(task_filter(), 8),
+    );
+    let checked = Cell::new(0u64);
+    let query = |filter| PlatformTaskQuery {
+        filter,
+        page: PageRequest::Offset(OffsetPage {
+            page: 1,
+            page_size: 100,
+        }),
+        ..Default::default()
+    };
+    let result = runner.run(&strategy, |(mut rows, filters)| {
+        rt.block_on(async {
+            app.sql("DELETE FROM tasks").await;
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.id = i as i64 + 1;
+            }
+            crate::task_log::insert(&app, &rows).await;
+            let stored: Vec<PlatformTaskRecord> = app
+                .service
+                .list::<Tasks>(&viewer, &query(PlatformTaskFilter::default()))
+                .await
+                .expect("all rows")
+                .rows;
+            prop_assert_eq!(stored.len(), rows.len());
+            for f in filters {
+                f.validate(&viewer).expect("a valid filter");
+                let sql: Vec<i64> = app
+                    .service
+                    .list::<Tasks>(&viewer, &query(f.clone()))
+                    .await
+                    .expect("page")
+                    .rows
+                    .iter()
+                    .map(|r| r.id)
+                    .collect();
+                let memory: Vec<i64> = stored
+                    .iter()
+                    .filter(|r| f.matches(r))
+                    .map(|r| r.id)
+                    .collect();
+                checked.set(checked.get() + stored.len() as u64);
+                prop_assert_eq!(sql, memory, "filter {:?}", f);
+            }
+            Ok(())
+        })
+    });
+    println!(
+        "task log: in-memory filter vs SQL on {:?}: {cases} data sets × 8 filters, {} row checks",
+        app.db.backend,
+        checked.get()
+    );
     drop(app);
     if let Err(e) = result {
         panic!("{e}");

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::helpers::{Backend, TestApp, spawn_app};
 
 /// A row of `tasks`, every column optional (NULL when unset).
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Row {
     pub id: i64,
     pub created_at: Option<i64>,
@@ -92,11 +92,16 @@ impl Row {
     }
 }
 
-/// Stores `rows` in the app's `tasks` table.
+/// Stores `rows` in the app's `tasks` table (one connection).
 pub async fn insert(app: &TestApp, rows: &[Row]) {
+    use sea_orm::ConnectionTrait;
+    let conn = app.db.connect().await;
     for r in rows {
-        app.sql(&r.insert_sql(app.db.backend)).await;
+        conn.execute_unprepared(&r.insert_sql(app.db.backend))
+            .await
+            .expect("insert task row");
     }
+    conn.close().await.ok();
 }
 
 /// A user inserted with a chosen id and token (as new-api's own rows are).

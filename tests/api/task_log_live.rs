@@ -52,7 +52,8 @@ async fn outside_writes_to_tasks_reach_a_subscriber_in_order_and_scoped() {
     let app = app_with_users().await;
     let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
     ws.init(&alice()).await;
-    ws.subscribe("1", TASK_EVENTS, json!({ "snap": false })).await;
+    ws.subscribe("1", TASK_EVENTS, json!({ "snap": false }))
+        .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     // Bob's task first: alice never hears of it.
