@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Answer, Task, TestApp, TestUser, env_cases, runtime, spawn_app};
 
-/// Three users with twelve varied tasks each; task id → owner id.
+/// Three users with twelve varied tasks each; task id → owner id. Each also owns eight rows
+/// of the generic task log (see [`task_log_rows`]).
 async fn three_users() -> (TestApp, Vec<TestUser>, HashMap<i64, i64>, Vec<String>) {
     let app = spawn_app().await;
     let mut users = Vec::new();
@@ -43,7 +44,38 @@ async fn three_users() -> (TestApp, Vec<TestUser>, HashMap<i64, i64>, Vec<String
         }
         users.push(u);
     }
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    crate::task_log::insert(&app, &task_log_rows(&ids)).await;
     (app, users, owner, mj_ids)
+}
+
+/// Eight task-log rows per user (row ids 1..), varied platforms, statuses and task ids.
+fn task_log_rows(users: &[i64]) -> Vec<crate::task_log::Row> {
+    let mut rows = Vec::new();
+    for (n, u) in users.iter().enumerate() {
+        for i in 0..8i64 {
+            let k = (n as i64) * 8 + i;
+            rows.push(crate::task_log::Row {
+                task_id: Some(["task-0", "task-1", "task-2", "task-3"][(i % 4) as usize]),
+                platform: Some(["suno", "50", "55"][(i % 3) as usize]),
+                status: Some(["SUCCESS", "FAILURE", "IN_PROGRESS"][(i % 3) as usize]),
+                progress: Some(if i % 3 == 2 { "50%" } else { "100%" }),
+                quota: Some(i % 5),
+                private_data: Some(r#"{"key":"GEN-SECRET"}"#),
+                ..crate::task_log::Row::of(k + 1, *u)
+            });
+        }
+    }
+    rows
+}
+
+/// The owner of each task-log row [`task_log_rows`] made.
+fn task_log_owners(users: &[TestUser]) -> HashMap<i64, i64> {
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    task_log_rows(&ids)
+        .into_iter()
+        .map(|r| (r.id, r.user_id.unwrap_or_default()))
+        .collect()
 }
 
 /// One generated request by user `who` over either door.
@@ -75,6 +107,105 @@ enum Req {
         who: usize,
         ids: Vec<i64>,
     },
+    /// `/api/task/self` (the generic log).
+    TaskRest {
+        who: usize,
+        query: String,
+    },
+    /// GraphQL `tasks`, possibly from a cursor of another user's page.
+    TaskList {
+        who: usize,
+        filter: Value,
+        cursor: Option<usize>,
+    },
+    /// GraphQL `task(id:)` / `task(taskId:)`.
+    TaskLookup {
+        who: usize,
+        id: Option<i64>,
+        task_id: Option<String>,
+    },
+    /// `nodes(ids:)` with ids of both logs: `(is a task-log id, row id)`.
+    MixedNodes {
+        who: usize,
+        ids: Vec<(bool, i64)>,
+    },
+    TaskStats {
+        who: usize,
+        filter: Value,
+    },
+}
+
+fn task_filter_value() -> BoxedStrategy<Value> {
+    let leaf = prop_oneof![
+        (0i64..6).prop_map(|q| json!({"quota": {"gte": q}})),
+        "task-[0-4]".prop_map(|t| json!({"taskId": {"eq": t}})),
+        proptest::sample::select(&["suno", "50", "x"][..])
+            .prop_map(|p| json!({"platform": {"eq": p}})),
+        proptest::sample::select(&["SUCCESS", "FAILURE", "x"][..])
+            .prop_map(|s| json!({"status": {"ne": s}})),
+        any::<bool>().prop_map(|b| json!({"finished": b})),
+        Just(json!({})),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(|l| json!({"or": l})),
+            inner.prop_map(|f| json!({"not": f})),
+        ]
+    })
+    .boxed()
+}
+
+fn task_request(task_cursors: usize) -> BoxedStrategy<Req> {
+    let who = 0usize..3;
+    let rest = (
+        proptest::option::of(proptest::sample::select(&["suno", "50", "55", "SUNO"][..])),
+        proptest::option::of("task-[0-4]"),
+        proptest::option::of(-2i64..5),
+        proptest::option::of(-1i64..30),
+    )
+        .prop_map(|(platform, task, p, size)| {
+            // /self never reads channel_id, whatever its value.
+            let mut q = vec!["channel_id=x".to_owned()];
+            if let Some(v) = platform {
+                q.push(format!("platform={v}"));
+            }
+            if let Some(v) = task {
+                q.push(format!("task_id={v}"));
+            }
+            if let Some(v) = p {
+                q.push(format!("p={v}"));
+            }
+            if let Some(v) = size {
+                q.push(format!("page_size={v}"));
+            }
+            q.join("&")
+        });
+    prop_oneof![
+        (who.clone(), rest).prop_map(|(who, query)| Req::TaskRest { who, query }),
+        (
+            who.clone(),
+            task_filter_value(),
+            proptest::option::of(0..task_cursors.max(1))
+        )
+            .prop_map(|(who, filter, cursor)| Req::TaskList {
+                who,
+                filter,
+                cursor
+            }),
+        (
+            who.clone(),
+            proptest::option::of(0i64..30),
+            proptest::option::of("task-[0-4]")
+        )
+            .prop_map(|(who, id, task_id)| Req::TaskLookup { who, id, task_id }),
+        (
+            who.clone(),
+            proptest::collection::vec((any::<bool>(), 0i64..30), 0..6)
+        )
+            .prop_map(|(who, ids)| Req::MixedNodes { who, ids }),
+        (who, task_filter_value()).prop_map(|(who, filter)| Req::TaskStats { who, filter }),
+    ]
+    .boxed()
 }
 
 fn small_filter() -> BoxedStrategy<Value> {
@@ -231,8 +362,54 @@ fn answered_ids(a: &Answer) -> Vec<i64> {
 
 /// A global id made the way `graphql-relay` makes them.
 fn global_id(id: i64) -> String {
+    typed_global_id("MidjourneyTask", id)
+}
+
+fn typed_global_id(type_name: &str, id: i64) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("MidjourneyTask:{id}"))
+    base64::engine::general_purpose::STANDARD.encode(format!("{type_name}:{id}"))
+}
+
+/// Task-log row ids a task request's answer returned.
+fn answered_task_ids(a: &Answer) -> Vec<i64> {
+    let data = &a.json["data"];
+    let mut ids = Vec::new();
+    for list in [&data["items"], &data["tasks"]["nodes"]] {
+        for item in list.as_array().into_iter().flatten() {
+            if let Some(id) = item["id"].as_i64() {
+                ids.push(id);
+            }
+        }
+    }
+    if let Some(id) = data["task"]["id"].as_i64() {
+        ids.push(id);
+    }
+    for node in data["nodes"].as_array().into_iter().flatten() {
+        if node["__typename"] == "Task"
+            && let Some(id) = node["id"].as_i64()
+        {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Cursors of every user's task-log pages, and a forged one.
+async fn collect_task_cursors(app: &TestApp, users: &[TestUser]) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in users {
+        let a = app
+            .gql(
+                u,
+                "{ tasks(page: {cursor: {first: 4}}) { edges { cursor } } }",
+            )
+            .await;
+        for e in a.json["data"]["tasks"]["edges"].as_array().unwrap() {
+            out.push(e["cursor"].as_str().unwrap().to_owned());
+        }
+    }
+    out.push("7b7d".into());
+    out
 }
 
 async fn send(app: &TestApp, users: &[TestUser], cursors: &[String], req: &Req) -> (usize, Answer) {
@@ -294,6 +471,56 @@ async fn send(app: &TestApp, users: &[TestUser], cursors: &[String], req: &Req) 
                     .await,
             )
         }
+        Req::TaskRest { who, query } => (
+            *who,
+            app.get_as(&users[*who], &format!("/api/task/self?{query}"))
+                .await,
+        ),
+        Req::TaskList {
+            who,
+            filter,
+            cursor,
+        } => {
+            let page = match cursor {
+                Some(i) => json!({"cursor": {"first": 5, "after": cursors[*i]}}),
+                None => json!({"offset": {"page": 1, "pageSize": 50}}),
+            };
+            let q = "query($f: TaskFilter, $p: PageInput) { tasks(filter: $f, page: $p) { nodes { id } } }";
+            (
+                *who,
+                app.gql_vars(Some(&users[*who]), q, json!({"f": filter, "p": page}))
+                    .await,
+            )
+        }
+        Req::TaskLookup { who, id, task_id } => {
+            let q = "query($id: Int, $t: String) { task(id: $id, taskId: $t) { id } }";
+            (
+                *who,
+                app.gql_vars(Some(&users[*who]), q, json!({"id": id, "t": task_id}))
+                    .await,
+            )
+        }
+        Req::MixedNodes { who, ids } => {
+            let q = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename ... on MidjourneyTask { id } ... on Task { id } } }";
+            let ids: Vec<String> = ids
+                .iter()
+                .map(|(task, i)| typed_global_id(if *task { "Task" } else { "MidjourneyTask" }, *i))
+                .collect();
+            (
+                *who,
+                app.gql_vars(Some(&users[*who]), q, json!({"ids": ids}))
+                    .await,
+            )
+        }
+        Req::TaskStats { who, filter } => {
+            let q =
+                "query($f: TaskFilter) { taskStats(filter: $f) { count byPlatform { count } } }";
+            (
+                *who,
+                app.gql_vars(Some(&users[*who]), q, json!({"f": filter}))
+                    .await,
+            )
+        }
     }
 }
 
@@ -302,12 +529,22 @@ fn no_generated_request_ever_answers_another_users_rows() {
     let cases = env_cases("SCOPE_CASES", 10_000);
     let rt = runtime();
     let (app, users, owner, _) = rt.block_on(three_users());
-    let cursors = rt.block_on(collect_cursors(&app, &users));
+    let task_owner = task_log_owners(&users);
+    let mj_cursors = rt.block_on(collect_cursors(&app, &users));
+    let task_cursors = rt.block_on(collect_task_cursors(&app, &users));
     let max_id = owner.keys().copied().max().unwrap_or(0);
     let own_count: HashMap<i64, usize> = users
         .iter()
         .map(|u| (u.id, owner.values().filter(|o| **o == u.id).count()))
         .collect();
+    let own_tasks: HashMap<i64, usize> = users
+        .iter()
+        .map(|u| (u.id, task_owner.values().filter(|o| **o == u.id).count()))
+        .collect();
+    let strategy = prop_oneof![
+        3 => request(max_id, mj_cursors.len()),
+        2 => task_request(task_cursors.len()),
+    ];
     let rows_seen = Cell::new(0u64);
     let foreign = Cell::new(0u64);
     let mut runner = TestRunner::new(Config {
@@ -317,11 +554,68 @@ fn no_generated_request_ever_answers_another_users_rows() {
         ))),
         ..Config::default()
     });
-    let result = runner.run(&request(max_id, cursors.len()), |req| {
+    let result = runner.run(&strategy, |req| {
         rt.block_on(async {
-            let (who, a) = send(&app, &users, &cursors, &req).await;
+            let is_task = matches!(
+                req,
+                Req::TaskRest { .. }
+                    | Req::TaskList { .. }
+                    | Req::TaskLookup { .. }
+                    | Req::MixedNodes { .. }
+                    | Req::TaskStats { .. }
+            );
+            let cursors = if is_task { &task_cursors } else { &mj_cursors };
+            let (who, a) = send(&app, &users, cursors, &req).await;
             let me = users[who].id;
             prop_assert!(a.status < 500, "{:?}: {} {}", req, a.status, a.text);
+            prop_assert!(!a.text.contains("GEN-SECRET"), "{:?}: {}", req, a.text);
+            let task_ids = if is_task {
+                answered_task_ids(&a)
+            } else {
+                Vec::new()
+            };
+            for id in task_ids {
+                rows_seen.set(rows_seen.get() + 1);
+                if task_owner.get(&id) != Some(&me) {
+                    foreign.set(foreign.get() + 1);
+                    return Err(TestCaseError::fail(format!(
+                        "user {me} got task-log row {id} of {:?}: {req:?} → {}",
+                        task_owner.get(&id),
+                        a.text
+                    )));
+                }
+            }
+            if let Req::TaskStats { .. } = req
+                && let Some(n) = a.json["data"]["taskStats"]["count"].as_u64()
+            {
+                prop_assert!(n as usize <= own_tasks[&me], "{:?}: {}", req, a.text);
+            }
+            if let Req::MixedNodes { ids, .. } = &req {
+                let want: Vec<Value> = ids
+                    .iter()
+                    .map(|(task, i)| {
+                        let (map, name) = if *task {
+                            (&task_owner, "Task")
+                        } else {
+                            (&owner, "MidjourneyTask")
+                        };
+                        match map.get(i) {
+                            Some(o) if *o == me => json!({"__typename": name, "id": i}),
+                            _ => Value::Null,
+                        }
+                    })
+                    .collect();
+                prop_assert_eq!(
+                    &a.json["data"]["nodes"],
+                    &json!(want),
+                    "{:?}: {}",
+                    req,
+                    a.text
+                );
+            }
+            if is_task {
+                return Ok(());
+            }
             for id in answered_ids(&a) {
                 rows_seen.set(rows_seen.get() + 1);
                 if owner.get(&id) != Some(&me) {
@@ -360,7 +654,7 @@ fn no_generated_request_ever_answers_another_users_rows() {
         })
     });
     println!(
-        "scoping property: {cases} generated requests by 3 users, {} rows answered, {} of another user",
+        "scoping property: {cases} generated requests by 3 users over both logs, {} rows answered, {} of another user",
         rows_seen.get(),
         foreign.get()
     );
@@ -410,6 +704,13 @@ const GQL_TOKENS: &[&str] = &[
     "midjourneyTasks",
     "midjourneyTask",
     "midjourneyTaskStats",
+    "tasks",
+    "task",
+    "taskStats",
+    "taskId",
+    "platform",
+    "byPlatform",
+    "data",
     "viewer",
     "nodeId",
     "nodes",
@@ -500,6 +801,10 @@ fn fuzz_case(users: Vec<(String, String)>) -> impl Strategy<Value = Fuzz> {
             "channel_id",
             "start_timestamp",
             "end_timestamp",
+            "platform",
+            "task_id",
+            "status",
+            "action",
             "x",
             "",
         ][..],
@@ -566,7 +871,17 @@ fn fuzz_case(users: Vec<(String, String)>) -> impl Strategy<Value = Fuzz> {
     ];
     prop_oneof![
         (
-            proptest::sample::select(&["/api/mj/self", "/api/mj/", "/api/mj", "/healthz"][..]),
+            proptest::sample::select(
+                &[
+                    "/api/mj/self",
+                    "/api/mj/",
+                    "/api/mj",
+                    "/api/task/self",
+                    "/api/task/",
+                    "/api/task",
+                    "/healthz"
+                ][..]
+            ),
             query.clone(),
             headers
         )
@@ -667,6 +982,7 @@ fn fuzzed_client_input_never_panics_nor_answers_5xx() {
         for i in 0..5 {
             app.task(Task::of(u.id).quota(i)).await;
         }
+        crate::task_log::insert(&app, &task_log_rows(&[u.id])).await;
         (app, vec![admin, u])
     });
     let creds: Vec<(String, String)> = users
