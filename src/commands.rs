@@ -32,18 +32,22 @@ pub async fn user_token(args: &UserTokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mj-tasks import FILE|-`.
+/// `mj-tasks import [--log midjourney|tasks] FILE|-`.
 pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
     let service = app::open_service(&args.db).await?;
-    let stored = if args.file.as_os_str() == "-" {
-        service
-            .import_tasks(BufReader::new(tokio::io::stdin()))
-            .await?
+    let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if args.file.as_os_str() == "-" {
+        Box::new(tokio::io::stdin())
     } else {
         let file = tokio::fs::File::open(&args.file)
             .await
             .with_context(|| format!("opening {}", args.file.display()))?;
-        service.import_tasks(BufReader::new(file)).await?
+        Box::new(file)
+    };
+    let input = BufReader::new(input);
+    let stored = if args.log == "tasks" {
+        service.import_platform_tasks(input).await?
+    } else {
+        service.import_tasks(input).await?
     };
     let noun = if stored == 1 { "task" } else { "tasks" };
     println!("Imported {stored} {noun}.");

@@ -349,6 +349,10 @@ pub struct ImportArgs {
     pub db: DbConfig,
     /// A JSON-lines file, or - for standard input.
     pub file: PathBuf,
+    /// The log to load into: `midjourney` (lines shaped like `/api/mj/` items) or `tasks`
+    /// (new-api's generic log of Suno and video tasks, lines shaped like `/api/task/` items).
+    #[arg(long, value_parser = ["midjourney", "tasks"], default_value = "midjourney")]
+    pub log: String,
 }
 
 #[derive(Debug, Args)]

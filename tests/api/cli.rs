@@ -7,7 +7,7 @@ use mj_tasks::service::Role;
 
 use crate::helpers::{TestDb, TestUser, spawn_app_with};
 
-fn mj_tasks(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn mj_tasks(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mj-tasks"))
         .args(args)
         .env("DATABASE_URL", &db.url)

@@ -129,7 +129,7 @@ async fn get(app: &TestApp, path: &str, id: i64, token: &str) -> (u16, String) {
 }
 
 /// The contract's worked example: alice (7) owns rows 41 and 42; root (1) is an admin.
-async fn worked_example() -> TestApp {
+pub async fn worked_example() -> TestApp {
     let app = spawn_app().await;
     raw_user(&app, 2, "boss", 100, "troot").await;
     raw_user(&app, 7, "alice", 1, "t7").await;
@@ -713,4 +713,59 @@ async fn graphql_statistics_of_the_task_log_are_scoped_and_grouped() {
         a.json["data"]["all"]["byStatus"],
         serde_json::json!([{"key": "FAILURE", "count": 1}, {"key": "SUCCESS", "count": 1}])
     );
+}
+
+#[tokio::test]
+async fn the_admin_routes_items_import_back_into_the_same_answer() {
+    let app = worked_example().await;
+    let headers = [("Authorization", "Bearer troot"), ("New-Api-User", "2")];
+    let before = app.get_with("/api/task/", &headers).await;
+    assert_eq!(before.status, 200);
+    // The items exactly as served (escapes and number spellings kept), one per line.
+    #[derive(serde::Deserialize)]
+    struct Items<'a> {
+        #[serde(borrow)]
+        items: Vec<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        data: Items<'a>,
+    }
+    let body: Body = serde_json::from_str(&before.text).unwrap();
+    let lines: String = body
+        .data
+        .items
+        .iter()
+        .map(|i| format!("{}\n", i.get()))
+        .collect();
+
+    let fresh = crate::helpers::TestDb::new().await;
+    // The target database exists with the service's tables before the import.
+    let out = crate::cli::mj_tasks(&fresh, &["migrate"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crate::cli::mj_tasks(&fresh, &["import", "--log", "tasks", "-"], Some(&lines));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Imported 2 tasks"));
+    let bad = crate::cli::mj_tasks(
+        &fresh,
+        &["import", "--log", "tasks", "-"],
+        Some("{\"platform\":5}\n"),
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("line 1"));
+
+    let copy = crate::helpers::spawn_app_with(fresh, |_| {}).await;
+    raw_user(&copy, 2, "boss", 100, "troot").await;
+    raw_user(&copy, 7, "alice", 1, "t7").await;
+    let after = copy.get_with("/api/task/", &headers).await;
+    assert_eq!(after.text, before.text);
 }

@@ -4,10 +4,11 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
+use sea_orm::TransactionTrait;
 
 use crate::error::Error;
 use crate::service::Service;
+use crate::service::task_log::store::{self, NewPlatformTask};
 
 /// (platform, action, model) as new-api records them.
 const KINDS: [(&str, &str, &str); 7] = [
@@ -36,56 +37,20 @@ impl Service {
         owners: &[i64],
     ) -> Result<(), Error> {
         let mut rng = StdRng::seed_from_u64(0x7461);
-        let backend = self.db.get_database_backend();
         let now = chrono::Utc::now().timestamp();
         let step = 86_400 * 30 / (tasks.max(1) as i64);
         let start = now - step * tasks as i64;
-        let sql = insert_sql(backend);
         let txn = self.db.begin().await?;
         for i in 0..tasks {
             let submit = start + step * i as i64;
-            let values = demo_row(&mut rng, owners, submit, i, backend);
-            txn.execute_raw(Statement::from_sql_and_values(backend, &sql, values))
-                .await?;
+            store::insert(&txn, demo_row(&mut rng, owners, submit, i)).await?;
         }
         txn.commit().await?;
         Ok(())
     }
 }
 
-/// The INSERT of one row: JSON values cast to `json` on PostgreSQL.
-fn insert_sql(backend: DbBackend) -> String {
-    let cols = "created_at, updated_at, task_id, platform, user_id, {g}, channel_id, quota, action, status, fail_reason, submit_time, start_time, finish_time, progress, properties, private_data, data";
-    let (group, params): (&str, Vec<String>) = match backend {
-        DbBackend::Postgres => (
-            "\"group\"",
-            (1..=18)
-                .map(|n| {
-                    if n >= 16 {
-                        format!("CAST(${n} AS json)")
-                    } else {
-                        format!("${n}")
-                    }
-                })
-                .collect(),
-        ),
-        DbBackend::MySql => ("`group`", vec!["?".to_owned(); 18]),
-        _ => ("\"group\"", vec!["?".to_owned(); 18]),
-    };
-    format!(
-        "INSERT INTO tasks ({}) VALUES ({})",
-        cols.replace("{g}", group),
-        params.join(", ")
-    )
-}
-
-fn demo_row(
-    rng: &mut StdRng,
-    owners: &[i64],
-    submit: i64,
-    i: usize,
-    backend: DbBackend,
-) -> Vec<Value> {
+fn demo_row(rng: &mut StdRng, owners: &[i64], submit: i64, i: usize) -> NewPlatformTask {
     let (platform, action, model) = KINDS[rng.random_range(0..KINDS.len())];
     let input = INPUTS[rng.random_range(0..INPUTS.len())];
     let roll: u32 = rng.random_range(0..100);
@@ -116,48 +81,43 @@ fn demo_row(
     let task_id = format!("task_{:08x}{:04}", submit, i % 10_000);
     let ext = if platform == "suno" { "mp3" } else { "mp4" };
     let url = format!("https://cdn.example.com/{platform}/{task_id}.{ext}");
-    let properties = format!(
-        r#"{{"input":"{input}","origin_model_name":"{model}","upstream_model_name":"{model}"}}"#
-    );
     // The upstream key is a placeholder, as a real row's would be a secret never served.
-    let private = if status == "SUCCESS" {
+    let private_data = if status == "SUCCESS" {
         format!(r#"{{"key":"demo-upstream-key","upstream_task_id":"up-{i}","result_url":"{url}"}}"#)
     } else {
         r#"{"key":"demo-upstream-key"}"#.to_owned()
     };
-    let data = format!(r#"{{"code":0,"message":"{status}","task_id":"up-{i}"}}"#);
-    let json = |text: String| -> Value {
-        match backend {
-            DbBackend::Sqlite => Value::from(text.into_bytes()),
-            _ => Value::from(text),
-        }
-    };
-    vec![
-        Value::from(submit),
-        Value::from(if done { finish } else { submit }),
-        Value::from(task_id),
-        Value::from(platform),
-        Value::from(owners[rng.random_range(0..owners.len())]),
-        Value::from("default"),
-        Value::from(rng.random_range(1..=5i64)),
-        Value::from(if done {
+    NewPlatformTask {
+        id: None,
+        created_at: submit,
+        updated_at: if done { finish } else { submit },
+        task_id,
+        platform: platform.to_owned(),
+        user_id: owners[rng.random_range(0..owners.len())],
+        group: "default".to_owned(),
+        channel_id: rng.random_range(1..=5i64),
+        quota: if done {
             rng.random_range(1..=8i64) * 1000
         } else {
             0
-        }),
-        Value::from(action),
-        Value::from(status),
-        Value::from(if status == "FAILURE" {
-            "upstream rejected the request"
+        },
+        action: action.to_owned(),
+        status: status.to_owned(),
+        fail_reason: if status == "FAILURE" {
+            "upstream rejected the request".to_owned()
         } else {
-            ""
-        }),
-        Value::from(submit),
-        Value::from(start),
-        Value::from(finish),
-        Value::from(progress),
-        json(properties),
-        json(private),
-        json(data),
-    ]
+            String::new()
+        },
+        submit_time: submit,
+        start_time: start,
+        finish_time: finish,
+        progress,
+        properties: format!(
+            r#"{{"input":"{input}","origin_model_name":"{model}","upstream_model_name":"{model}"}}"#
+        ),
+        private_data,
+        data: Some(format!(
+            r#"{{"code":0,"message":"{status}","task_id":"up-{i}"}}"#
+        )),
+    }
 }

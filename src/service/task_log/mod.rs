@@ -6,6 +6,7 @@ pub mod demo;
 mod filter;
 pub mod json;
 mod record;
+pub mod store;
 
 pub use filter::{PlatformOrderField, PlatformTaskFilter};
 pub use record::PlatformTaskRecord;
