@@ -102,6 +102,9 @@ impl Service {
             owners.push(heavy.id);
         }
         self.insert_demo_tasks(tasks, &owners).await?;
+        // The generic log beside it, a third as many (its own benchmark cases).
+        self.insert_demo_platform_tasks(tasks.div_ceil(3), &owners)
+            .await?;
         Ok(BenchUsers {
             admin,
             heavy,

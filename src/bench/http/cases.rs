@@ -6,7 +6,8 @@ use rand::{Rng, SeedableRng};
 use crate::config::BenchArgs;
 use crate::service::demo::BenchUsers;
 use crate::service::{
-    CursorPage, NumFilter, PageRequest, Scope, Service, StringFilter, TaskFilter, TaskQuery, Viewer,
+    CursorPage, Log, LogQuery, Midjourneys, NumFilter, PageRequest, PlatformTaskQuery, Scope,
+    Service, StringFilter, TaskFilter, TaskQuery, Viewer,
 };
 
 use super::{Case, Floor, Http, PREPARED, Prepared, auth, gql, offset, viewer};
@@ -19,14 +20,16 @@ enum Want {
     Stats,
 }
 
-type Draw = (Viewer, TaskQuery, Want, (String, String), Http);
+/// One drawn request of log `L`: who asks, the service query its floor runs, what the floor
+/// measures, the credentials and the HTTP request.
+type Draw<L = Midjourneys> = (Viewer, LogQuery<L>, Want, (String, String), Http);
 
 /// A case over one kind of request; `make` draws one (a user picked with `rng`).
-fn case(
+fn case<L: Log>(
     service: &Service,
     name: &str,
     rng: &mut StdRng,
-    mut make: impl FnMut(&mut StdRng) -> anyhow::Result<Draw>,
+    mut make: impl FnMut(&mut StdRng) -> anyhow::Result<Draw<L>>,
 ) -> anyhow::Result<Case> {
     let mut requests = Vec::with_capacity(PREPARED);
     let bad = |e: crate::error::Error| anyhow::anyhow!("{name}: {e}");
@@ -36,7 +39,7 @@ fn case(
             Floor::Aggregate(service.totals_statement(&viewer, &query).map_err(bad)?)
         } else {
             let (page, count) = service.page_statements(&viewer, &query).map_err(bad)?;
-            Floor::Page(page, (want == Want::PageAndTotal).then_some(count))
+            Floor::Page(L::TABLE, page, (want == Want::PageAndTotal).then_some(count))
         };
         requests.push(Prepared { auth, http, floor });
     }
@@ -286,6 +289,42 @@ pub(super) async fn cases(
         None
     ));
     add!(&deep_name, |_| cursor_page(Some(deep.clone())));
+    // new-api's generic task log (Suno, video): the same requests on its routes and field.
+    let own_tasks = |scope| PlatformTaskQuery {
+        scope,
+        page: offset(1, 20),
+        ..Default::default()
+    };
+    add!("REST task log: user first page + total", |rng| {
+        let u = pick(rng);
+        Ok((
+            viewer(u),
+            own_tasks(Scope::Own),
+            Want::PageAndTotal,
+            auth(u),
+            Http::Get("/api/task/self?p=1&page_size=20".into()),
+        ))
+    });
+    add!("REST task log: admin first page + whole-table total", |_| {
+        Ok((
+            admin.clone(),
+            own_tasks(Scope::Visible),
+            Want::PageAndTotal,
+            auth(&users.admin),
+            Http::Get("/api/task/?p=1&page_size=20".into()),
+        ))
+    });
+    add!("GraphQL tasks: user first page + totalCount", |rng| {
+        let u = pick(rng);
+        let q = "{ tasks(page: {offset: {page: 1, pageSize: 20}}) { totalCount nodes { id taskId platform action status progress resultUrl input submitTime finishTime failReason quota } } }";
+        Ok((
+            viewer(u),
+            own_tasks(Scope::Visible),
+            Want::PageAndTotal,
+            auth(u),
+            Http::Graphql(gql(q)),
+        ))
+    });
     add!("GraphQL midjourneyTaskStats, one user", |rng| {
         let u = pick(rng);
         let q = "{ midjourneyTaskStats { count quotaSum successCount failureCount } }";

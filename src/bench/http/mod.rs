@@ -16,13 +16,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use entity::midjourney;
+use entity::{midjourney, task};
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
 
 use crate::app;
 use crate::config::{BenchArgs, DbConfig};
 use crate::rest::SelfItem;
-use crate::service::{OffsetPage, PageRequest, TaskRecord, Viewer};
+use crate::rest::task_items::TaskItem;
+use crate::service::{
+    Log, OffsetPage, PageRequest, PlatformTaskRecord, TaskRecord, Tasks, Viewer,
+};
 
 mod cases;
 
@@ -43,8 +46,8 @@ struct Prepared {
 /// The statements behind one answer.
 #[derive(Clone)]
 enum Floor {
-    /// The page, and its count when the answer has a total.
-    Page(Statement, Option<Statement>),
+    /// The page of the log named (its table), and its count when the answer has a total.
+    Page(&'static str, Statement, Option<Statement>),
     /// One aggregate row (statistics).
     Aggregate(Statement),
 }
@@ -306,7 +309,10 @@ async fn send(client: &reqwest::Client, base: &str, p: &Prepared) -> bool {
         return false;
     };
     match &p.http {
-        Http::Get(_) => body.starts_with(br#"{"success":true"#),
+        // `/api/mj` leads with success, `/api/task` (sorted keys) ends with it.
+        Http::Get(_) => {
+            body.starts_with(br#"{"success":true"#) || body.ends_with(br#","success":true}"#)
+        }
         Http::Graphql(_) => {
             !body.windows(9).any(|w| w == br#""errors":"#) && body.starts_with(br#"{"data":{"#)
         }
@@ -315,8 +321,8 @@ async fn send(client: &reqwest::Client, base: &str, p: &Prepared) -> bool {
 
 /// The floor of one request: its statements straight to the database, rows as JSON.
 async fn floor(db: &DatabaseConnection, p: &Prepared) -> bool {
-    let (page, count) = match &p.floor {
-        Floor::Page(page, count) => (page, count),
+    let (log, page, count) = match &p.floor {
+        Floor::Page(log, page, count) => (log, page, count),
         Floor::Aggregate(stmt) => {
             let Ok(Some(row)) = db.query_one_raw(stmt.clone()).await else {
                 return false;
@@ -332,10 +338,19 @@ async fn floor(db: &DatabaseConnection, p: &Prepared) -> bool {
     };
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        let Ok(m) = midjourney::Model::from_query_result(row, "") else {
-            return false;
+        let item = if *log == Tasks::TABLE {
+            let Ok(m) = task::Model::from_query_result(row, "") else {
+                return false;
+            };
+            serde_json::to_value(TaskItem::new(PlatformTaskRecord::from_model(m), false, None))
+        } else {
+            let Ok(m) = midjourney::Model::from_query_result(row, "") else {
+                return false;
+            };
+            serde_json::to_value(SelfItem::from(TaskRecord::from_model(m, None)))
         };
-        items.push(SelfItem::from(TaskRecord::from_model(m, None)));
+        let Ok(item) = item else { return false };
+        items.push(item);
     }
     let mut total = 0i64;
     if let Some(count) = count {
