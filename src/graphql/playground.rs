@@ -29,13 +29,18 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-/// The document a first visit opens with: the caller's newest tasks (what the run button
-/// runs first), and live progress (picked from the run button's menu).
+/// The document a first visit opens with: the caller's newest tasks of both logs (what the
+/// run button runs first), and live progress (picked from the run button's menu).
 pub const SAMPLE_QUERY: &str = "query MyTasks {
   viewer { id username role }
   midjourneyTasks(page: { offset: { page: 1, pageSize: 10 } }) {
     totalCount
     nodes { id mjId action status progress prompt imageUrl submittedAt }
+  }
+  # new-api's other log: Suno music and video tasks (times in seconds)
+  tasks(page: { offset: { page: 1, pageSize: 10 } }) {
+    totalCount
+    nodes { id taskId platform action status progress input resultUrl submittedAt }
   }
 }
 
@@ -69,8 +74,20 @@ pub fn link(base: &str, user_id: i64, token: &str) -> String {
 /// The playground page. The header editor starts with the two auth headers to fill in;
 /// `?query=…&headers=…` in the address pre-fill the editors.
 pub async fn page() -> Html<&'static str> {
-    Html(PAGE)
+    Html(PAGE_HTML.as_str())
 }
+
+/// [`PAGE`] with the sample document (after a first line saying what to fill in) as the
+/// editor's default.
+static PAGE_HTML: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let default = format!(
+        "# Fill in your access token and user id in the Headers tab below, then run.\n{SAMPLE_QUERY}"
+    );
+    PAGE.replace(
+        "__DEFAULT_QUERY__",
+        &serde_json::to_string(&default).unwrap_or_default(),
+    )
+});
 
 /// `GET /graphql/assets/{name}`: an embedded, gzipped asset.
 pub async fn asset(Path(name): Path<String>) -> Response {
@@ -106,23 +123,7 @@ const PAGE: &str = r#"<!doctype html>
   const params = new URLSearchParams(window.location.search);
   const defaultHeaders = JSON.stringify(
     { "Authorization": "Bearer <access token>", "New-Api-User": "<user id>" }, null, 2);
-  const defaultQuery = `# Fill in your access token and user id in the Headers tab below, then run.
-query MyTasks {
-  viewer { id username role }
-  midjourneyTasks(page: { offset: { page: 1, pageSize: 10 } }) {
-    totalCount
-    nodes { id mjId action status progress prompt imageUrl submittedAt }
-  }
-}
-
-# Live progress: pick LiveProgress with the run button's menu; every event stays listed.
-subscription LiveProgress {
-  midjourneyTaskEvents(initialSnapshot: true) {
-    kind
-    task { id mjId status progress imageUrl failReason }
-  }
-}
-`;
+  const defaultQuery = __DEFAULT_QUERY__;
   const http = GraphiQL.createFetcher({ url: "/graphql" });
   // The operation GraphiQL is about to run, from the parsed document it passes along.
   function isSubscription(params, opts) {

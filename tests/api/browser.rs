@@ -193,8 +193,10 @@ async fn run(driver: &Driver, sid: &str) {
         .await;
 }
 
-const RESULT: &str =
-    "const r = document.querySelector('.result-window'); return r ? r.innerText : '';";
+/// The result pane's whole text (CodeMirror renders only the visible lines, so its
+/// `innerText` would miss the rest of a long result).
+const RESULT: &str = "const r = document.querySelector('.result-window'); if (!r) return ''; \
+     const cm = r.querySelector('.CodeMirror'); return cm && cm.CodeMirror ? cm.CodeMirror.getValue() : r.innerText;";
 
 #[tokio::test]
 #[ignore = "needs Debian's chromium and chromium-driver (run with --ignored browser::)"]
@@ -460,6 +462,9 @@ async fn the_demo_prints_a_playground_link_that_runs_the_sample_with_one_click()
     let text = result.as_str().unwrap_or_default();
     assert!(text.contains("\"username\": \"alice\""), "{text}");
     assert!(!text.contains("\"errors\""), "{text}");
+    // Both logs: the Midjourney tasks and the generic log's Suno and video tasks.
+    assert!(text.contains("\"mjId\""), "{text}");
+    assert!(text.contains("\"taskId\": \"task_"), "{text}");
     // The link's document carries the live-progress sample too.
     let editor = wait_for(
         &driver,
