@@ -18,8 +18,8 @@ use crate::graphql::task_log::{
 use crate::service::LogFilter;
 use crate::service::filter::MAX_VALUE;
 use crate::service::{
-    Log, Lookups, NumFilter, PlatformTaskFilter, Role, Scope, StringFilter, TaskKey, TaskQuery,
-    Tasks, Viewer as SvcViewer,
+    Columns, Log, Lookups, NumFilter, PlatformTaskFilter, Role, Scope, StringFilter, TaskKey,
+    TaskQuery, Tasks, Viewer as SvcViewer,
 };
 
 /// The root of every query.
@@ -266,16 +266,23 @@ impl Query {
         let look = ctx.look_ahead();
         let wants_total = look.field("totalCount").exists()
             || look.field("pageInfo").field("totalPages").exists();
+        // `data` (the upstream's raw answer, possibly large) is read only when selected.
+        let wants_data = look.field("nodes").field("data").exists()
+            || look.field("edges").field("node").field("data").exists();
+        let columns = if wants_data {
+            Columns::All
+        } else {
+            Columns::Lean
+        };
         let total = OnceCell::new();
+        let list = service.list_columns::<Tasks>(viewer, &query, columns);
         let page = if wants_total {
-            let (page, count) = tokio::join!(
-                service.list::<Tasks>(viewer, &query),
-                service.count_since(viewer, &query, arrived(ctx))
-            );
+            let (page, count) =
+                tokio::join!(list, service.count_since(viewer, &query, arrived(ctx)));
             let _ = total.set(count.gql(lang)?);
             page
         } else {
-            service.list::<Tasks>(viewer, &query).await
+            list.await
         };
         Ok(TaskConnection {
             page: page.gql(lang)?,

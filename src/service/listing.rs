@@ -57,7 +57,17 @@ pub(crate) fn scoped<L: Log>(
     viewer: &Viewer,
     query: &LogQuery<L>,
 ) -> Select<L::Entity> {
-    L::rows(backend)
+    scoped_columns(L::rows(backend), backend, viewer, query)
+}
+
+/// `select` limited to the rows the query ranges over.
+fn scoped_columns<L: Log>(
+    select: Select<L::Entity>,
+    backend: DbBackend,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+) -> Select<L::Entity> {
+    select
         .filter(scope_condition::<L>(viewer, query.scope))
         .filter(query.filter.condition(backend))
 }
@@ -73,11 +83,22 @@ fn sea_order(d: Direction) -> Order {
 /// the database has one), then reads just those rows.
 pub const IDS_FIRST_OFFSET: u64 = 1_000;
 
+/// Which columns a page reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Columns {
+    /// Every column the record holds.
+    #[default]
+    All,
+    /// Without the log's large columns the answer does not show (the task log's `data`).
+    Lean,
+}
+
 /// A page query ready to run: its statement, and what is needed to read the answer.
 struct PagePlan<L: Log> {
     /// Find the page's ids first, then the rows (deep offset pages).
     ids_first: bool,
     select: Select<L::Entity>,
+    columns: Columns,
     order: Vec<KeyOrder<L::Field>>,
     fingerprint: String,
     limit: u64,
@@ -92,11 +113,14 @@ impl Service {
         &self,
         viewer: &Viewer,
         query: &LogQuery<L>,
+        columns: Columns,
     ) -> Result<PagePlan<L>, Error> {
         query.filter.validate(viewer)?;
         let order = order::normalize(&query.order)?;
         let fingerprint = cursor::fingerprint(&order, &query.filter);
-        let mut select = scoped(self.db.get_database_backend(), viewer, query);
+        let backend = self.db.get_database_backend();
+        let rows = L::rows_with(backend, columns == Columns::Lean);
+        let mut select = scoped_columns(rows, backend, viewer, query);
 
         let (limit, backwards, offset_page) = match &query.page {
             PageRequest::Offset(p) => {
@@ -135,6 +159,7 @@ impl Service {
             matches!(&query.page, PageRequest::Offset(p) if p.offset() >= IDS_FIRST_OFFSET);
         Ok(PagePlan {
             ids_first,
+            columns,
             select: select.limit(limit.saturating_add(1)),
             order,
             fingerprint,
@@ -160,7 +185,8 @@ impl Service {
             return Ok(Vec::new());
         }
         let backend = self.db.get_database_backend();
-        let mut rows = L::rows(backend).filter(L::id_column().is_in(ids));
+        let lean = plan.columns == Columns::Lean;
+        let mut rows = L::rows_with(backend, lean).filter(L::id_column().is_in(ids));
         for key in &plan.order {
             rows = rows.order_by(key.field.expr(), sea_order(key.direction));
         }
@@ -175,7 +201,7 @@ impl Service {
         query: &LogQuery<L>,
     ) -> Result<(Statement, Statement), Error> {
         let backend = self.db.get_database_backend();
-        let plan = self.page_plan(viewer, query)?;
+        let plan = self.page_plan(viewer, query, Columns::All)?;
         let count = scoped(backend, viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n");
@@ -195,7 +221,18 @@ impl Service {
         viewer: &Viewer,
         query: &LogQuery<L>,
     ) -> Result<Page<L>, Error> {
-        let plan = self.page_plan(viewer, query)?;
+        self.list_columns(viewer, query, Columns::All).await
+    }
+
+    /// [`Service::list`] reading only `columns` (a lean page leaves out what the answer does
+    /// not show; those fields of its records are empty).
+    pub async fn list_columns<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+        columns: Columns,
+    ) -> Result<Page<L>, Error> {
+        let plan = self.page_plan(viewer, query, columns)?;
         self.rows_query();
         let select = &plan.select;
         let models = if plan.ids_first {

@@ -44,6 +44,12 @@ pub trait Log: Sized + Send + Sync + 'static {
     fn user_column() -> <Self::Entity as EntityTrait>::Column;
     /// The select that reads whole rows on `backend` (every column the record needs).
     fn rows(backend: DbBackend) -> Select<Self::Entity>;
+    /// [`Log::rows`], or with `lean` without the large columns a caller did not ask for
+    /// (read as NULL).
+    fn rows_with(backend: DbBackend, lean: bool) -> Select<Self::Entity> {
+        let _ = lean;
+        Self::rows(backend)
+    }
     /// A stored row as its record.
     fn record(model: <Self::Entity as EntityTrait>::Model, service: &Service) -> Self::Record;
     /// A record's row id.

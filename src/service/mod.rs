@@ -27,7 +27,7 @@ pub mod users;
 mod viewer;
 
 pub use filter::{NumFilter, StringFilter, TaskFilter, TextFilter};
-pub use listing::{Scope, TaskKey, TaskQuery, may_see};
+pub use listing::{Columns, Scope, TaskKey, TaskQuery, may_see};
 pub use log::{Log, LogFilter, LogQuery, SortField};
 pub use lookups::{Lookups, MAX_LOOKUPS};
 pub use midjourneys::Midjourneys;

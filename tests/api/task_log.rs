@@ -769,3 +769,41 @@ async fn the_admin_routes_items_import_back_into_the_same_answer() {
     let after = copy.get_with("/api/task/", &headers).await;
     assert_eq!(after.text, before.text);
 }
+
+#[tokio::test]
+async fn data_is_read_only_when_selected_however_it_is_selected() {
+    use mj_tasks::service::{Columns, PlatformTaskQuery, Role, Tasks, Viewer};
+    let app = worked_example().await;
+    let alice = Viewer {
+        id: 7,
+        username: "alice".into(),
+        role: Role::Common,
+    };
+    let query = PlatformTaskQuery::default();
+    let full = app.service.list::<Tasks>(&alice, &query).await.unwrap();
+    let lean = app
+        .service
+        .list_columns::<Tasks>(&alice, &query, Columns::Lean)
+        .await
+        .unwrap();
+    assert!(full.rows[0].data.is_some());
+    assert_eq!(lean.rows[0].data, None, "the lean page does not read data");
+    assert_eq!(lean.rows[0].result_url, full.rows[0].result_url);
+
+    let (user, _) = callers();
+    let want = serde_json::json!({"code": 0, "message": "SUCCEED", "note": "café"});
+    for q in [
+        "{ tasks { nodes { upstream: data } } }",
+        "{ tasks { nodes { ...F } } } fragment F on Task { upstream: data }",
+        "{ tasks { edges { node { ... on Task { upstream: data } } } } }",
+    ] {
+        let a = app.gql(&user, q).await;
+        let t = &a.json["data"]["tasks"];
+        let first = if t["nodes"].is_array() {
+            &t["nodes"][0]
+        } else {
+            &t["edges"][0]["node"]
+        };
+        assert_eq!(first["upstream"], want, "{q}: {}", a.text);
+    }
+}

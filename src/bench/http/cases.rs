@@ -39,7 +39,11 @@ fn case<L: Log>(
             Floor::Aggregate(service.totals_statement(&viewer, &query).map_err(bad)?)
         } else {
             let (page, count) = service.page_statements(&viewer, &query).map_err(bad)?;
-            Floor::Page(L::TABLE, page, (want == Want::PageAndTotal).then_some(count))
+            Floor::Page(
+                L::TABLE,
+                page,
+                (want == Want::PageAndTotal).then_some(count),
+            )
         };
         requests.push(Prepared { auth, http, floor });
     }
@@ -305,15 +309,18 @@ pub(super) async fn cases(
             Http::Get("/api/task/self?p=1&page_size=20".into()),
         ))
     });
-    add!("REST task log: admin first page + whole-table total", |_| {
-        Ok((
-            admin.clone(),
-            own_tasks(Scope::Visible),
-            Want::PageAndTotal,
-            auth(&users.admin),
-            Http::Get("/api/task/?p=1&page_size=20".into()),
-        ))
-    });
+    add!(
+        "REST task log: admin first page + whole-table total",
+        |_| {
+            Ok((
+                admin.clone(),
+                own_tasks(Scope::Visible),
+                Want::PageAndTotal,
+                auth(&users.admin),
+                Http::Get("/api/task/?p=1&page_size=20".into()),
+            ))
+        }
+    );
     add!("GraphQL tasks: user first page + totalCount", |rng| {
         let u = pick(rng);
         let q = "{ tasks(page: {offset: {page: 1, pageSize: 20}}) { totalCount nodes { id taskId platform action status progress resultUrl input submitTime finishTime failReason quota } } }";

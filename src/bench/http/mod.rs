@@ -23,9 +23,7 @@ use crate::app;
 use crate::config::{BenchArgs, DbConfig};
 use crate::rest::SelfItem;
 use crate::rest::task_items::TaskItem;
-use crate::service::{
-    Log, OffsetPage, PageRequest, PlatformTaskRecord, TaskRecord, Tasks, Viewer,
-};
+use crate::service::{Log, OffsetPage, PageRequest, PlatformTaskRecord, TaskRecord, Tasks, Viewer};
 
 mod cases;
 
@@ -342,7 +340,11 @@ async fn floor(db: &DatabaseConnection, p: &Prepared) -> bool {
             let Ok(m) = task::Model::from_query_result(row, "") else {
                 return false;
             };
-            serde_json::to_value(TaskItem::new(PlatformTaskRecord::from_model(m), false, None))
+            serde_json::to_value(TaskItem::new(
+                PlatformTaskRecord::from_model(m),
+                false,
+                None,
+            ))
         } else {
             let Ok(m) = midjourney::Model::from_query_result(row, "") else {
                 return false;

@@ -51,6 +51,11 @@ impl Log for Tasks {
     /// are not selected); the JSON columns as bytes: SQLite returns what is stored (BLOB or
     /// TEXT), PostgreSQL's `json` is converted from its text, MySQL's cast to binary.
     fn rows(backend: DbBackend) -> Select<task::Entity> {
+        Self::rows_with(backend, false)
+    }
+
+    /// Lean: `data` (the upstream's raw answer, possibly large) read as NULL.
+    fn rows_with(backend: DbBackend, lean: bool) -> Select<task::Entity> {
         let mut select = task::Entity::find().select_only();
         for col in [
             Column::Id,
@@ -73,6 +78,15 @@ impl Log for Tasks {
             select = select.column(col);
         }
         for name in JSON_COLUMNS {
+            if lean && name == "data" {
+                let null = match backend {
+                    DbBackend::Postgres => "CAST(NULL AS bytea)",
+                    DbBackend::MySql => "CAST(NULL AS BINARY)",
+                    _ => "NULL",
+                };
+                select = select.column_as(Expr::cust(null), name);
+                continue;
+            }
             let expr = match backend {
                 DbBackend::Postgres => {
                     format!("convert_to(CAST(\"tasks\".\"{name}\" AS text), 'UTF8')")
