@@ -186,6 +186,10 @@ pub struct TaskFilterInput {
     pub finished: Option<bool>,
     /// Tests on the failure reason.
     pub fail_reason: Option<TextFilter>,
+    /// The model the client asked for (exact; "" when not recorded).
+    pub origin_model_name: Option<StringFilter>,
+    /// The model sent upstream (exact; "" when not recorded).
+    pub upstream_model_name: Option<StringFilter>,
     /// All of these filters hold (at most 10).
     pub and: Option<Vec<TaskFilterInput>>,
     /// At least one of these filters holds (at most 10).
@@ -227,6 +231,8 @@ impl TaskFilterInput {
             quota: self.quota.map(Into::into),
             finished: self.finished,
             fail_reason: self.fail_reason.map(Into::into),
+            origin_model_name: self.origin_model_name.map(Into::into),
+            upstream_model_name: self.upstream_model_name.map(Into::into),
             legacy_nulls: false,
             and: list(self.and)?,
             or: list(self.or)?,

@@ -195,6 +195,35 @@ pub(crate) fn string_condition<C: ColumnTrait>(
     c
 }
 
+/// An exact string comparison on a text expression that is never NULL (`sql`, raw SQL
+/// built by the service, never from input), byte for byte on every backend.
+pub(crate) fn string_expr_condition(backend: DbBackend, sql: &str, f: &StringFilter) -> Condition {
+    let text = || Expr::cust(exact_text(backend, sql));
+    let vals = |l: &[String]| {
+        l.iter()
+            .map(|s| Value::from(s.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let mut c = all_of();
+    if let Some(v) = &f.eq {
+        c = c.add(text().eq(v.as_str()));
+    }
+    if let Some(v) = &f.ne {
+        c = c.add(text().ne(v.as_str()));
+    }
+    if let Some(list) = &f.in_list {
+        c = c.add(if list.is_empty() {
+            always(false)
+        } else {
+            text().is_in(vals(list))
+        });
+    }
+    if let Some(list) = f.not_in.as_ref().filter(|l| !l.is_empty()) {
+        c = c.add(text().is_not_in(vals(list)));
+    }
+    c
+}
+
 /// `col` matches `pattern` case-insensitively (contains, or `starts` with it).
 fn pattern_match<C: ColumnTrait>(backend: DbBackend, col: C, pattern: &str, starts: bool) -> Expr {
     match backend {

@@ -362,6 +362,20 @@ fn the_in_memory_filter_equals_the_sql_filter() {
     }
 }
 
+/// `properties` as new-api writes them (lowercase keys, once each), and the odd values it
+/// can hold: a non-string model (the whole column then reads as empty), null, not an object.
+const PROPERTIES: &[&str] = &[
+    r#"{"origin_model_name":"abc"}"#,
+    r#"{"input":"x","origin_model_name":"ABC ","upstream_model_name":"abc"}"#,
+    r#"{"upstream_model_name":"SUCCESS"}"#,
+    r#"{"origin_model_name":5,"upstream_model_name":"abc"}"#,
+    r#"{"origin_model_name":null,"upstream_model_name":"ábc"}"#,
+    r#"{"input":["x"],"upstream_model_name":"abc"}"#,
+    "{}",
+    "[1]",
+    r#""abc""#,
+];
+
 /// A task-log row with the filtered columns generated (NULLs included).
 fn task_row() -> impl Strategy<Value = crate::task_log::Row> {
     (
@@ -372,10 +386,14 @@ fn task_row() -> impl Strategy<Value = crate::task_log::Row> {
             opt(pick(STRINGS)),
             opt(pick(STRINGS)),
         ),
-        (opt(pick(PROGRESS)), opt(pick(TEXTS))),
+        (opt(pick(PROGRESS)), opt(pick(TEXTS)), opt(pick(PROPERTIES))),
     )
         .prop_map(
-            |((user_id, channel_id, quota, submit_time, updated_at), strings, (progress, fail))| {
+            |(
+                (user_id, channel_id, quota, submit_time, updated_at),
+                strings,
+                (progress, fail, properties),
+            )| {
                 crate::task_log::Row {
                     user_id,
                     channel_id,
@@ -388,6 +406,7 @@ fn task_row() -> impl Strategy<Value = crate::task_log::Row> {
                     action: strings.3,
                     progress,
                     fail_reason: fail,
+                    properties,
                     ..Default::default()
                 }
             },
@@ -421,6 +440,8 @@ fn task_leaves() -> BoxedStrategy<PlatformTaskFilter> {
         string(|o, f| o.platform = Some(f)),
         string(|o, f| o.status = Some(f)),
         string(|o, f| o.action = Some(f)),
+        string(|o, f| o.origin_model_name = Some(f)),
+        string(|o, f| o.upstream_model_name = Some(f)),
         text_filter().prop_map(|f| PlatformTaskFilter {
             fail_reason: Some(f),
             ..Default::default()

@@ -598,6 +598,17 @@ async fn graphql_lists_looks_up_and_pages_the_task_log_with_its_rules() {
         "{}",
         a.text
     );
+    // The model names kept in the properties.
+    let a = app
+        .gql(&alice, r#"{ tasks(filter: {originModelName: {eq: "kling-v1"}}) { nodes { id } } a: tasks(filter: {upstreamModelName: {eq: ""}}) { totalCount } }"#)
+        .await;
+    assert_eq!(
+        a.json["data"]["tasks"]["nodes"],
+        serde_json::json!([{"id": 42}]),
+        "{}",
+        a.text
+    );
+    assert_eq!(a.json["data"]["a"]["totalCount"], 2, "{}", a.text);
     // Lookups: by id and taskId, scoped.
     let a = app
         .gql(&alice, r#"{ a: task(id: 42) { taskId } b: task(taskId: "task_other") { id } c: task(id: 43) { id } }"#)

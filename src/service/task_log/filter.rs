@@ -11,7 +11,8 @@ use crate::service::filter::{
     NumFilter, StringFilter, TextFilter, admin_only, check_nums, check_patterns, check_strings,
 };
 use crate::service::filter_sql::{
-    all_of, finished_condition, num_condition, string_condition, text_condition,
+    all_of, finished_condition, num_condition, string_condition, string_expr_condition,
+    text_condition,
 };
 use crate::service::log::{LogFilter, SortField};
 use crate::service::order::coalesce;
@@ -39,6 +40,10 @@ pub struct PlatformTaskFilter {
     /// `progress = '100%'` (true) or not (false).
     pub finished: Option<bool>,
     pub fail_reason: Option<TextFilter>,
+    /// The model the client asked for (`properties.origin_model_name`; "" when absent).
+    pub origin_model_name: Option<StringFilter>,
+    /// The model sent upstream (`properties.upstream_model_name`; "" when absent).
+    pub upstream_model_name: Option<StringFilter>,
     /// new-api's own SQL semantics, for its legacy routes: a NULL column never matches a
     /// leaf on it (instead of comparing as `0` or `""`).
     pub legacy_nulls: bool,
@@ -83,6 +88,14 @@ impl LogFilter for PlatformTaskFilter {
                 .as_ref()
                 .is_none_or(|f| f.holds(&r.fail_reason))
             && self.finished.is_none_or(|v| r.finished() == v)
+            && self
+                .origin_model_name
+                .as_ref()
+                .is_none_or(|f| f.holds(&r.properties.origin_model_name))
+            && self
+                .upstream_model_name
+                .as_ref()
+                .is_none_or(|f| f.holds(&r.properties.upstream_model_name))
     }
 
     fn validate_leaves(&self, viewer: &Viewer) -> Result<(), Error> {
@@ -95,6 +108,10 @@ impl LogFilter for PlatformTaskFilter {
         )?;
         check_nums(&self.nums().map(|(name, _, f, _)| (name, f)))?;
         check_strings(&self.strings().map(|(name, _, f)| (name, f)))?;
+        check_strings(&[
+            ("originModelName", &self.origin_model_name),
+            ("upstreamModelName", &self.upstream_model_name),
+        ])?;
         check_patterns(&[("failReason", &self.fail_reason)])
     }
 
@@ -118,6 +135,14 @@ impl LogFilter for PlatformTaskFilter {
         }
         if let Some(f) = &self.fail_reason {
             all = all.add(text_condition(backend, Column::FailReason, f));
+        }
+        for (key, f) in [
+            ("origin_model_name", &self.origin_model_name),
+            ("upstream_model_name", &self.upstream_model_name),
+        ] {
+            if let Some(f) = f {
+                all = all.add(string_expr_condition(backend, &property(backend, key), f));
+            }
         }
         if let Some(finished) = self.finished {
             all = all.add(finished_condition(backend, Column::Progress, finished));
@@ -158,6 +183,54 @@ impl PlatformTaskFilter {
             ("status", Column::Status, &self.status),
         ]
     }
+}
+
+/// The keys new-api decodes from `properties`: one holding something other than a string or
+/// `null` makes the whole column read as empty (Go's decoding into its struct fails).
+const PROPERTY_KEYS: [&str; 3] = ["input", "upstream_model_name", "origin_model_name"];
+
+/// The string `properties.<key>` holds, as SQL on `backend`, with the meaning the records
+/// have: `""` when the column is NULL, not JSON, not an object, the key is absent or null,
+/// or any of the three keys holds something other than a string. Keys are matched as
+/// new-api writes them (lowercase, once each), which is how every row it writes reads back.
+fn property(backend: DbBackend, key: &str) -> String {
+    type KeyType = fn(&str) -> String;
+    let (json, typeof_key, string, null, value): (String, KeyType, &str, &str, String) =
+        match backend {
+            DbBackend::Postgres => (
+                "json_typeof(\"tasks\".\"properties\") = 'object'".to_owned(),
+                |k: &str| format!("json_typeof(\"tasks\".\"properties\" -> '{k}')"),
+                "'string'",
+                "'null'",
+                format!("\"tasks\".\"properties\" ->> '{key}'"),
+            ),
+            DbBackend::MySql => (
+                "JSON_VALID(`tasks`.`properties`) AND JSON_TYPE(`tasks`.`properties`) = 'OBJECT'"
+                    .to_owned(),
+                |k: &str| format!("JSON_TYPE(JSON_EXTRACT(`tasks`.`properties`, '$.{k}'))"),
+                "'STRING'",
+                "'NULL'",
+                format!("JSON_UNQUOTE(JSON_EXTRACT(`tasks`.`properties`, '$.{key}'))"),
+            ),
+            _ => (
+                "json_valid(CAST(\"tasks\".\"properties\" AS TEXT)) \
+             AND json_type(CAST(\"tasks\".\"properties\" AS TEXT)) = 'object'"
+                    .to_owned(),
+                |k: &str| format!("json_type(CAST(\"tasks\".\"properties\" AS TEXT), '$.{k}')"),
+                "'text'",
+                "'null'",
+                format!("json_extract(CAST(\"tasks\".\"properties\" AS TEXT), '$.{key}')"),
+            ),
+        };
+    let strings_only: Vec<String> = PROPERTY_KEYS
+        .iter()
+        .map(|k| format!("COALESCE({}, {null}) IN ({string}, {null})", typeof_key(k)))
+        .collect();
+    format!(
+        "COALESCE(CASE WHEN {json} AND {} AND {} = {string} THEN {value} END, '')",
+        strings_only.join(" AND "),
+        typeof_key(key)
+    )
 }
 
 /// A column the task log can be sorted by.
