@@ -66,6 +66,16 @@ pub trait Log: Sized + Send + Sync + 'static {
     fn key(record: &Self::Record) -> &str;
     /// The filter of rows whose key is one of `keys`.
     fn keys_filter(keys: &[String]) -> Self::Filter;
+    /// The column the writer stamps on every change (epoch seconds), when the table has
+    /// one: the live poller then also finds changed rows it was not watching.
+    fn updated_at_column() -> Option<<Self::Entity as EntityTrait>::Column> {
+        None
+    }
+    /// A record's change stamp (0 when unset, or when the table has none).
+    fn updated_at(record: &Self::Record) -> i64 {
+        let _ = record;
+        0
+    }
 }
 
 /// A log's filter: its own leaves (columns), and the `and`/`or`/`not` tree every filter

@@ -10,7 +10,7 @@ use crate::helpers::{TestApp, TestDb, TestUser, spawn_app_with};
 use crate::live_client::{WITHIN, Ws};
 use crate::task_log::{Row, insert, raw_user};
 
-const TASK_EVENTS: &str = "subscription($f: TaskFilter, $ids: [String!], $snap: Boolean) { taskEvents(filter: $f, taskIds: $ids, initialSnapshot: $snap) { kind task { id taskId userId status progress resultUrl platform } } }";
+const TASK_EVENTS: &str = "subscription($f: TaskFilter, $ids: [String!], $snap: Boolean) { taskEvents(filter: $f, taskIds: $ids, initialSnapshot: $snap) { kind task { id taskId userId status progress resultUrl platform quota } } }";
 
 async fn next_task_event(ws: &mut Ws, id: &str) -> Value {
     let payload = tokio::time::timeout(WITHIN, ws.next_of(id))
@@ -158,4 +158,71 @@ async fn a_subscription_to_listed_task_ids_starts_with_a_snapshot_and_completes(
         done.is_none(),
         "completed after every listed task finished: {done:?}"
     );
+}
+
+#[tokio::test]
+async fn a_finished_task_stamped_again_is_sent_again_and_unstamped_rows_still_work() {
+    let app = app_with_users().await;
+    insert(
+        &app,
+        &[
+            // Finished before the subscription: the poller does not watch it.
+            Row {
+                status: Some("SUCCESS"),
+                progress: Some("100%"),
+                quota: Some(100),
+                updated_at: Some(1_700_000_000),
+                ..Row::of(1, 7)
+            },
+            Row {
+                status: Some("SUCCESS"),
+                progress: Some("100%"),
+                updated_at: Some(1_700_000_000),
+                ..Row::of(2, 8)
+            },
+        ],
+    )
+    .await;
+    let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
+    ws.init(&alice()).await;
+    ws.subscribe("1", TASK_EVENTS, json!({ "snap": false }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // new-api settles the quota after the task finished, stamping the row (bob's too).
+    app.sql("UPDATE tasks SET quota = 60, updated_at = 1800000000 WHERE id IN (1, 2)")
+        .await;
+    let e = next_task_event(&mut ws, "1").await;
+    assert_eq!(
+        state(&e),
+        ("FINISHED".into(), 1, "SUCCESS".into(), "100%".into()),
+        "{e}"
+    );
+    assert_eq!(e["task"]["quota"], 60);
+    // A legacy row without a stamp is still followed from its insert to its end.
+    insert(
+        &app,
+        &[Row {
+            status: Some("SUBMITTED"),
+            progress: Some("0%"),
+            ..Row::of(3, 7)
+        }],
+    )
+    .await;
+    let e = next_task_event(&mut ws, "1").await;
+    assert_eq!(
+        state(&e),
+        ("CREATED".into(), 3, "SUBMITTED".into(), "0%".into()),
+        "{e}"
+    );
+    app.sql("UPDATE tasks SET status = 'FAILURE', progress = '100%' WHERE id = 3")
+        .await;
+    let e = next_task_event(&mut ws, "1").await;
+    assert_eq!(
+        state(&e),
+        ("FINISHED".into(), 3, "FAILURE".into(), "100%".into()),
+        "{e}"
+    );
+    // Nothing else was sent in between: not bob's row, not row 1 again.
+    let quiet = tokio::time::timeout(Duration::from_millis(700), ws.next_of("1")).await;
+    assert!(quiet.is_err(), "no further event: {quiet:?}");
 }

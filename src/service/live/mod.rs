@@ -12,6 +12,12 @@
 //! - rows that were unfinished at the last poll (at most [`MAX_WATCHED`], the newest kept) are
 //!   read again by primary key; a changed one becomes `UPDATED`, or `FINISHED` when its
 //!   progress reached `100%`;
+//! - in a log whose writer stamps every change (the task log's `updated_at`, seconds), rows
+//!   stamped since the last poll are read in the same query, watched or not: a task that
+//!   finished beyond the watch limit, or was edited after it finished (new-api settling its
+//!   quota), is sent as `UPDATED` or `FINISHED` with its new state. The stamp's second is read
+//!   again each poll, and what was already sent from it is skipped; legacy rows whose stamp
+//!   is NULL are followed as above, from insert to finish;
 //! - when anything changed, the users holding subscriptions are read again before it is
 //!   delivered: a banned, deleted or changed user's subscriptions end instead of receiving it.
 //!

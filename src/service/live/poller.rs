@@ -42,6 +42,11 @@ struct PollState<L: Log> {
     /// Ids below `last_id` not seen yet (an insert that had not committed), with when to
     /// stop looking.
     gaps: BTreeMap<i64, Instant>,
+    /// Logs whose writer stamps changes (`updated_at`, seconds): the highest stamp seen, and
+    /// the rows read with that stamp (the next poll reads that second again, for changes
+    /// made later in it, and skips what it already sent).
+    mark: Option<i64>,
+    at_mark: HashMap<i64, L::Record>,
 }
 
 pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
@@ -129,10 +134,44 @@ async fn baseline<L: Log>(service: &Service) -> Result<PollState<L>, Error> {
             (L::record_id(&r), r)
         })
         .collect();
+    let (mark, at_mark) = match L::updated_at_column() {
+        None => (None, HashMap::new()),
+        Some(col) => {
+            service.live_query();
+            let newest = L::Entity::find().select_only().column_as(
+                Expr::from(sea_orm::sea_query::Func::max(Expr::col(col))),
+                "m",
+            );
+            let newest = service
+                .read_current("live.changes", |db| {
+                    Box::pin(newest.clone().into_tuple::<Option<i64>>().one(db))
+                })
+                .await?
+                .flatten()
+                .unwrap_or(0);
+            service.live_query();
+            let stamped = L::rows(backend)
+                .filter(col.eq(newest))
+                .limit(MAX_WATCHED as u64);
+            let rows = service
+                .read_current("live.recent", |db| Box::pin(stamped.clone().all(db)))
+                .await?;
+            let at_mark = rows
+                .into_iter()
+                .map(|m| {
+                    let r = L::record(m, service);
+                    (L::record_id(&r), r)
+                })
+                .collect();
+            (Some(newest), at_mark)
+        }
+    };
     Ok(PollState {
         last_id,
         watched,
         gaps: BTreeMap::new(),
+        mark,
+        at_mark,
     })
 }
 
@@ -168,6 +207,10 @@ async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<boo
     if !known.is_empty() {
         wanted = wanted.add(L::id_column().is_in(known.iter().copied()));
     }
+    // Rows stamped since the last poll (the stamp's second read again), watched or not.
+    if let (Some(col), Some(mark)) = (L::updated_at_column(), state.mark) {
+        wanted = wanted.add(col.gte(mark));
+    }
     service.live_query();
     let changed = L::rows(backend)
         .filter(wanted)
@@ -187,9 +230,21 @@ async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<boo
     let mut events = Vec::new();
     let mut seen = HashSet::with_capacity(rows.len());
     let mut expected = state.last_id + 1;
+    let mark = state.mark;
+    let stamped: Vec<L::Record> = match mark {
+        Some(m) => rows
+            .iter()
+            .filter(|r| L::updated_at(r) >= m)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
     for task in rows {
         let id = L::record_id(&task);
-        seen.insert(id);
+        if !seen.insert(id) {
+            // Read twice (watched, and stamped since): the first reading decided.
+            continue;
+        }
         if let Some(before) = state.watched.get(&id) {
             if *before == task {
                 continue;
@@ -211,6 +266,19 @@ async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<boo
             expected = id + 1;
             state.last_id = id;
         } else if state.gaps.remove(&id).is_none() {
+            // A row neither watched nor new: stamped since the last poll, it changed (a
+            // task finished beyond the watch limit, or edited after it finished).
+            let stamped_since = mark.is_some_and(|m| L::updated_at(&task) >= m);
+            if !stamped_since || state.at_mark.get(&id) == Some(&task) {
+                continue;
+            }
+            let kind = if L::finished(&task) {
+                EventKind::Finished
+            } else {
+                state.watched.insert(id, task.clone());
+                EventKind::Updated
+            };
+            events.push(LogEvent { kind, task });
             continue;
         }
         if !L::finished(&task) {
@@ -225,6 +293,19 @@ async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<boo
     for id in &watched {
         if !seen.contains(id) {
             state.watched.remove(id);
+        }
+    }
+    // The newest stamp seen, and what was read with it.
+    if let Some(m) = mark {
+        let newest = stamped.iter().map(L::updated_at).max().unwrap_or(m).max(m);
+        if newest > m {
+            state.at_mark.clear();
+            state.mark = Some(newest);
+        }
+        for r in stamped {
+            if L::updated_at(&r) == newest && state.at_mark.len() < MAX_WATCHED {
+                state.at_mark.insert(L::record_id(&r), r);
+            }
         }
     }
     while state.gaps.len() > MAX_GAPS {

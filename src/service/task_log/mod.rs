@@ -133,6 +133,14 @@ impl Log for Tasks {
         &record.task_id
     }
 
+    fn updated_at_column() -> Option<Column> {
+        Some(Column::UpdatedAt)
+    }
+
+    fn updated_at(record: &PlatformTaskRecord) -> i64 {
+        record.updated_at
+    }
+
     fn keys_filter(keys: &[String]) -> PlatformTaskFilter {
         PlatformTaskFilter {
             task_id: Some(StringFilter {
