@@ -1,7 +1,7 @@
 //! A model-based property of the task log: generated requests through both doors
 //! (`/api/task/self`, `/api/task/`, GraphQL `tasks`) by several users, each answer compared
 //! with an in-memory model of the same rows (scoping, new-api's filters and NULL rules,
-//! GraphQL's, order, pages, totals); and no answer ever contains a `private_data` secret.
+//! GraphQL's, GraphQL's orders, pages, totals); and no answer ever contains a `private_data` secret.
 //! `TASK_LOG_CASES` (default 1,000) requests; the count is printed.
 
 use proptest::prelude::*;
@@ -39,6 +39,11 @@ fn rows() -> Vec<(Row, String)> {
                 } else {
                     Some((k % 3) as i64)
                 },
+                quota: if k.is_multiple_of(4) {
+                    None
+                } else {
+                    Some((k % 5) as i64)
+                },
                 submit_time: if k.is_multiple_of(7) {
                     None
                 } else {
@@ -72,6 +77,8 @@ struct Req {
     end: Option<i64>,
     page: i64,
     size: i64,
+    /// GraphQL only: a sort key (`QUOTA` or `SUBMIT_TIME`) and whether it ascends.
+    order: Option<(&'static str, bool)>,
 }
 
 fn request() -> impl Strategy<Value = Req> {
@@ -92,21 +99,31 @@ fn request() -> impl Strategy<Value = Req> {
         proptest::option::of(-250i64..450),
         proptest::option::of(-250i64..450),
         1i64..5,
-        1i64..25,
+        (
+            1i64..25,
+            proptest::option::of((
+                proptest::sample::select(&["QUOTA", "SUBMIT_TIME"][..]),
+                any::<bool>(),
+            )),
+        ),
     )
         .prop_map(
-            |(door, who, platform, status, action, channel, start, end, page, size)| Req {
-                door,
-                who,
-                platform,
-                status,
-                action,
-                channel,
-                // 0 means "no bound" on the REST routes: never generated as a bound.
-                start: start.filter(|v| *v != 0),
-                end: end.filter(|v| *v != 0),
-                page,
-                size,
+            |(door, who, platform, status, action, channel, start, end, page, (size, order))| {
+                let graphql = matches!(door, Door::Graphql);
+                Req {
+                    door,
+                    who,
+                    platform,
+                    status,
+                    action,
+                    channel,
+                    // 0 means "no bound" on the REST routes: never generated as a bound.
+                    start: start.filter(|v| *v != 0),
+                    end: end.filter(|v| *v != 0),
+                    page,
+                    size,
+                    order: order.filter(|_| graphql),
+                }
             },
         )
 }
@@ -138,6 +155,20 @@ fn model(rows: &[Row], viewer: i64, sees_all: bool, req: &Req, sql_nulls: bool) 
         .map(|r| r.id)
         .collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
+    if let Some((field, asc)) = req.order {
+        // The key as the wire shows it (NULL as 0), then id in the same direction.
+        let key = |id: i64| {
+            let r = rows.iter().find(|r| r.id == id).expect("row");
+            match field {
+                "QUOTA" => r.quota.unwrap_or(0),
+                _ => r.submit_time.unwrap_or(0),
+            }
+        };
+        ids.sort_by(|a, b| {
+            let by = (key(*a), *a).cmp(&(key(*b), *b));
+            if asc { by } else { by.reverse() }
+        });
+    }
     ids
 }
 
@@ -207,9 +238,12 @@ async fn send(app: &TestApp, req: &Req) -> (u16, String, Value) {
             if !time.is_empty() {
                 filter.insert("submitTime".into(), Value::Object(time));
             }
+            let order = req.order.map_or(json!([]), |(field, asc)| {
+                json!([{ "field": field, "direction": if asc { "ASC" } else { "DESC" } }])
+            });
             let body = json!({
-                "query": "query($f: TaskFilter, $p: PageInput) { tasks(filter: $f, page: $p) { totalCount nodes { id userId taskId platform action status progress resultUrl input originModelName upstreamModelName group quota submitTime startTime finishTime createdAt updatedAt failReason data } } }",
-                "variables": { "f": filter, "p": { "offset": { "page": req.page, "pageSize": req.size } } },
+                "query": "query($f: TaskFilter, $p: PageInput, $o: [TaskOrder!]) { tasks(filter: $f, page: $p, orderBy: $o) { totalCount nodes { id userId taskId platform action status progress resultUrl input originModelName upstreamModelName group quota submitTime startTime finishTime createdAt updatedAt failReason data } } }",
+                "variables": { "f": filter, "p": { "offset": { "page": req.page, "pageSize": req.size } }, "o": order },
             });
             let resp = app
                 .client
