@@ -12,14 +12,12 @@ use crate::graphql::node::{self, Node};
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
 use crate::graphql::stats::MidjourneyTaskStats;
 use crate::graphql::task::MidjourneyTask;
-use crate::graphql::task_log::{
-    Task, TaskConnection, TaskFilterInput, TaskOrder, TaskStats, task_log_query,
-};
+use crate::graphql::task_log::{Task, TaskConnection, TaskFilterInput, TaskOrder, TaskStats};
 use crate::service::LogFilter;
 use crate::service::filter::MAX_VALUE;
 use crate::service::{
-    Columns, Log, Lookups, NumFilter, PlatformTaskFilter, Role, Scope, StringFilter, TaskKey,
-    TaskQuery, Tasks, Viewer as SvcViewer,
+    Columns, KeyOrder, Log, LogQuery, Lookups, PlatformTaskQuery, Role, Scope, TaskKey, TaskQuery,
+    Tasks, Viewer as SvcViewer,
 };
 
 /// The root of every query.
@@ -51,17 +49,17 @@ pub struct Viewer {
     pub is_admin: bool,
 }
 
-fn task_query(
-    filter: Option<MidjourneyTaskFilter>,
-    order_by: Option<Vec<MidjourneyTaskOrder>>,
+/// The service query of a list or statistics field of either log: the filter the input
+/// translates to, the orders, the page.
+fn log_query<L: Log, F, O: Into<KeyOrder<L::Field>>>(
+    filter: Option<F>,
+    into_service: fn(F) -> Result<L::Filter, Error>,
+    order_by: Option<Vec<O>>,
     page: Option<PageInput>,
-) -> Result<TaskQuery, Error> {
-    Ok(TaskQuery {
+) -> Result<LogQuery<L>, Error> {
+    Ok(LogQuery {
         scope: Scope::Visible,
-        filter: filter
-            .map(MidjourneyTaskFilter::into_service)
-            .transpose()?
-            .unwrap_or_default(),
+        filter: filter.map(into_service).transpose()?.unwrap_or_default(),
         order: order_by
             .unwrap_or_default()
             .into_iter()
@@ -69,6 +67,22 @@ fn task_query(
             .collect(),
         page: PageInput::into_service(page)?,
     })
+}
+
+fn task_query(
+    filter: Option<MidjourneyTaskFilter>,
+    order_by: Option<Vec<MidjourneyTaskOrder>>,
+    page: Option<PageInput>,
+) -> Result<TaskQuery, Error> {
+    log_query(filter, MidjourneyTaskFilter::into_service, order_by, page)
+}
+
+fn task_log_query(
+    filter: Option<TaskFilterInput>,
+    order_by: Option<Vec<TaskOrder>>,
+    page: Option<PageInput>,
+) -> Result<PlatformTaskQuery, Error> {
+    log_query(filter, TaskFilterInput::into_service, order_by, page)
 }
 
 /// new-api's task logs — Midjourney (`midjourneyTasks`) and the generic log of Suno and
@@ -351,23 +365,14 @@ async fn find_platform_task(
     task_id: Option<String>,
 ) -> async_graphql::Result<Option<Task>> {
     let (service, viewer, lang) = caller(ctx)?;
-    let filter = match (id, task_id) {
-        (Some(id), None) => Tasks::id_filter(NumFilter {
-            eq: Some(id),
-            ..Default::default()
-        }),
+    let key = match (id, task_id) {
+        (Some(id), None) => TaskKey::Id(id),
         (None, Some(t)) => {
             if t.chars().count() > MAX_VALUE {
                 let err = Error::BadFilter(format!("taskId is at most {MAX_VALUE} characters"));
                 return Err(to_gql(&err, lang));
             }
-            PlatformTaskFilter {
-                task_id: Some(StringFilter {
-                    eq: Some(t),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
+            TaskKey::MjId(t)
         }
         _ => {
             let err = Error::BadFilter("give exactly one of id and taskId".into());
@@ -375,10 +380,7 @@ async fn find_platform_task(
         }
     };
     ctx.data::<Lookups>()?.take(1).gql(lang)?;
-    let found = service
-        .find_first::<Tasks>(viewer, filter)
-        .await
-        .gql(lang)?;
+    let found = service.find_by_key::<Tasks>(viewer, key).await.gql(lang)?;
     Ok(found.map(|record| Task {
         record,
         admin: viewer.is_admin(),

@@ -11,7 +11,7 @@ use crate::graphql::connection::{PageInfo, TotalOf};
 use crate::graphql::context::{arrived, caller, lang};
 use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::inputs::{IntFilter, LongFilter, StringFilter, TextFilter};
-use crate::graphql::paging::{OrderDirection, PageInput};
+use crate::graphql::paging::OrderDirection;
 use crate::graphql::scalars::Long;
 use crate::graphql::stats::{self, Bucket, TimeBucket};
 use crate::service::filter::MAX_DEPTH;
@@ -19,8 +19,8 @@ use crate::service::node_id::{self, NodeKind};
 use crate::service::stats::{GroupBy, Totals};
 use crate::service::task_log::PlatformOrderField;
 use crate::service::{
-    Direction, KeyOrder, Page, PlatformTaskFilter, PlatformTaskQuery, PlatformTaskRecord, Scope,
-    Tasks, Viewer,
+    Direction, KeyOrder, Page, PlatformTaskFilter, PlatformTaskQuery, PlatformTaskRecord, Tasks,
+    Viewer,
 };
 
 /// A task of the generic log, with whether its caller is an admin.
@@ -286,27 +286,6 @@ impl From<TaskOrder> for KeyOrder<PlatformOrderField> {
             },
         }
     }
-}
-
-/// The service query for `tasks(filter, orderBy, page)`.
-pub fn task_log_query(
-    filter: Option<TaskFilterInput>,
-    order_by: Option<Vec<TaskOrder>>,
-    page: Option<PageInput>,
-) -> Result<PlatformTaskQuery, Error> {
-    Ok(PlatformTaskQuery {
-        scope: Scope::Visible,
-        filter: filter
-            .map(TaskFilterInput::into_service)
-            .transpose()?
-            .unwrap_or_default(),
-        order: order_by
-            .unwrap_or_default()
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-        page: PageInput::into_service(page)?,
-    })
 }
 
 /// One page of the generic task log. `totalCount` and `pageInfo.totalPages` run a count

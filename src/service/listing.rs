@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::error::Error;
 use crate::service::cursor;
-use crate::service::filter::{NumFilter, TaskFilter};
+use crate::service::filter::NumFilter;
 use crate::service::log::{Log, LogFilter, LogQuery, SortField};
 use crate::service::order::{self, KeyOrder};
 use crate::service::page::{self, Page, PageRequest, TaskPage};
@@ -319,36 +319,39 @@ impl Service {
     }
 }
 
-/// How to find one task.
+/// How to find one task of a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskKey {
     Id(i64),
-    /// `mj_id` is not unique: the newest visible task with it.
+    /// The upstream key (`mj_id`, `task_id`) is not unique: the newest visible task with it.
     MjId(String),
 }
 
 impl Service {
-    /// The task `key` names, if `viewer` may see it.
+    /// The Midjourney task `key` names, if `viewer` may see it.
     pub async fn find_task(
         &self,
         viewer: &Viewer,
         key: TaskKey,
     ) -> Result<Option<TaskRecord>, Error> {
-        use crate::service::filter::StringFilter;
+        self.find_by_key::<Midjourneys>(viewer, key).await
+    }
+
+    /// The task of log `L` that `key` names (by upstream key: the newest), if `viewer` may
+    /// see it.
+    pub async fn find_by_key<L: Log>(
+        &self,
+        viewer: &Viewer,
+        key: TaskKey,
+    ) -> Result<Option<L::Record>, Error> {
         let filter = match key {
-            TaskKey::Id(id) => Midjourneys::id_filter(NumFilter {
+            TaskKey::Id(id) => L::id_filter(NumFilter {
                 eq: Some(id),
                 ..Default::default()
             }),
-            TaskKey::MjId(mj_id) => TaskFilter {
-                mj_id: Some(StringFilter {
-                    eq: Some(mj_id),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+            TaskKey::MjId(k) => L::keys_filter(&[k]),
         };
-        self.find_first::<Midjourneys>(viewer, filter).await
+        self.find_first::<L>(viewer, filter).await
     }
 
     /// The newest row of log `L` matching `filter` that `viewer` may see.

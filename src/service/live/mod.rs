@@ -313,13 +313,11 @@ impl Live {
             remaining = Some(left);
         }
         if req.snapshot {
-            let mut filter = L::unfinished();
-            let mut parts = vec![req.filter.clone()];
+            let mut parts = vec![L::unfinished(), req.filter.clone()];
             if let Some(ids) = &req.keys {
                 parts.push(L::keys_filter(ids));
             }
-            filter = and_all(filter, parts);
-            let mut query = visible_query::<L>(filter);
+            let mut query = visible_query::<L>(all_of(parts));
             query.page = PageRequest::Offset(OffsetPage {
                 page: 1,
                 page_size: MAX_SNAPSHOT,
@@ -391,12 +389,10 @@ fn visible_query<L: Log>(filter: L::Filter) -> LogQuery<L> {
     }
 }
 
-/// `first` and every one of `parts` (as one filter's `and`).
-fn and_all<F: LogFilter>(first: F, parts: Vec<F>) -> F {
+/// Every one of `parts` (as one filter's `and`).
+fn all_of<F: LogFilter>(parts: Vec<F>) -> F {
     let mut all = F::default();
-    let mut branches = vec![first];
-    branches.extend(parts);
-    all.set_and(branches);
+    all.set_and(parts);
     all
 }
 
