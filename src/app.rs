@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::metrics::Sample;
 use crate::rest::{self, ApiError};
 use crate::server::{self, Guard, Phase, RateLimits, ServerSettings, Shutdown};
+use crate::service::export::{ExportLimits, LinkKey};
 use crate::service::live::{Live, LiveConfig};
 use crate::service::replicas::{Replicas, display_name};
 use crate::service::{NewUser, Role, Service};
@@ -101,6 +102,21 @@ impl App {
         let mut service = Service::new(db, cfg.image_forward_base.clone()).with_caches(
             Duration::from_millis(cfg.auth_cache_ms),
             Duration::from_millis(cfg.count_freshness_ms),
+        );
+        let exports = &cfg.exports;
+        if exports.export_link_secret.is_empty() {
+            tracing::info!(
+                "export links are signed with a random key: they open only on this instance until it restarts (set --export-link-secret, the same on every instance, to share them)"
+            );
+        }
+        service = service.with_exports(
+            ExportLimits::new(
+                exports.export_max_per_user as usize,
+                exports.export_max_running as usize,
+                exports.export_max_rows,
+            ),
+            LinkKey::new(&exports.export_link_secret),
+            exports.export_link_ttl_secs,
         );
         if !cfg.replicas.read_database_urls.is_empty() {
             service = service.with_replicas(replicas(cfg).await?);
@@ -520,6 +536,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let pool = state.service.pool_status();
     let counts = state.service.query_counts();
+    let exports = state.service.export_progress();
     let value = |name, help, kind, values| Sample::Value {
         name,
         help,
@@ -558,6 +575,24 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Open GraphQL subscriptions on this instance.",
             "gauge",
             vec![(String::new(), state.live.subscriptions() as f64)],
+        ),
+        value(
+            "mj_tasks_exports_running",
+            "Exports streaming now on this instance.",
+            "gauge",
+            vec![(String::new(), exports.running as f64)],
+        ),
+        value(
+            "mj_tasks_exports_total",
+            "Exports started on this instance.",
+            "counter",
+            vec![(String::new(), exports.started as f64)],
+        ),
+        value(
+            "mj_tasks_export_rows_total",
+            "Rows written by exports so far (running ones included): a running export's progress.",
+            "counter",
+            vec![(String::new(), exports.rows as f64)],
         ),
         value(
             "mj_tasks_draining",

@@ -145,6 +145,8 @@ pub struct ServeArgs {
     pub replicas: ReplicaArgs,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub exports: ExportArgs,
     /// Milliseconds a token's user is remembered (a ban, deletion or new token takes effect
     /// within this); 0 looks the user up on every request.
     #[arg(long, env = "AUTH_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
@@ -287,6 +289,46 @@ pub struct ReplicaArgs {
     /// Where reads go when no replica answers: the primary, or nowhere (503).
     #[arg(long, env = "REPLICA_FALLBACK", value_enum, default_value_t = Fallback::Primary)]
     pub replica_fallback: Fallback,
+}
+
+/// Exports (CSV, NDJSON) and their download links.
+#[derive(Clone, Debug, Args)]
+pub struct ExportArgs {
+    /// Most rows one export may hold; a larger one is refused with EXPORT_TOO_LARGE before
+    /// any row is sent.
+    #[arg(long, env = "EXPORT_MAX_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub export_max_rows: u64,
+    /// Most exports of one user running at once (on this instance).
+    #[arg(long, env = "EXPORT_MAX_PER_USER", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub export_max_per_user: u64,
+    /// Most exports running at once on this instance (each holds one database connection).
+    #[arg(long, env = "EXPORT_MAX_RUNNING", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub export_max_running: u64,
+    /// The secret export links are signed with: give every instance of a deployment the
+    /// same one. Unset: a random key, so links work only on the instance that issued them,
+    /// until it restarts.
+    #[arg(
+        long,
+        env = "EXPORT_LINK_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub export_link_secret: String,
+    /// Seconds an export link stays valid.
+    #[arg(long, env = "EXPORT_LINK_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub export_link_ttl_secs: u64,
+}
+
+impl Default for ExportArgs {
+    fn default() -> Self {
+        ExportArgs {
+            export_max_rows: 1_000_000,
+            export_max_per_user: 2,
+            export_max_running: 8,
+            export_link_secret: String::new(),
+            export_link_ttl_secs: 300,
+        }
+    }
 }
 
 /// Live progress (GraphQL subscriptions).
@@ -440,6 +482,7 @@ impl ServeArgs {
             live: LiveArgs::default(),
             replicas: ReplicaArgs::default(),
             server: ServerArgs::default(),
+            exports: ExportArgs::default(),
             auth_cache_ms: 1000,
             count_freshness_ms: 0,
         }

@@ -152,6 +152,20 @@ pub enum Error {
     /// The request took longer than the whole-request limit (in milliseconds).
     #[error("the request took longer than {0} ms")]
     Timeout(u64),
+    /// An export limit (per user, per instance) is reached.
+    #[error("{0}")]
+    TooManyExports(String),
+    /// An export would hold more rows than one export may.
+    #[error(
+        "this export holds {rows} rows; one export holds at most {max}: narrow the filter (a time range, a status) and export in parts"
+    )]
+    ExportTooLarge { rows: u64, max: u64 },
+    /// A download link that was not issued by this deployment, or was altered.
+    #[error("this download link is not valid: ask for a new one")]
+    LinkInvalid,
+    /// A download link past its expiry.
+    #[error("this download link has expired: ask for a new one")]
+    LinkExpired,
     #[error("internal error")]
     Internal,
 }
@@ -181,6 +195,10 @@ impl Error {
             Error::BodyTimeout => "BODY_TIMEOUT",
             Error::Timeout(_) => "TIMEOUT",
             Error::RateLimited => "RATE_LIMITED",
+            Error::TooManyExports(_) => "TOO_MANY_EXPORTS",
+            Error::ExportTooLarge { .. } => "EXPORT_TOO_LARGE",
+            Error::LinkInvalid => "LINK_INVALID",
+            Error::LinkExpired => "LINK_EXPIRED",
             Error::Internal => "INTERNAL",
         }
     }
@@ -193,10 +211,12 @@ impl Error {
             Error::BadFilter(_)
             | Error::PageTooLarge
             | Error::OffsetTooDeep
-            | Error::CursorMismatch => 400,
+            | Error::CursorMismatch
+            | Error::ExportTooLarge { .. } => 400,
+            Error::LinkInvalid | Error::LinkExpired => 403,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
-            Error::TooManySubscriptions(_) | Error::RateLimited => 429,
+            Error::TooManySubscriptions(_) | Error::RateLimited | Error::TooManyExports(_) => 429,
             Error::Unavailable
             | Error::SlowConsumer
             | Error::ShuttingDown

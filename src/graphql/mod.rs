@@ -4,6 +4,7 @@
 mod connection;
 mod context;
 mod errors;
+mod export;
 pub mod gate;
 mod http;
 mod inputs;

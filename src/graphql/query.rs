@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::graphql::connection::MidjourneyTaskConnection;
 use crate::graphql::context::{arrived, caller};
 use crate::graphql::errors::{Gql, to_gql};
+use crate::graphql::export::{self, ExportFormat, ExportLink};
 use crate::graphql::inputs::MidjourneyTaskFilter;
 use crate::graphql::node::{self, Node};
 use crate::graphql::paging::{MidjourneyTaskOrder, PageInput, page_rows};
@@ -256,6 +257,82 @@ impl Query {
             viewer: viewer.clone(),
             totals: OnceCell::new(),
         })
+    }
+
+    /// A short-lived signed link that downloads, as CSV or NDJSON, every task
+    /// `midjourneyTasks` would list with this filter and order (all pages), from one
+    /// consistent snapshot. Plain `GET` on the link needs no headers.
+    async fn midjourney_task_export(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the tasks must meet (all of them).")] filter: Option<
+            MidjourneyTaskFilter,
+        >,
+        #[graphql(
+            desc = "Sort keys, at most 3 (default ID DESC); id is always the last tie-breaker."
+        )]
+        order_by: Option<Vec<MidjourneyTaskOrder>>,
+        #[graphql(desc = "The file format.", default_with = "ExportFormat::Csv")]
+        format: ExportFormat,
+        #[graphql(
+            desc = "The IANA time zone of the ISO 8601 time columns (e.g. Europe/Berlin).",
+            default = "UTC"
+        )]
+        time_zone: String,
+        #[graphql(
+            desc = "Start a CSV with a UTF-8 byte order mark (for spreadsheet programs).",
+            default = false
+        )]
+        bom: bool,
+    ) -> async_graphql::Result<ExportLink> {
+        let (_, _, lang) = caller(ctx)?;
+        let query = task_query(filter, order_by, None).gql(lang)?;
+        export::link(
+            ctx,
+            &query,
+            format,
+            &time_zone,
+            bom,
+            "/api/mj/export/download",
+        )
+    }
+
+    /// A short-lived signed link that downloads, as CSV or NDJSON, every task `tasks` would
+    /// list with this filter and order (all pages), from one consistent snapshot. Plain
+    /// `GET` on the link needs no headers.
+    async fn task_export(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the tasks must meet (all of them).")] filter: Option<
+            TaskFilterInput,
+        >,
+        #[graphql(
+            desc = "Sort keys, at most 3 (default ID DESC); id is always the last tie-breaker."
+        )]
+        order_by: Option<Vec<TaskOrder>>,
+        #[graphql(desc = "The file format.", default_with = "ExportFormat::Csv")]
+        format: ExportFormat,
+        #[graphql(
+            desc = "The IANA time zone of the ISO 8601 time columns (e.g. Europe/Berlin).",
+            default = "UTC"
+        )]
+        time_zone: String,
+        #[graphql(
+            desc = "Start a CSV with a UTF-8 byte order mark (for spreadsheet programs).",
+            default = false
+        )]
+        bom: bool,
+    ) -> async_graphql::Result<ExportLink> {
+        let (_, _, lang) = caller(ctx)?;
+        let query = task_log_query(filter, order_by, None).gql(lang)?;
+        export::link(
+            ctx,
+            &query,
+            format,
+            &time_zone,
+            bom,
+            "/api/task/export/download",
+        )
     }
 
     /// Tasks of new-api's generic task log (Suno music and video tasks) visible to the

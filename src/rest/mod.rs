@@ -4,10 +4,12 @@
 //! string, call the service and shape the legacy JSON; no rule lives here.
 
 mod envelope;
+mod export_handlers;
 pub mod go_json;
 mod handlers;
 mod items;
 pub mod openapi;
+mod openapi_export;
 mod params;
 mod task_handlers;
 pub(crate) mod task_items;
@@ -28,6 +30,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/mj/self/", get(handlers::list_own))
         .route("/api/mj", get(handlers::list_all))
         .route("/api/mj/", get(handlers::list_all))
+        .route("/api/mj/self/export", get(export_handlers::mj_own))
+        .route("/api/mj/export", get(export_handlers::mj_all))
+        .route("/api/mj/export/download", get(export_handlers::mj_download))
         .merge(task_router())
         .route("/openapi.json", get(openapi_json))
 }
@@ -41,6 +46,18 @@ fn task_router() -> Router<AppState> {
         .route("/api/task/self/", own())
         .route("/api/task", all())
         .route("/api/task/", all())
+        .route(
+            "/api/task/self/export",
+            get(export_handlers::task_own).fallback(task_handlers::method_not_allowed),
+        )
+        .route(
+            "/api/task/export",
+            get(export_handlers::task_all).fallback(task_handlers::method_not_allowed),
+        )
+        .route(
+            "/api/task/export/download",
+            get(export_handlers::task_download).fallback(task_handlers::method_not_allowed),
+        )
         .route(
             "/api/task/{*rest}",
             axum::routing::any(task_handlers::not_found),

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::rest::items::{AdminItem, SelfItem};
+use crate::rest::openapi_export::{download_operation, export_operation};
 use crate::rest::task_items::TaskItem;
 use crate::service::{PlatformTaskRecord, TaskRecord};
 
@@ -269,6 +270,22 @@ fn list_operation(summary: &str, page: &str, admin: bool) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mj_self = list_operation(
+        "The caller's own tasks (any enabled user).",
+        "SelfPage",
+        false,
+    );
+    let mj_all = list_operation("Every task (admins).", "AdminPage", true);
+    let task_self = task_list_operation(
+        "The caller's own tasks of the generic log: Suno and video (any enabled user).",
+        "TaskSelfPage",
+        false,
+    );
+    let task_all = task_list_operation(
+        "Every task of the generic log (admins), with the owners' usernames.",
+        "TaskAdminPage",
+        true,
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -277,10 +294,16 @@ pub fn document() -> Value {
             "description": "new-api's task logs as its GET /api/mj/self and GET /api/mj/ (Midjourney) and GET /api/task/self and GET /api/task/ (Suno and video) answer them. Authenticate with Authorization (the access token, optionally after Bearer) and New-Api-User (the token owner's id). GraphQL is at /graphql (schema.graphql).",
         },
         "paths": {
-            "/api/mj/self": { "get": list_operation("The caller's own tasks (any enabled user).", "SelfPage", false) },
-            "/api/mj/": { "get": list_operation("Every task (admins).", "AdminPage", true) },
-            "/api/task/self": { "get": task_list_operation("The caller's own tasks of the generic log: Suno and video (any enabled user).", "TaskSelfPage", false) },
-            "/api/task/": { "get": task_list_operation("Every task of the generic log (admins), with the owners' usernames.", "TaskAdminPage", true) },
+            "/api/mj/self/export": { "get": export_operation(&mj_self, "Export the caller's own tasks (the same filters as /api/mj/self).", "Failure") },
+            "/api/mj/export": { "get": export_operation(&mj_all, "Export every task (admins; the same filters as /api/mj/).", "Failure") },
+            "/api/mj/export/download": { "get": download_operation("Download an export through a signed link (GraphQL midjourneyTaskExport); no headers needed.", "Failure") },
+            "/api/task/self/export": { "get": export_operation(&task_self, "Export the caller's own tasks of the generic log (the same filters as /api/task/self).", "TaskFailure") },
+            "/api/task/export": { "get": export_operation(&task_all, "Export every task of the generic log (admins; the same filters as /api/task/).", "TaskFailure") },
+            "/api/task/export/download": { "get": download_operation("Download an export of the generic log through a signed link (GraphQL taskExport); no headers needed.", "TaskFailure") },
+            "/api/mj/self": { "get": mj_self },
+            "/api/mj/": { "get": mj_all },
+            "/api/task/self": { "get": task_self },
+            "/api/task/": { "get": task_all },
             "/healthz": { "get": {
                 "summary": "Liveness and a database ping, for load balancers.",
                 "responses": {

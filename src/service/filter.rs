@@ -22,7 +22,7 @@ pub const MAX_PATTERN: usize = 200;
 pub const MAX_VALUE: usize = 1000;
 
 /// Comparisons on a number column (`Int` and `Long` alike).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NumFilter {
     pub eq: Option<i64>,
     pub ne: Option<i64>,
@@ -35,7 +35,7 @@ pub struct NumFilter {
 }
 
 /// Exact comparisons on a string column.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StringFilter {
     pub eq: Option<String>,
     pub ne: Option<String>,
@@ -44,7 +44,7 @@ pub struct StringFilter {
 }
 
 /// Case-insensitive pattern tests on a text column; `%`, `_` and `\` are literal.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TextFilter {
     pub contains: Option<String>,
     pub starts_with: Option<String>,
@@ -52,7 +52,7 @@ pub struct TextFilter {
 }
 
 /// Every condition a caller can put on Midjourney tasks; all given parts must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TaskFilter {
     pub id: Option<NumFilter>,
     pub mj_id: Option<StringFilter>,

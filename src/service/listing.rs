@@ -72,6 +72,27 @@ fn scoped_columns<L: Log>(
         .filter(query.filter.condition(backend))
 }
 
+/// One batch of an export: the rows after `after` (the sort keys of the last row of the
+/// previous batch; `None` for the first) in `order`, at most `limit` of them. Keyset, never
+/// OFFSET: every batch costs the same however deep it is.
+pub(crate) fn keyset_batch<L: Log>(
+    backend: DbBackend,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+    order: &[KeyOrder<L::Field>],
+    after: Option<&[i64]>,
+    limit: u64,
+) -> Select<L::Entity> {
+    let mut select = scoped(backend, viewer, query);
+    if let Some(values) = after {
+        select = select.filter(cursor::beyond(order, values, true));
+    }
+    for key in order {
+        select = select.order_by(key.field.expr(), sea_order(key.direction));
+    }
+    select.limit(limit)
+}
+
 fn sea_order(d: Direction) -> Order {
     match d {
         Direction::Asc => Order::Asc,

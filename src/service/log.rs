@@ -12,6 +12,7 @@ use std::fmt::Debug;
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{DbBackend, EntityTrait, Select};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::service::Service;
@@ -81,7 +82,7 @@ pub trait Log: Sized + Send + Sync + 'static {
 /// A log's filter: its own leaves (columns), and the `and`/`or`/`not` tree every filter
 /// shares, whose limits and SQL are written once here.
 pub trait LogFilter:
-    Clone + Debug + Default + PartialEq + Serialize + Send + Sync + 'static
+    Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
 {
     /// The record the filter is evaluated on in memory.
     type Record;
@@ -162,7 +163,9 @@ fn validate_at<F: LogFilter>(f: &F, viewer: &Viewer, depth: usize) -> Result<(),
 }
 
 /// A column a log's rows can be sorted by; `ID` (unique) breaks every tie.
-pub trait SortField: Copy + Debug + PartialEq + Eq + Serialize + Send + Sync + 'static {
+pub trait SortField:
+    Copy + Debug + PartialEq + Eq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The record the key's values are read from (cursors).
     type Record;
     /// The primary key.

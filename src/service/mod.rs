@@ -6,6 +6,7 @@
 mod cache;
 mod cursor;
 pub mod demo;
+pub mod export;
 pub mod filter;
 mod filter_match;
 mod filter_sql;
@@ -23,6 +24,7 @@ pub mod record;
 pub mod replicas;
 pub mod stats;
 pub mod task_log;
+pub mod time_zone;
 pub mod users;
 mod viewer;
 
@@ -61,6 +63,12 @@ pub struct Service {
     replicas: Option<Arc<Replicas>>,
     tokens: Arc<TokenCache>,
     counts: Arc<CountCache>,
+    /// Export limits and progress.
+    exports: Arc<export::ExportLimits>,
+    /// The key export links are signed with.
+    link_key: export::LinkKey,
+    /// How long an export link is valid.
+    link_ttl_secs: u64,
 }
 
 /// How many task queries this service has run, by kind (shared by its clones).
@@ -118,7 +126,24 @@ impl Service {
             replicas: None,
             tokens: Arc::default(),
             counts: Arc::default(),
+            exports: Arc::default(),
+            link_key: export::LinkKey::new(""),
+            link_ttl_secs: export::link::DEFAULT_TTL_SECS,
         }
+    }
+
+    /// The same service with its export settings: limits, the key links are signed with
+    /// (the same on every instance of a deployment), and how long a link is valid.
+    pub fn with_exports(
+        mut self,
+        limits: export::ExportLimits,
+        link_key: export::LinkKey,
+        link_ttl_secs: u64,
+    ) -> Service {
+        self.exports = Arc::new(limits);
+        self.link_key = link_key;
+        self.link_ttl_secs = link_ttl_secs;
+        self
     }
 
     /// The same service with its caches set: a token's user is kept for `auth_ttl` (a ban

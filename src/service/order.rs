@@ -12,7 +12,7 @@ use crate::service::log::SortField;
 pub const MAX_KEYS: usize = 3;
 
 /// A column Midjourney tasks can be sorted by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum OrderField {
     Id,
     SubmitTime,
@@ -21,7 +21,7 @@ pub enum OrderField {
 }
 
 /// Ascending or descending.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Direction {
     Asc,
     Desc,
@@ -37,7 +37,7 @@ impl Direction {
 }
 
 /// One sort key of a log whose sort fields are `F`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct KeyOrder<F> {
     pub field: F,
     pub direction: Direction,

@@ -21,7 +21,7 @@ use crate::service::viewer::Viewer;
 
 /// Every condition a caller can put on the task log; all given parts must hold. NULL
 /// columns compare as the value the wire shows (`0`, `""`), as on the Midjourney log.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PlatformTaskFilter {
     pub id: Option<NumFilter>,
     pub task_id: Option<StringFilter>,
@@ -234,7 +234,7 @@ fn property(backend: DbBackend, key: &str) -> String {
 }
 
 /// A column the task log can be sorted by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum PlatformOrderField {
     Id,
     SubmitTime,
