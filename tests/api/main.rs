@@ -14,6 +14,7 @@ mod cross_backend;
 mod db_restart;
 mod db_servers;
 mod errors;
+mod export;
 mod filter_match;
 mod filters;
 mod found;

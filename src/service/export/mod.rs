@@ -219,7 +219,15 @@ impl Service {
             .current_viewers(&[claims.user])
             .await?
             .remove(&claims.user)
-            .unwrap_or(Err(crate::error::AuthError::InvalidToken))?;
+            .unwrap_or(Err(crate::error::AuthError::InvalidToken))
+            .map_err(|e| {
+                Error::Forbidden(match e {
+                    crate::error::AuthError::InvalidToken => {
+                        "this link's user no longer exists".to_owned()
+                    }
+                    other => format!("this link's user can no longer export: {other}"),
+                })
+            })?;
         let tz = crate::service::time_zone::parse(&claims.tz).map_err(|_| Error::LinkInvalid)?;
         let query = LogQuery::<L> {
             scope: if claims.own {
