@@ -6,6 +6,7 @@ mod context;
 mod errors;
 mod export;
 pub mod gate;
+mod groups;
 mod http;
 mod inputs;
 mod limits;

@@ -6,6 +6,7 @@ use tokio::sync::OnceCell;
 
 use crate::graphql::context::caller;
 use crate::graphql::errors::Gql;
+use crate::graphql::groups::{self, BucketUnit, GroupsArgs, TaskGroup, TaskGroupKey};
 use crate::graphql::scalars::Long;
 use crate::service::stats::{Bucket as SvcBucket, GroupBy, Totals};
 use crate::service::{Log, LogQuery, TaskQuery, Viewer};
@@ -144,5 +145,46 @@ impl MidjourneyTaskStats {
         #[graphql(desc = "How many days, 1 to 366.", default = 30)] days: i64,
     ) -> async_graphql::Result<Vec<TimeBucket>> {
         by_day(ctx, &self.viewer, &self.query, days).await
+    }
+
+    /// The matching tasks grouped by any of status, action, channel and user (the last two
+    /// admins only) and by local time buckets of the submit time: counts, outcomes, quota
+    /// and durations per group, in key order then time order. With a bucket, every bucket
+    /// of the range is present for each combination of keys (zeros when empty), ready to
+    /// chart. At most 1000 groups.
+    #[allow(clippy::too_many_arguments)]
+    async fn groups(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The keys to group by (none: one group, or one per bucket).",
+            default
+        )]
+        by: Vec<TaskGroupKey>,
+        #[graphql(desc = "Bucket the submit time by this unit of local time.")] bucket: Option<
+            BucketUnit,
+        >,
+        #[graphql(
+            desc = "The IANA time zone buckets are local to (e.g. Europe/Berlin).",
+            default = "UTC"
+        )]
+        time_zone: String,
+        #[graphql(
+            desc = "Only tasks submitted from this instant on; with a bucket, rounded down to its bucket's start (default: 30 buckets back)."
+        )]
+        from: Option<DateTime<Utc>>,
+        #[graphql(
+            desc = "Only tasks submitted before this instant; with a bucket, rounded up to its bucket's end (default: now)."
+        )]
+        to: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<Vec<TaskGroup>> {
+        let args = GroupsArgs {
+            by,
+            bucket,
+            time_zone,
+            from,
+            to,
+        };
+        groups::groups(ctx, &self.viewer, &self.query, args).await
     }
 }

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::graphql::connection::{PageInfo, TotalOf};
 use crate::graphql::context::{arrived, caller, lang};
 use crate::graphql::errors::{Gql, to_gql};
+use crate::graphql::groups::{self, BucketUnit, GroupsArgs, TaskGroup, TaskGroupKey};
 use crate::graphql::inputs::{IntFilter, LongFilter, StringFilter, TextFilter};
 use crate::graphql::paging::OrderDirection;
 use crate::graphql::scalars::Long;
@@ -405,5 +406,46 @@ impl TaskStats {
         #[graphql(desc = "How many days, 1 to 366.", default = 30)] days: i64,
     ) -> async_graphql::Result<Vec<TimeBucket>> {
         stats::by_day(ctx, &self.viewer, &self.query, days).await
+    }
+
+    /// The matching tasks grouped by any of status, action, channel and user (the last two
+    /// admins only) and by local time buckets of the submit time: counts, outcomes, quota
+    /// and durations per group, in key order then time order. With a bucket, every bucket
+    /// of the range is present for each combination of keys (zeros when empty), ready to
+    /// chart. At most 1000 groups.
+    #[allow(clippy::too_many_arguments)]
+    async fn groups(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The keys to group by (none: one group, or one per bucket).",
+            default
+        )]
+        by: Vec<TaskGroupKey>,
+        #[graphql(desc = "Bucket the submit time by this unit of local time.")] bucket: Option<
+            BucketUnit,
+        >,
+        #[graphql(
+            desc = "The IANA time zone buckets are local to (e.g. Europe/Berlin).",
+            default = "UTC"
+        )]
+        time_zone: String,
+        #[graphql(
+            desc = "Only tasks submitted from this instant on; with a bucket, rounded down to its bucket's start (default: 30 buckets back)."
+        )]
+        from: Option<DateTime<Utc>>,
+        #[graphql(
+            desc = "Only tasks submitted before this instant; with a bucket, rounded up to its bucket's end (default: now)."
+        )]
+        to: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<Vec<TaskGroup>> {
+        let args = GroupsArgs {
+            by,
+            bucket,
+            time_zone,
+            from,
+            to,
+        };
+        groups::groups(ctx, &self.viewer, &self.query, args).await
     }
 }

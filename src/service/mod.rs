@@ -11,6 +11,7 @@ pub mod filter;
 mod filter_match;
 mod filter_sql;
 pub mod fold;
+pub mod groups;
 pub mod import;
 mod listing;
 pub mod live;
