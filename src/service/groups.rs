@@ -253,13 +253,13 @@ impl Service {
         let mut by = grouping.by.clone();
         by.sort();
         by.dedup();
-        if let Some(key) = by.iter().find(|k| k.admin_only()) {
-            if !viewer.is_admin() {
-                return Err(Error::Forbidden(format!(
-                    "grouping by {} is for admins only",
-                    key.name()
-                )));
-            }
+        if let Some(key) = by.iter().find(|k| k.admin_only())
+            && !viewer.is_admin()
+        {
+            return Err(Error::Forbidden(format!(
+                "grouping by {} is for admins only",
+                key.name()
+            )));
         }
         let backend = self.db.get_database_backend();
         let submit = ms_of("submit_time");
@@ -407,10 +407,10 @@ fn opt_int_at(row: &sea_orm::QueryResult, i: usize) -> Result<Option<i64>, Error
 
 /// A text key: as text, or as bytes where the backend compares bytes (MySQL).
 fn text_at(backend: DbBackend, row: &sea_orm::QueryResult, i: usize) -> Result<String, Error> {
-    if backend == DbBackend::MySql {
-        if let Ok(b) = row.try_get_by_index::<Vec<u8>>(i) {
-            return Ok(String::from_utf8_lossy(&b).into_owned());
-        }
+    if backend == DbBackend::MySql
+        && let Ok(b) = row.try_get_by_index::<Vec<u8>>(i)
+    {
+        return Ok(String::from_utf8_lossy(&b).into_owned());
     }
     row.try_get_by_index::<String>(i)
         .map_err(|_| Error::Internal)
