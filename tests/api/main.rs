@@ -29,6 +29,7 @@ mod gql_parity;
 mod gql_persisted;
 mod gql_relay;
 mod gql_tasks;
+mod groups_model;
 mod helpers;
 mod hostile;
 mod items;
