@@ -427,7 +427,12 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::ACCEPT_LANGUAGE,
                 HeaderName::from_static(REQUEST_ID),
             ])
-            .expose_headers([HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
+            .expose_headers([
+                HeaderName::from_static(REQUEST_ID),
+                header::RETRY_AFTER,
+                header::CONTENT_DISPOSITION,
+                HeaderName::from_static("x-export-rows"),
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }

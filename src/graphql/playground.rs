@@ -44,6 +44,23 @@ pub const SAMPLE_QUERY: &str = "query MyTasks {
   }
 }
 
+# Chart-ready: tasks per status and local day, the last 30 days (empty days are zeros).
+query DailyByStatus {
+  midjourneyTaskStats {
+    groups(by: [STATUS], bucket: DAY, timeZone: \"UTC\") {
+      status bucketStart count successRate quotaSum durationP50Ms durationP95Ms
+    }
+  }
+}
+
+# A CSV of every matching task: open this server's address + url in a browser.
+query ExportCsv {
+  midjourneyTaskExport(filter: { status: { eq: \"SUCCESS\" } }, timeZone: \"UTC\") {
+    url
+    expiresAt
+  }
+}
+
 # Live progress: pick LiveProgress with the run button's menu; every event stays listed.
 subscription LiveProgress {
   midjourneyTaskEvents(initialSnapshot: true) {

@@ -122,7 +122,11 @@ async fn new_session(driver: &Driver) -> (String, tempfile::TempDir) {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     "--window-size=1400,900", format!("--user-data-dir={}", profile.path().display()),
-                ]
+                ],
+                "prefs": {
+                    "download.default_directory": profile.path().join("downloads").display().to_string(),
+                    "download.prompt_for_download": false,
+                }
             }}}}),
         )
         .await;
@@ -493,4 +497,120 @@ async fn the_demo_prints_a_playground_link_that_runs_the_sample_with_one_click()
     driver.end(&sid).await;
     let _ = demo.kill();
     let _ = demo.wait();
+}
+
+#[tokio::test]
+#[ignore = "needs Debian's chromium and chromium-driver (run with --ignored browser::)"]
+async fn a_page_of_another_origin_gets_an_export_link_and_downloads_the_csv() {
+    let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_port = site.local_addr().unwrap().port();
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            axum::response::Html("<!doctype html><title>reports</title>")
+        }),
+    );
+    tokio::spawn(async move { axum::serve(site, page).await });
+    let allowed = format!("http://127.0.0.1:{site_port}");
+    let origin = allowed.clone();
+    let app = spawn_app_with(TestDb::new().await, move |c| {
+        c.server.cors_origins = vec![origin];
+    })
+    .await;
+    let user = app.user("alice", Role::Common).await;
+    app.task(
+        Task::of(user.id)
+            .mj("export-1")
+            .prompt("=HYPERLINK(\"http://evil\")"),
+    )
+    .await;
+    app.task(
+        Task::of(user.id)
+            .submitted(1_700_000_060_000)
+            .mj("export-2")
+            .prompt("a quiet lake"),
+    )
+    .await;
+    let api = format!("http://{}", app.addr);
+
+    let driver = Driver::start().await;
+    let (sid, profile) = new_session(&driver).await;
+    navigate(&driver, &sid, &format!("{allowed}/")).await;
+    // The frontend asks GraphQL for a link (with its headers), then fetches the file by the
+    // plain link (no headers) and also starts a real download of it.
+    let script = format!(
+        r#"const done = arguments[arguments.length - 1];
+fetch("{api}/graphql", {{method: "POST",
+  headers: {{"Authorization": "{token}", "New-Api-User": "{id}", "Content-Type": "application/json"}},
+  body: JSON.stringify({{query: "{{ midjourneyTaskExport(timeZone: \"Asia/Tokyo\") {{ url expiresAt }} }}"}})}})
+  .then(r => r.json())
+  .then(async j => {{
+    const url = "{api}" + j.data.midjourneyTaskExport.url;
+    const r = await fetch(url);
+    const text = await r.text();
+    const a = document.createElement("a");
+    a.href = url; document.body.appendChild(a); a.click();
+    done({{status: r.status, disposition: r.headers.get("content-disposition"), text}});
+  }})
+  .catch(e => done({{error: String(e)}}));"#,
+        token = user.token,
+        id = user.id,
+    );
+    let answer = driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/session/{sid}/execute/async"),
+            json!({"script": script, "args": []}),
+        )
+        .await;
+    println!("export from {allowed}: {answer}");
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert!(
+        answer["disposition"]
+            .as_str()
+            .is_some_and(|d| d.contains("midjourney-tasks-")),
+        "{answer}"
+    );
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.starts_with("id,user_id,code,mj_id,"), "{text}");
+    // The downloaded file: the same header and rows.
+    let downloads = profile.path().join("downloads");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let file = loop {
+        let done: Vec<_> = std::fs::read_dir(&downloads)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if let Some(f) = done
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        {
+            break f.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no download arrived in {}: {done:?}",
+            downloads.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let saved = std::fs::read_to_string(&file).unwrap();
+    println!("downloaded {} ({} bytes)", file.display(), saved.len());
+    let mut reader = csv::Reader::from_reader(saved.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(&header[..4], ["id", "user_id", "code", "mj_id"]);
+    let prompt = header.iter().position(|h| h == "prompt").unwrap();
+    let iso = header.iter().position(|h| h == "submit_time_iso").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][3], "export-2");
+    assert_eq!(
+        &rows[1][prompt], "'=HYPERLINK(\"http://evil\")",
+        "neutralised"
+    );
+    assert!(
+        rows[0][iso].ends_with("+09:00"),
+        "times in Tokyo: {}",
+        &rows[0][iso]
+    );
+    driver.end(&sid).await;
 }
