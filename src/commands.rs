@@ -164,6 +164,9 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     if args.http {
         return crate::bench::http::run(args, &url).await;
     }
+    if args.export {
+        return crate::bench::http::export::run(args, &url).await;
+    }
     crate::bench::run(
         &DbConfig::for_url(url),
         args.tasks as usize,

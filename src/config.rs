@@ -429,6 +429,11 @@ pub struct BenchArgs {
     /// each concurrency, against the floor (the same SQL sent straight to the database).
     #[arg(long)]
     pub http: bool,
+    /// Benchmark a whole export (CSV, every row) and grouped statistics over HTTP instead,
+    /// each beside the database doing the same work by itself (PostgreSQL: COPY … TO
+    /// STDOUT), with the server's memory during the export.
+    #[arg(long, conflicts_with = "http")]
+    pub export: bool,
     /// HTTP: reuse the database when an earlier run seeded it (its bench-* users are there).
     #[arg(long)]
     pub reuse: bool,

@@ -23,9 +23,11 @@ use crate::app;
 use crate::config::{BenchArgs, DbConfig};
 use crate::rest::SelfItem;
 use crate::rest::task_items::TaskItem;
+use crate::service::demo::BenchUsers;
 use crate::service::{Log, OffsetPage, PageRequest, PlatformTaskRecord, TaskRecord, Tasks, Viewer};
 
 mod cases;
+pub mod export;
 
 /// Prepared requests per case.
 const PREPARED: usize = 512;
@@ -111,8 +113,11 @@ fn gql(query: &str) -> String {
     serde_json::json!({ "query": query }).to_string()
 }
 
-/// Runs the HTTP benchmark on the database at `url`.
-pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
+/// The benchmark database at `url`: seeded now, or reused with `--reuse`.
+async fn seeded(
+    args: &BenchArgs,
+    url: &str,
+) -> anyhow::Result<(crate::service::Service, BenchUsers)> {
     // The floor's pool is the server's size, but waits as long as it takes: a floor request
     // never fails for want of a connection.
     let db = DbConfig {
@@ -147,30 +152,32 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
             users
         }
     };
-    let cases = cases::cases(&service, &users, args).await?;
+    Ok((service, users))
+}
 
+/// This binary's `serve` on `url` as its own process (with `extra` arguments), once its
+/// `/healthz` answers: the process and its base URL.
+async fn start_server(
+    url: &str,
+    extra: &[&str],
+    client: &reqwest::Client,
+) -> anyhow::Result<(Server, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let exe = std::env::current_exe().context("locating this binary")?;
+    let listen = format!("127.0.0.1:{port}");
     let server = Server(
         Command::new(exe)
-            .args([
-                "serve",
-                "--no-migrate",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .args(["serve", "--no-migrate", "--listen", &listen])
+            .args(extra)
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .context("starting the server")?,
     );
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    let base = format!("http://{listen}");
     let started = Instant::now();
     while client
         .get(format!("{base}/healthz"))
@@ -186,6 +193,17 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok((server, base))
+}
+
+/// Runs the HTTP benchmark on the database at `url`.
+pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
+    let (service, users) = seeded(args, url).await?;
+    let cases = cases::cases(&service, &users, args).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let (server, base) = start_server(url, &[], &client).await?;
 
     let floor_db = service.db().clone();
     println!();
