@@ -76,13 +76,14 @@ pub fn download_operation(summary: &str, failure_schema: &str) -> Value {
         "parameters": [ {
             "name": "token", "in": "query", "required": true,
             "description": "the signed token of the link",
-            "schema": { "type": "string", "maxLength": 16384 },
+            "schema": { "type": "string", "maxLength": 4096 },
         } ],
         "responses": {
             "200": file_response(failure_schema),
             "400": refused("The export would hold more rows than --export-max-rows."),
             "401": refused("Credentials were sent with the link and are incomplete."),
             "403": refused("The link is not valid (altered, of another deployment), has expired, or was issued to another user than the credentials sent with it."),
+            "414": { "description": "The address is longer than the server reads (no body)." },
             "429": refused("Over the rate limit, or too many exports running."),
             "431": refused("Request headers over 16 KiB."),
             "500": refused("An internal error (details only in the server's log)."),

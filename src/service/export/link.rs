@@ -17,8 +17,9 @@ use crate::service::{KeyOrder, Log};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// Longest link token accepted (a link is never longer than its filter's limits allow).
-pub const MAX_TOKEN: usize = 16 * 1024;
+/// Longest link token issued or accepted (a link must fit in a request line every server
+/// and proxy reads); a filter too large for one is exported through the REST routes.
+pub const MAX_TOKEN: usize = 4 * 1024;
 /// Default lifetime of a link, in seconds.
 pub const DEFAULT_TTL_SECS: u64 = 300;
 
@@ -78,7 +79,13 @@ pub fn sign<L: Log>(key: &LinkKey, claims: &Claims<L>) -> Result<String, Error> 
     let json = serde_json::to_vec(claims).map_err(|_| Error::Internal)?;
     let body = B64.encode(json);
     let tag = B64.encode(key.mac(body.as_bytes())?.finalize().into_bytes());
-    Ok(format!("{body}.{tag}"))
+    let token = format!("{body}.{tag}");
+    if token.len() > MAX_TOKEN {
+        return Err(Error::BadFilter(format!(
+            "this filter is too large for a download link (over {MAX_TOKEN} bytes): simplify it, or export through the REST routes"
+        )));
+    }
+    Ok(token)
 }
 
 /// The claims of `token`, when it was signed with `key`, is for log `L` and has not
