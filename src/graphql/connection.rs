@@ -8,8 +8,7 @@ use crate::graphql::errors::Gql;
 use crate::graphql::task::MidjourneyTask;
 use crate::service::{Log, Page, TaskPage, TaskQuery, Viewer};
 
-/// One page of tasks. `totalCount` and `pageInfo.totalPages` run a count query only when
-/// selected.
+/// One page of tasks. `totalCount` and `pageInfo.totalPages` run a count query only when selected.
 pub struct MidjourneyTaskConnection {
     pub page: TaskPage,
     pub query: TaskQuery,

@@ -11,14 +11,12 @@ use crate::service::{Service, Viewer};
 /// Per-request data, attached by the HTTP handler.
 pub struct RequestContext {
     pub service: Service,
-    /// The authenticated caller, or the authentication failure. Introspection never looks
-    /// at it; every data field does.
+    /// The authenticated caller, or the authentication failure. Introspection never looks at it; every data field does.
     pub viewer: Result<Viewer, Error>,
     pub lang: Lang,
     /// Live progress (subscriptions).
     pub live: Live,
-    /// The client connection subscriptions are counted on (one per WebSocket; one per SSE
-    /// or plain HTTP request).
+    /// The client connection subscriptions are counted on (one per WebSocket; one per SSE or plain HTTP request).
     pub connection: Connection,
     /// When the operation reached the gate (a total is counted as of a moment after it).
     pub arrived: std::time::Instant,

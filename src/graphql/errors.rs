@@ -33,9 +33,7 @@ pub fn server_error(message: impl Into<String>, code: &'static str) -> ServerErr
     err
 }
 
-/// Gives every error that has none a code: async-graphql's own limit, parse and
-/// validation errors, and input coercion errors. Anything else is unexpected: INTERNAL,
-/// with its text replaced (it goes to the log).
+/// Gives every error that has none a code: async-graphql's own limit, parse and validation errors, and input coercion errors. Anything else is unexpected: INTERNAL, with its text replaced (it goes to the log).
 pub fn ensure_codes(errors: &mut [ServerError], request_failed: bool) {
     for err in errors {
         let has_code = err

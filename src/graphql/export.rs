@@ -12,8 +12,7 @@ use crate::service::{LogQuery, time_zone};
 /// An export's file format.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// RFC 4180 CSV with a header row; cells that a spreadsheet would read as a formula
-    /// (starting with `=`, `+`, `-`, `@`, tab or carriage return) begin with `'`.
+    /// RFC 4180 CSV with a header row; cells that a spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage return) begin with `'`.
     Csv,
     /// One JSON object per line, values as stored.
     Ndjson,
@@ -31,9 +30,7 @@ impl From<ExportFormat> for Format {
 /// A signed download link for one export.
 #[derive(SimpleObject)]
 pub struct ExportLink {
-    /// Where to download it (root-relative: prefix this server's origin). Bound to the
-    /// caller, the filter, the order and the format; opens until `expiresAt` for as long as
-    /// the caller may still read these tasks (a ban applies at once).
+    /// Where to download it (root-relative: prefix this server's origin). Bound to the caller, the filter, the order and the format; opens until `expiresAt` for as long as the caller may still read these tasks (a ban applies at once).
     pub url: String,
     /// When the link stops working.
     pub expires_at: DateTime<Utc>,

@@ -50,8 +50,7 @@ use crate::server::{ConnectionCloser, RateLimits};
 use crate::service::live::{Connection, Live};
 use crate::service::{Role, Service};
 
-/// What a transport knows about who sent an operation: attached to every request (HTTP,
-/// SSE) or to the WebSocket's session (the `connection_init` credentials).
+/// What a transport knows about who sent an operation: attached to every request (HTTP, SSE) or to the WebSocket's session (the `connection_init` credentials).
 pub struct Caller {
     pub service: Service,
     pub live: Live,
@@ -110,8 +109,7 @@ impl GateRules {
         self
     }
 
-    /// The turns of `user`'s operations (`None`: no limit); an idle user's entry goes when
-    /// the table grows.
+    /// The turns of `user`'s operations (`None`: no limit); an idle user's entry goes when the table grows.
     fn turns(&self, user: i64) -> Option<Arc<Semaphore>> {
         let max = self.max_running_per_user;
         if max == 0 {
@@ -376,11 +374,9 @@ impl Extension for GateExtension {
     }
 }
 
-/// Whether any operation of `doc` selects the federation `_service` field at its root
-/// (directly or through fragments).
+/// Whether any operation of `doc` selects the federation `_service` field at its root (directly or through fragments).
 fn selects_service(doc: &ExecutableDocument) -> bool {
-    /// Each fragment is looked into once: fragments that spread each other many times cost
-    /// no more than their text (a document of spreads only passes the field limits).
+    /// Each fragment is looked into once: fragments that spread each other many times cost no more than their text (a document of spreads only passes the field limits).
     fn walk<'a>(
         doc: &'a ExecutableDocument,
         set: &'a SelectionSet,

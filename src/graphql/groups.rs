@@ -84,8 +84,7 @@ pub struct TaskGroup {
     pub success_rate: Option<f64>,
     /// Their quota sum.
     pub quota_sum: Long,
-    /// How many have a duration (finished, with a submit time): the figures below are
-    /// over these.
+    /// How many have a duration (finished, with a submit time): the figures below are over these.
     pub duration_count: i64,
     /// Mean duration (finish − submit), in milliseconds.
     pub duration_avg_ms: Option<f64>,

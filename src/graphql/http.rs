@@ -46,8 +46,7 @@ pub fn request_error(
     render(status, &BatchResponse::Single(body), headers)
 }
 
-/// Whether `r` failed before execution (parsing, validation, a refused request): errors
-/// only, none with a path. Such a result has no `data` entry at all.
+/// Whether `r` failed before execution (parsing, validation, a refused request): errors only, none with a path. Such a result has no `data` entry at all.
 fn not_executed(r: &GqlResponse) -> bool {
     r.data == Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty())
 }
@@ -96,8 +95,7 @@ fn drop_null_data(result: &mut serde_json::Value) {
     }
 }
 
-/// `GET /graphql`: a WebSocket upgrade, the playground for browsers, else a query from the
-/// query string (answered as Server-Sent Events when the client accepts them).
+/// `GET /graphql`: a WebSocket upgrade, the playground for browsers, else a query from the query string (answered as Server-Sent Events when the client accepts them).
 pub async fn get_graphql(State(state): State<AppState>, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
     if ws::is_upgrade(&parts.headers) {
@@ -200,8 +198,7 @@ pub async fn post_graphql(State(state): State<AppState>, request: Request) -> Re
     }
 }
 
-/// The auth headers of a request (or of a WebSocket's `connection_init`): what the gate
-/// authenticates every operation with.
+/// The auth headers of a request (or of a WebSocket's `connection_init`): what the gate authenticates every operation with.
 pub(crate) fn credentials(headers: &HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::new();
     for name in [header::AUTHORIZATION, header::ACCEPT_LANGUAGE] {
@@ -215,8 +212,7 @@ pub(crate) fn credentials(headers: &HeaderMap) -> HeaderMap {
     kept
 }
 
-/// What the gate needs to know about who sent a request's operations. No database work:
-/// the gate authenticates each operation.
+/// What the gate needs to know about who sent a request's operations. No database work: the gate authenticates each operation.
 pub(crate) fn caller(
     state: &AppState,
     headers: &HeaderMap,
@@ -239,8 +235,7 @@ pub(crate) fn peer(extensions: &Extensions) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-/// The status a response made only of refusals answers with: 429 (with `Retry-After`) or
-/// 504 when every operation was refused for that reason.
+/// The status a response made only of refusals answers with: 429 (with `Retry-After`) or 504 when every operation was refused for that reason.
 fn refusal_status(responses: &[GqlResponse]) -> Option<(StatusCode, Option<u64>)> {
     let code_of = |r: &GqlResponse| -> Option<(String, Option<u64>)> {
         let [e] = r.errors.as_slice() else {

@@ -46,8 +46,7 @@ pub struct LongFilter {
     pub lte: Option<Long>,
 }
 
-/// Exact comparisons on a string field (no pattern matching). All given operators must
-/// hold.
+/// Exact comparisons on a string field (no pattern matching). All given operators must hold.
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct StringFilter {
     /// Equal to.
@@ -61,8 +60,7 @@ pub struct StringFilter {
     pub not_in: Option<Vec<String>>,
 }
 
-/// Case-insensitive pattern tests on a text field; `%`, `_` and `\` are taken literally.
-/// Patterns are 1 to 200 characters.
+/// Case-insensitive pattern tests on a text field; `%`, `_` and `\` are taken literally. Patterns are 1 to 200 characters.
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct TextFilter {
     /// Contains this text.
@@ -73,8 +71,7 @@ pub struct TextFilter {
     pub is_empty: Option<bool>,
 }
 
-/// Conditions on tasks; all given fields must hold. Non-admins are always limited to their
-/// own tasks, whatever the filter says.
+/// Conditions on tasks; all given fields must hold. Non-admins are always limited to their own tasks, whatever the filter says.
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct MidjourneyTaskFilter {
     /// The row id.
@@ -163,8 +160,7 @@ impl From<TextFilter> for SvcTextFilter {
 }
 
 impl MidjourneyTaskFilter {
-    /// The service filter. Nesting deeper than the service allows is refused here already,
-    /// so a hostile input never recurses far.
+    /// The service filter. Nesting deeper than the service allows is refused here already, so a hostile input never recurses far.
     pub fn into_service(self) -> Result<TaskFilter, Error> {
         self.convert(1)
     }

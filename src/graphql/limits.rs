@@ -18,8 +18,7 @@ use crate::graphql::errors::server_error;
 
 /// Deepest field nesting allowed in a query.
 pub const MAX_DEPTH: usize = 10;
-/// The fields that scan every matching row (a count, sums, a grouping): each runs its own
-/// aggregate query (the four stats totals share one, counted on `midjourneyTaskStats`).
+/// The fields that scan every matching row (a count, sums, a grouping): each runs its own aggregate query (the four stats totals share one, counted on `midjourneyTaskStats`).
 pub const SCAN_FIELDS: &[&str] = &[
     "totalCount",
     "totalPages",
@@ -28,12 +27,9 @@ pub const SCAN_FIELDS: &[&str] = &[
     "byAction",
     "byDay",
 ];
-/// Most aggregate scans one request may ask for, aliases and fragments counted: a
-/// dashboard needs five, and hundreds of aliased counts are refused before any SQL runs
-/// (the complexity limit weighs a page's rows, which would multiply a count's weight).
+/// Most aggregate scans one request may ask for, aliases and fragments counted: a dashboard needs five, and hundreds of aliased counts are refused before any SQL runs (the complexity limit weighs a page's rows, which would multiply a count's weight).
 pub const MAX_SCANS: usize = 10;
-/// Most field selections a query may expand to once its fragments are inlined (the
-/// playground's introspection query needs a few hundred).
+/// Most field selections a query may expand to once its fragments are inlined (the playground's introspection query needs a few hundred).
 pub const MAX_FIELDS: usize = 2_000;
 
 /// Marks a request that arrived over GET (mutations are refused).
@@ -44,8 +40,7 @@ const MAX_PARSED: usize = 256;
 /// Longest document kept parsed, in bytes.
 const MAX_PARSED_LEN: usize = 16 * 1024;
 
-/// Documents that parsed and passed [`check_shape`], by their text: a repeated operation is
-/// neither parsed nor measured again (validation still runs for every request).
+/// Documents that parsed and passed [`check_shape`], by their text: a repeated operation is neither parsed nor measured again (validation still runs for every request).
 #[derive(Default)]
 struct ParsedDocuments(Mutex<HashMap<String, ExecutableDocument>>);
 
@@ -87,9 +82,7 @@ struct LimitsExtension {
 
 #[async_trait::async_trait]
 impl Extension for LimitsExtension {
-    /// Measures the document before async-graphql's own checks walk it: its recursion-depth
-    /// check follows every fragment spread again, exponential work on a fan-out document.
-    /// A document that does not parse goes on, to be refused with the parser's message.
+    /// Measures the document before async-graphql's own checks walk it: its recursion-depth check follows every fragment spread again, exponential work on a fan-out document. A document that does not parse goes on, to be refused with the parser's message.
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -135,9 +128,7 @@ pub(super) fn operations(doc: &ExecutableDocument) -> impl Iterator<Item = &Oper
     ops.into_iter()
 }
 
-/// Refuses a document that, fragments expanded, is too deep, too large or asks for too many
-/// aggregate scans; linear in the document's size. Fields and scans are summed over all its
-/// operations: validation walks every one of them, not only the one that runs.
+/// Refuses a document that, fragments expanded, is too deep, too large or asks for too many aggregate scans; linear in the document's size. Fields and scans are summed over all its operations: validation walks every one of them, not only the one that runs.
 fn check_shape(doc: &ExecutableDocument) -> ServerResult<()> {
     let mut shape = Shape::new(doc);
     let mut total = Measure::default();
@@ -199,13 +190,10 @@ impl Measure {
     }
 }
 
-/// Measures selection sets, each fragment once: a document whose fragments spread each
-/// other many times (each spreading the next twice doubles the size per level) is measured
-/// in time linear in its text, before validation or execution would expand it.
+/// Measures selection sets, each fragment once: a document whose fragments spread each other many times (each spreading the next twice doubles the size per level) is measured in time linear in its text, before validation or execution would expand it.
 struct Shape<'a> {
     doc: &'a ExecutableDocument,
-    /// Fragment name → its measure, once known; `None` while being measured (a cycle,
-    /// which validation refuses anyway, reads as too large).
+    /// Fragment name → its measure, once known; `None` while being measured (a cycle, which validation refuses anyway, reads as too large).
     fragments: HashMap<&'a str, Option<Measure>>,
 }
 

@@ -1,5 +1,9 @@
 //! The GraphQL API: `midjourneyTasks(filter, orderBy, page)` and friends, a thin layer over
 //! [`crate::service`], with limits, an offline playground and a committed SDL.
+//!
+//! Doc comments in this module are written one line per paragraph: async-graphql turns them
+//! into the schema's descriptions, where a hard line break would show (in the SDL and in the
+//! playground's docs) as a ragged break mid-sentence. A test keeps the SDL free of them.
 
 mod connection;
 mod context;
@@ -38,12 +42,10 @@ pub use ws::{KEEPALIVE, WsSettings, is_upgrade};
 /// The schema type.
 pub type AppSchema = Schema<query::Query, EmptyMutation, subscription::Subscription>;
 
-/// Highest query complexity: a list counts as rows × its fields, so one 100-row page with
-/// twenty fields fits and twenty aliases of it do not.
+/// Highest query complexity: a list counts as rows × its fields, so one 100-row page with twenty fields fits and twenty aliases of it do not.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
-/// Builds the schema (no I/O) behind the gate every operation passes
-/// ([`gate::GateRules`]; with `introspection` off, neither `__schema` nor `_service` answers).
+/// Builds the schema (no I/O) behind the gate every operation passes ([`gate::GateRules`]; with `introspection` off, neither `__schema` nor `_service` answers).
 pub fn build_schema(rules: Arc<gate::GateRules>) -> AppSchema {
     let introspection = rules.introspection;
     // The gate first: nothing is parsed or measured for an operation it refuses.
@@ -71,17 +73,14 @@ pub fn sdl() -> String {
     build_schema(Arc::new(rules)).sdl()
 }
 
-/// `/graphql` (GET and POST, WebSocket upgrades, Server-Sent Events) and the playground's
-/// assets.
+/// `/graphql` (GET and POST, WebSocket upgrades, Server-Sent Events) and the playground's assets.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/graphql", get(http::get_graphql).post(http::post_graphql))
         .route("/graphql/assets/{name}", get(playground::asset))
 }
 
-/// How `/graphql` meets the server loop: refusals as GraphQL errors with the error's status,
-/// and every operation rate-limited by the gate (a WebSocket upgrade is counted by the loop
-/// as one request).
+/// How `/graphql` meets the server loop: refusals as GraphQL errors with the error's status, and every operation rate-limited by the gate (a WebSocket upgrade is counted by the loop as one request).
 pub fn door() -> crate::server::Door {
     crate::server::Door {
         prefix: "/graphql",

@@ -29,8 +29,7 @@ pub enum Node {
     Task(Task),
 }
 
-/// The objects these global ids name, in their order, each `None` where there is no such
-/// object or the caller may not see it. Every id counts against the operation's lookups.
+/// The objects these global ids name, in their order, each `None` where there is no such object or the caller may not see it. Every id counts against the operation's lookups.
 pub async fn nodes(ctx: &Context<'_>, ids: &[ID]) -> async_graphql::Result<Vec<Option<Node>>> {
     let (service, viewer, lang) = caller(ctx)?;
     ctx.data::<Lookups>()?.take(ids.len()).gql(lang)?;

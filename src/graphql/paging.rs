@@ -68,8 +68,7 @@ pub struct OffsetPage {
     pub page_size: i64,
 }
 
-/// A keyset page: `first` rows after the `after` cursor, or `last` rows before `before`.
-/// Costs the same at any depth. A cursor only works with the order and filter it came from.
+/// A keyset page: `first` rows after the `after` cursor, or `last` rows before `before`. Costs the same at any depth. A cursor only works with the order and filter it came from.
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct CursorPage {
     /// Rows to return going forwards, 1 to 100 (default 20).

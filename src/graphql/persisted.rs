@@ -64,8 +64,7 @@ pub fn hash(document: &str) -> String {
 }
 
 impl Persisted {
-    /// Trusted-documents mode from a JSON map of hash → document. A hash that is not the
-    /// document's SHA-256 is refused, naming it.
+    /// Trusted-documents mode from a JSON map of hash → document. A hash that is not the document's SHA-256 is refused, naming it.
     pub fn trusted(json: &str) -> Result<Persisted, String> {
         let map: HashMap<String, String> = serde_json::from_str(json)
             .map_err(|e| format!("a JSON object of sha256 hash → document: {e}"))?;
@@ -82,10 +81,7 @@ impl Persisted {
         })
     }
 
-    /// Gives `request` its document: from the trusted list or the cache when it sends a
-    /// hash alone. A document sent with its hash (automatic mode) is checked against it and
-    /// its hash returned, for the caller to [`Persisted::remember`] once it knows who sent
-    /// it. In trusted mode a document that is not listed is refused, hash or not.
+    /// Gives `request` its document: from the trusted list or the cache when it sends a hash alone. A document sent with its hash (automatic mode) is checked against it and its hash returned, for the caller to [`Persisted::remember`] once it knows who sent it. In trusted mode a document that is not listed is refused, hash or not.
     pub fn resolve(&self, request: &mut Request) -> Result<Option<String>, Refusal> {
         let sent = match request.extensions.get("persistedQuery") {
             None => None,

@@ -29,8 +29,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-/// The document a first visit opens with: the caller's newest tasks of both logs (what the
-/// run button runs first), and live progress (picked from the run button's menu).
+/// The document a first visit opens with: the caller's newest tasks of both logs (what the run button runs first), and live progress (picked from the run button's menu).
 pub const SAMPLE_QUERY: &str = "query MyTasks {
   viewer { id username role }
   midjourneyTasks(page: { offset: { page: 1, pageSize: 10 } }) {
@@ -70,9 +69,7 @@ subscription LiveProgress {
 }
 ";
 
-/// The playground's address at `base` with `user_id`'s headers filled in and the sample
-/// document in the editor: one click on the run button shows their tasks (`MyTasks` is the
-/// operation it runs; `LiveProgress` is a pick from its menu away).
+/// The playground's address at `base` with `user_id`'s headers filled in and the sample document in the editor: one click on the run button shows their tasks (`MyTasks` is the operation it runs; `LiveProgress` is a pick from its menu away).
 pub fn link(base: &str, user_id: i64, token: &str) -> String {
     let headers = serde_json::to_string_pretty(&serde_json::json!({
         "Authorization": format!("Bearer {token}"),
@@ -88,14 +85,12 @@ pub fn link(base: &str, user_id: i64, token: &str) -> String {
     format!("{base}/graphql?{query}")
 }
 
-/// The playground page. The header editor starts with the two auth headers to fill in;
-/// `?query=…&headers=…` in the address pre-fill the editors.
+/// The playground page. The header editor starts with the two auth headers to fill in; `?query=…&headers=…` in the address pre-fill the editors.
 pub async fn page() -> Html<&'static str> {
     Html(PAGE_HTML.as_str())
 }
 
-/// [`PAGE`] with the sample document (after a first line saying what to fill in) as the
-/// editor's default.
+/// [`PAGE`] with the sample document (after a first line saying what to fill in) as the editor's default.
 static PAGE_HTML: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let default = format!(
         "# Fill in your access token and user id in the Headers tab below, then run.\n{SAMPLE_QUERY}"

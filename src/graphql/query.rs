@@ -50,8 +50,7 @@ pub struct Viewer {
     pub is_admin: bool,
 }
 
-/// The service query of a list or statistics field of either log: the filter the input
-/// translates to, the orders, the page.
+/// The service query of a list or statistics field of either log: the filter the input translates to, the orders, the page.
 fn log_query<L: Log, F, O: Into<KeyOrder<L::Field>>>(
     filter: Option<F>,
     into_service: fn(F) -> Result<L::Filter, Error>,
@@ -86,13 +85,10 @@ fn task_log_query(
     log_query(filter, TaskFilterInput::into_service, order_by, page)
 }
 
-/// new-api's task logs — Midjourney (`midjourneyTasks`) and the generic log of Suno and
-/// video tasks (`tasks`): lists, lookups and statistics. Every data field needs the two auth
-/// headers (`Authorization: Bearer <access token>`, `New-Api-User: <user id>`).
+/// new-api's task logs — Midjourney (`midjourneyTasks`) and the generic log of Suno and video tasks (`tasks`): lists, lookups and statistics. Every data field needs the two auth headers (`Authorization: Bearer <access token>`, `New-Api-User: <user id>`).
 #[Object]
 impl Query {
-    /// Tasks visible to the caller, newest first unless `orderBy` says otherwise. Admins see
-    /// all tasks; everyone else sees only their own.
+    /// Tasks visible to the caller, newest first unless `orderBy` says otherwise. Admins see all tasks; everyone else sees only their own.
     #[graphql(complexity = "page_rows(&page) * child_complexity + 1")]
     async fn midjourney_tasks(
         &self,
@@ -132,8 +128,7 @@ impl Query {
         })
     }
 
-    /// One task by row id or by mjId (give exactly one). null when there is no such task or
-    /// the caller may not see it. mjId is not unique: the newest visible task with it.
+    /// One task by row id or by mjId (give exactly one). null when there is no such task or the caller may not see it. mjId is not unique: the newest visible task with it.
     async fn midjourney_task(
         &self,
         ctx: &Context<'_>,
@@ -152,8 +147,7 @@ impl Query {
         lookup(ctx, key).await
     }
 
-    /// Apollo Federation: a `MidjourneyTask` entity by its row id, scoped like
-    /// `midjourneyTask` (another user's task resolves to null).
+    /// Apollo Federation: a `MidjourneyTask` entity by its row id, scoped like `midjourneyTask` (another user's task resolves to null).
     #[graphql(entity)]
     async fn find_task_by_id(
         &self,
@@ -163,8 +157,7 @@ impl Query {
         lookup(ctx, TaskKey::Id(id)).await
     }
 
-    /// Apollo Federation: a `MidjourneyTask` entity by its upstream task id (the newest
-    /// visible one), scoped like `midjourneyTask`.
+    /// Apollo Federation: a `MidjourneyTask` entity by its upstream task id (the newest visible one), scoped like `midjourneyTask`.
     #[graphql(entity)]
     async fn find_task_by_mj_id(
         &self,
@@ -192,8 +185,7 @@ impl Query {
         })
     }
 
-    /// Apollo Federation: a `Task` entity (the generic log) by its row id, scoped like
-    /// `task` (another user's task resolves to null).
+    /// Apollo Federation: a `Task` entity (the generic log) by its row id, scoped like `task` (another user's task resolves to null).
     #[graphql(entity)]
     async fn find_platform_task_by_id(
         &self,
@@ -203,8 +195,7 @@ impl Query {
         find_platform_task(ctx, Some(id), None).await
     }
 
-    /// Apollo Federation: a `Task` entity by its public task id (the newest visible one),
-    /// scoped like `task`.
+    /// Apollo Federation: a `Task` entity by its public task id (the newest visible one), scoped like `task`.
     #[graphql(entity)]
     async fn find_platform_task_by_task_id(
         &self,
@@ -214,9 +205,7 @@ impl Query {
         find_platform_task(ctx, None, Some(task_id)).await
     }
 
-    /// Relay: the object a global id (`nodeId`) names. null when there is no such object or
-    /// the caller may not see it (another user's task); `BAD_FILTER` when the text is not a
-    /// global id of this API.
+    /// Relay: the object a global id (`nodeId`) names. null when there is no such object or the caller may not see it (another user's task); `BAD_FILTER` when the text is not a global id of this API.
     async fn node(
         &self,
         ctx: &Context<'_>,
@@ -229,9 +218,7 @@ impl Query {
             .flatten())
     }
 
-    /// Relay: the objects these global ids name, in the same order, null where there is no
-    /// such object or the caller may not see it. One query for all; at most 100 ids an
-    /// operation (with every other lookup).
+    /// Relay: the objects these global ids name, in the same order, null where there is no such object or the caller may not see it. One query for all; at most 100 ids an operation (with every other lookup).
     #[graphql(complexity = "ids.len() * child_complexity + 1")]
     async fn nodes(
         &self,
@@ -259,9 +246,7 @@ impl Query {
         })
     }
 
-    /// A short-lived signed link that downloads, as CSV or NDJSON, every task
-    /// `midjourneyTasks` would list with this filter and order (all pages), from one
-    /// consistent snapshot. Plain `GET` on the link needs no headers.
+    /// A short-lived signed link that downloads, as CSV or NDJSON, every task `midjourneyTasks` would list with this filter and order (all pages), from one consistent snapshot. Plain `GET` on the link needs no headers.
     async fn midjourney_task_export(
         &self,
         ctx: &Context<'_>,
@@ -297,9 +282,7 @@ impl Query {
         )
     }
 
-    /// A short-lived signed link that downloads, as CSV or NDJSON, every task `tasks` would
-    /// list with this filter and order (all pages), from one consistent snapshot. Plain
-    /// `GET` on the link needs no headers.
+    /// A short-lived signed link that downloads, as CSV or NDJSON, every task `tasks` would list with this filter and order (all pages), from one consistent snapshot. Plain `GET` on the link needs no headers.
     async fn task_export(
         &self,
         ctx: &Context<'_>,
@@ -335,9 +318,7 @@ impl Query {
         )
     }
 
-    /// Tasks of new-api's generic task log (Suno music and video tasks) visible to the
-    /// caller, newest first unless `orderBy` says otherwise. Admins see all tasks; everyone
-    /// else sees only their own. Times are epoch seconds.
+    /// Tasks of new-api's generic task log (Suno music and video tasks) visible to the caller, newest first unless `orderBy` says otherwise. Admins see all tasks; everyone else sees only their own. Times are epoch seconds.
     #[graphql(complexity = "page_rows(&page) * child_complexity + 1")]
     async fn tasks(
         &self,
@@ -383,9 +364,7 @@ impl Query {
         })
     }
 
-    /// One task of the generic log by row id or by its public taskId (give exactly one).
-    /// null when there is no such task or the caller may not see it; taskId: the newest
-    /// visible task with it.
+    /// One task of the generic log by row id or by its public taskId (give exactly one). null when there is no such task or the caller may not see it; taskId: the newest visible task with it.
     async fn task(
         &self,
         ctx: &Context<'_>,
@@ -416,8 +395,7 @@ fn viewer_of(v: &SvcViewer) -> Viewer {
     }
 }
 
-/// One task the caller may see, by `key` (an mjId of at most [`MAX_VALUE`] characters); at
-/// most [`MAX_LOOKUPS`](crate::service::MAX_LOOKUPS) an operation.
+/// One task the caller may see, by `key` (an mjId of at most [`MAX_VALUE`] characters); at most [`MAX_LOOKUPS`](crate::service::MAX_LOOKUPS) an operation.
 async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option<MidjourneyTask>> {
     let (service, viewer, lang) = caller(ctx)?;
     if let TaskKey::MjId(m) = &key
@@ -434,8 +412,7 @@ async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option
     }))
 }
 
-/// One task of the generic log the caller may see, by row id or task id (exactly one; a
-/// task id of at most [`MAX_VALUE`] characters); a lookup like every other.
+/// One task of the generic log the caller may see, by row id or task id (exactly one; a task id of at most [`MAX_VALUE`] characters); a lookup like every other.
 async fn find_platform_task(
     ctx: &Context<'_>,
     id: Option<i64>,

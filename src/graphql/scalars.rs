@@ -6,8 +6,7 @@ use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Long(pub i64);
 
-/// A 64-bit signed integer, such as an epoch time in milliseconds. Written as a JSON
-/// number; accepted as a number or a decimal string.
+/// A 64-bit signed integer, such as an epoch time in milliseconds. Written as a JSON number; accepted as a number or a decimal string.
 #[Scalar(name = "Long")]
 impl ScalarType for Long {
     fn parse(value: Value) -> InputValueResult<Self> {

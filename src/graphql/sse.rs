@@ -24,14 +24,12 @@ use crate::state::AppState;
 pub const EVENT_STREAM: &str = "text/event-stream";
 /// How often an idle stream carries a comment, so proxies keep it open.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
-/// Longest an event may wait for the client to take it (as on a WebSocket): a client that
-/// stops reading is dropped, its subscriptions with it.
+/// Longest an event may wait for the client to take it (as on a WebSocket): a client that stops reading is dropped, its subscriptions with it.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events waiting for a slow client before the send timeout starts to count.
 const QUEUED: usize = 4;
 
-/// Whether the client asks for an event stream: `text/event-stream` in `Accept` with a
-/// quality above zero.
+/// Whether the client asks for an event stream: `text/event-stream` in `Accept` with a quality above zero.
 pub fn wanted(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -58,10 +56,7 @@ fn event(resp: &async_graphql::Response) -> Event {
     Event::default().event("next").data(json)
 }
 
-/// Executes one operation (a subscription, or a query or mutation answered once) through
-/// the gate and streams its responses. A query in flight when the server shuts down is
-/// answered, like a `POST`; a subscription completes. A client that stops reading for
-/// [`SEND_TIMEOUT`] loses its stream and its connection.
+/// Executes one operation (a subscription, or a query or mutation answered once) through the gate and streams its responses. A query in flight when the server shuts down is answered, like a `POST`; a subscription completes. A client that stops reading for [`SEND_TIMEOUT`] loses its stream and its connection.
 pub fn respond(state: &AppState, caller: Arc<Caller>, request: async_graphql::Request) -> Response {
     let closer = caller.closer.clone();
     let mut responses = state

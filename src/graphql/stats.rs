@@ -11,8 +11,7 @@ use crate::graphql::scalars::Long;
 use crate::service::stats::{Bucket as SvcBucket, GroupBy, Totals};
 use crate::service::{Log, LogQuery, TaskQuery, Viewer};
 
-/// Statistics over the tasks a filter matches (with the same scope as `midjourneyTasks`).
-/// Each part runs its query only when selected; the four totals share one query.
+/// Statistics over the tasks a filter matches (with the same scope as `midjourneyTasks`). Each part runs its query only when selected; the four totals share one query.
 pub struct MidjourneyTaskStats {
     pub query: TaskQuery,
     pub viewer: Viewer,
@@ -137,8 +136,7 @@ impl MidjourneyTaskStats {
     async fn by_action(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
         buckets(ctx, &self.viewer, &self.query, GroupBy::Action).await
     }
-    /// One bucket per UTC day on the submit time, for the `days` days ending today, oldest
-    /// first, days without tasks included.
+    /// One bucket per UTC day on the submit time, for the `days` days ending today, oldest first, days without tasks included.
     async fn by_day(
         &self,
         ctx: &Context<'_>,
@@ -147,11 +145,7 @@ impl MidjourneyTaskStats {
         by_day(ctx, &self.viewer, &self.query, days).await
     }
 
-    /// The matching tasks grouped by any of status, action, channel and user (the last two
-    /// admins only) and by local time buckets of the submit time: counts, outcomes, quota
-    /// and durations per group, in key order then time order. With a bucket, every bucket
-    /// of the range is present for each combination of keys (zeros when empty), ready to
-    /// chart. At most 1000 groups.
+    /// The matching tasks grouped by any of status, action, channel and user (the last two admins only) and by local time buckets of the submit time: counts, outcomes, quota and durations per group, in key order then time order. With a bucket, every bucket of the range is present for each combination of keys (zeros when empty), ready to chart. At most 1000 groups.
     #[allow(clippy::too_many_arguments)]
     async fn groups(
         &self,

@@ -47,17 +47,10 @@ fn event(e: LogEvent<Midjourneys>, admin: bool) -> MidjourneyTaskEvent {
     }
 }
 
-/// Live progress. Needs the two auth headers: on a WebSocket (`graphql-transport-ws`, or the
-/// legacy `graphql-ws`) in the `connection_init` payload, over Server-Sent Events as request
-/// headers.
+/// Live progress. Needs the two auth headers: on a WebSocket (`graphql-transport-ws`, or the legacy `graphql-ws`) in the `connection_init` payload, over Server-Sent Events as request headers.
 #[GqlSubscription]
 impl Subscription {
-    /// Changes to the tasks the caller may see (admins: all; everyone else: their own), as
-    /// the server notices them (it polls the table about once a second). Only the latest
-    /// state of each poll is sent, so a task may skip a step. With `mjIds` the subscription
-    /// completes once every listed task has finished. It ends with an error when the caller
-    /// is banned or deleted (UNAUTHENTICATED / FORBIDDEN) or reads too slowly
-    /// (SLOW_CONSUMER), and completes when the server shuts down.
+    /// Changes to the tasks the caller may see (admins: all; everyone else: their own), as the server notices them (it polls the table about once a second). Only the latest state of each poll is sent, so a task may skip a step. With `mjIds` the subscription completes once every listed task has finished. It ends with an error when the caller is banned or deleted (UNAUTHENTICATED / FORBIDDEN) or reads too slowly (SLOW_CONSUMER), and completes when the server shuts down.
     async fn midjourney_task_events(
         &self,
         ctx: &Context<'_>,
@@ -88,10 +81,7 @@ impl Subscription {
         events(ctx, live_request, event).await
     }
 
-    /// Changes to the tasks of the generic log (Suno, video) the caller may see, as for
-    /// `midjourneyTaskEvents`: CREATED, UPDATED, FINISHED (and SNAPSHOT with
-    /// `initialSnapshot`), ending with an error when the caller is banned or deleted, or
-    /// reads too slowly. With `taskIds` it completes once every listed task has finished.
+    /// Changes to the tasks of the generic log (Suno, video) the caller may see, as for `midjourneyTaskEvents`: CREATED, UPDATED, FINISHED (and SNAPSHOT with `initialSnapshot`), ending with an error when the caller is banned or deleted, or reads too slowly. With `taskIds` it completes once every listed task has finished.
     async fn task_events(
         &self,
         ctx: &Context<'_>,
@@ -150,8 +140,7 @@ fn task_event(e: LogEvent<Tasks>, admin: bool) -> TaskEvent {
     }
 }
 
-/// The events of a subscription to log `L`, each shaped by `shape` (with whether the caller
-/// is an admin); the subscription holds one of its connection's slots while it is open.
+/// The events of a subscription to log `L`, each shaped by `shape` (with whether the caller is an admin); the subscription holds one of its connection's slots while it is open.
 async fn events<L: LiveLog, E: Send + 'static>(
     ctx: &Context<'_>,
     live_request: LiveRequest<L>,

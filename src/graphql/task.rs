@@ -22,9 +22,7 @@ fn datetime(value: i64) -> Option<DateTime<Utc>> {
     epoch_ms(value).and_then(DateTime::from_timestamp_millis)
 }
 
-/// One Midjourney task: an image or video job the gateway submitted upstream. Unknown
-/// stored values of the open sets (action, status) pass through unchanged; NULL columns
-/// read as "" or 0.
+/// One Midjourney task: an image or video job the gateway submitted upstream. Unknown stored values of the open sets (action, status) pass through unchanged; NULL columns read as "" or 0.
 #[Object]
 impl MidjourneyTask {
     /// The row id (the integer the REST routes show as `id`).
@@ -39,13 +37,11 @@ impl MidjourneyTask {
     async fn mj_id(&self) -> &str {
         &self.record.mj_id
     }
-    /// The action: IMAGINE, UPSCALE, VARIATION, REROLL, DESCRIBE, BLEND, VIDEO, … (an open
-    /// set).
+    /// The action: IMAGINE, UPSCALE, VARIATION, REROLL, DESCRIBE, BLEND, VIDEO, … (an open set).
     async fn action(&self) -> &str {
         &self.record.action
     }
-    /// The status: "" right after submit, then NOT_START, SUBMITTED, IN_PROGRESS, FAILURE,
-    /// SUCCESS, MODAL, … (an open set).
+    /// The status: "" right after submit, then NOT_START, SUBMITTED, IN_PROGRESS, FAILURE, SUCCESS, MODAL, … (an open set).
     async fn status(&self) -> &str {
         &self.record.status
     }
@@ -101,8 +97,7 @@ impl MidjourneyTask {
     async fn finish_time(&self) -> Long {
         Long(self.record.finish_time)
     }
-    /// The submit time in ISO-8601 (a stored value >= 1e11 is read as milliseconds, a
-    /// smaller one as seconds); null when unset.
+    /// The submit time in ISO-8601 (a stored value >= 1e11 is read as milliseconds, a smaller one as seconds); null when unset.
     async fn submitted_at(&self) -> Option<DateTime<Utc>> {
         datetime(self.record.submit_time)
     }

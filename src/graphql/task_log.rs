@@ -37,10 +37,7 @@ fn from_seconds(value: i64) -> Option<DateTime<Utc>> {
         .and_then(|s| DateTime::from_timestamp(s, 0))
 }
 
-/// One task of new-api's generic task log: a Suno music task or a video task (Kling,
-/// Jimeng, Vidu, Seedance, Sora, Veo, Hailuo, Wan, …). Times are epoch seconds (the
-/// Midjourney log stores milliseconds). NULL columns read as "" or 0. The upstream's keys
-/// (new-api's private data) are never served.
+/// One task of new-api's generic task log: a Suno music task or a video task (Kling, Jimeng, Vidu, Seedance, Sora, Veo, Hailuo, Wan, …). Times are epoch seconds (the Midjourney log stores milliseconds). NULL columns read as "" or 0. The upstream's keys (new-api's private data) are never served.
 #[Object]
 impl Task {
     /// The row id (the integer the REST routes show as `id`).
@@ -55,18 +52,15 @@ impl Task {
     async fn task_id(&self) -> &str {
         &self.record.task_id
     }
-    /// The platform: "suno", or a video channel type as a decimal string ("50" Kling, "51"
-    /// Jimeng, "52" Vidu, "54" Seedance, "55" Sora, …; an open set).
+    /// The platform: "suno", or a video channel type as a decimal string ("50" Kling, "51" Jimeng, "52" Vidu, "54" Seedance, "55" Sora, …; an open set).
     async fn platform(&self) -> &str {
         &self.record.platform
     }
-    /// The action: MUSIC, LYRICS (Suno); generate, textGenerate, firstTailGenerate,
-    /// referenceGenerate, remixGenerate (video); an open set.
+    /// The action: MUSIC, LYRICS (Suno); generate, textGenerate, firstTailGenerate, referenceGenerate, remixGenerate (video); an open set.
     async fn action(&self) -> &str {
         &self.record.action
     }
-    /// The status: NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, SUCCESS, FAILURE, UNKNOWN, or
-    /// "" on rows from older builds (an open set).
+    /// The status: NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, SUCCESS, FAILURE, UNKNOWN, or "" on rows from older builds (an open set).
     async fn status(&self) -> &str {
         &self.record.status
     }
@@ -82,8 +76,7 @@ impl Task {
     async fn fail_reason(&self) -> &str {
         &self.record.fail_reason
     }
-    /// The result URL; new-api falls back to the failure reason (where older builds kept
-    /// the URL), so a failed task shows its error text here too.
+    /// The result URL; new-api falls back to the failure reason (where older builds kept the URL), so a failed task shows its error text here too.
     async fn result_url(&self) -> &str {
         &self.record.result_url
     }
@@ -154,8 +147,7 @@ impl Task {
     }
 }
 
-/// Conditions on the generic task log; all given fields must hold. Non-admins are always
-/// limited to their own tasks, whatever the filter says.
+/// Conditions on the generic task log; all given fields must hold. Non-admins are always limited to their own tasks, whatever the filter says.
 #[derive(InputObject, Clone, Debug, Default)]
 #[graphql(name = "TaskFilter")]
 pub struct TaskFilterInput {
@@ -260,8 +252,7 @@ pub enum TaskSortField {
     Quota,
 }
 
-/// One sort key of the generic task log. At most 3 keys; `id` is always added as the final
-/// tie-breaker.
+/// One sort key of the generic task log. At most 3 keys; `id` is always added as the final tie-breaker.
 #[derive(InputObject, Clone, Copy, Debug)]
 pub struct TaskOrder {
     /// The field to sort by.
@@ -289,8 +280,7 @@ impl From<TaskOrder> for KeyOrder<PlatformOrderField> {
     }
 }
 
-/// One page of the generic task log. `totalCount` and `pageInfo.totalPages` run a count
-/// query only when selected.
+/// One page of the generic task log. `totalCount` and `pageInfo.totalPages` run a count query only when selected.
 pub struct TaskConnection {
     pub page: Page<Tasks>,
     pub query: PlatformTaskQuery,
@@ -354,8 +344,7 @@ impl TaskConnection {
     }
 }
 
-/// Statistics over the generic log's tasks a filter matches (with the same scope as
-/// `tasks`). Each part runs its query only when selected; the four totals share one query.
+/// Statistics over the generic log's tasks a filter matches (with the same scope as `tasks`). Each part runs its query only when selected; the four totals share one query.
 pub struct TaskStats {
     pub query: PlatformTaskQuery,
     pub viewer: Viewer,
@@ -398,8 +387,7 @@ impl TaskStats {
     async fn by_platform(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bucket>> {
         stats::buckets(ctx, &self.viewer, &self.query, GroupBy::Platform).await
     }
-    /// One bucket per UTC day on the submit time, for the `days` days ending today, oldest
-    /// first, days without tasks included.
+    /// One bucket per UTC day on the submit time, for the `days` days ending today, oldest first, days without tasks included.
     async fn by_day(
         &self,
         ctx: &Context<'_>,
@@ -408,11 +396,7 @@ impl TaskStats {
         stats::by_day(ctx, &self.viewer, &self.query, days).await
     }
 
-    /// The matching tasks grouped by any of status, action, channel and user (the last two
-    /// admins only) and by local time buckets of the submit time: counts, outcomes, quota
-    /// and durations per group, in key order then time order. With a bucket, every bucket
-    /// of the range is present for each combination of keys (zeros when empty), ready to
-    /// chart. At most 1000 groups.
+    /// The matching tasks grouped by any of status, action, channel and user (the last two admins only) and by local time buckets of the submit time: counts, outcomes, quota and durations per group, in key order then time order. With a bucket, every bucket of the range is present for each combination of keys (zeros when empty), ready to chart. At most 1000 groups.
     #[allow(clippy::too_many_arguments)]
     async fn groups(
         &self,

@@ -171,8 +171,7 @@ fn init_headers(upgrade: &HeaderMap, payload: &serde_json::Value) -> HeaderMap {
     headers
 }
 
-/// Authenticates `connection_init`: the connection's data (the credentials every operation
-/// is authenticated with again, and the user's socket slot), or its close code and reason.
+/// Authenticates `connection_init`: the connection's data (the credentials every operation is authenticated with again, and the user's socket slot), or its close code and reason.
 async fn init(
     state: AppState,
     upgrade: &Upgrade,
@@ -209,8 +208,7 @@ async fn init(
     Ok(data)
 }
 
-/// The schema, giving every operation of a connection a lookup budget of its own, and
-/// counting the connection's operations in flight (shutdown lets them complete).
+/// The schema, giving every operation of a connection a lookup budget of its own, and counting the connection's operations in flight (shutdown lets them complete).
 #[derive(Clone)]
 struct PerOperation {
     schema: AppSchema,

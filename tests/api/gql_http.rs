@@ -265,6 +265,37 @@ async fn committed_sdl_matches_the_code() {
     );
 }
 
+#[test]
+fn sdl_descriptions_are_not_hard_wrapped() {
+    // Inside a description, a line that follows another non-empty line must start a list
+    // item (a paragraph is one line: a break mid-sentence shows in every docs viewer).
+    let sdl = mj_tasks::graphql::sdl();
+    let mut inside = false;
+    let mut previous = String::new();
+    let mut wrapped = Vec::new();
+    for line in sdl.lines() {
+        let text = line.trim();
+        if text.starts_with("\"\"\"") {
+            inside = !inside || text.len() > 3 && text.ends_with("\"\"\"");
+            previous.clear();
+            continue;
+        }
+        if inside {
+            let list = text.starts_with("- ") || text.starts_with("* ") || text.starts_with('|');
+            if !previous.is_empty() && !text.is_empty() && !list {
+                wrapped.push(format!("{previous} / {text}"));
+            }
+            previous = text.to_owned();
+        }
+    }
+    // async-graphql's own description of the federation `_Any` scalar is the one exception.
+    wrapped.retain(|w| !w.contains("representations of entities"));
+    assert!(
+        wrapped.is_empty(),
+        "hard-wrapped descriptions: {wrapped:#?}"
+    );
+}
+
 #[tokio::test]
 async fn every_type_field_and_argument_is_described() {
     let app = spawn_app().await;
