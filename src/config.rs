@@ -291,6 +291,54 @@ pub struct ReplicaArgs {
     pub replica_fallback: Fallback,
 }
 
+impl Cli {
+    /// Parses the command line like [`Parser::parse`], but a value refused because of an
+    /// environment variable names that variable (clap names only the flag, which the user
+    /// may never have typed).
+    pub fn parse_naming_env() -> Cli {
+        use clap::CommandFactory;
+        use clap::error::{ContextKind, ContextValue};
+        let err = match Cli::try_parse() {
+            Ok(cli) => return cli,
+            Err(err) => err,
+        };
+        let flag = match err.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.split_whitespace().next().map(str::to_owned),
+            _ => None,
+        };
+        let typed: Vec<String> = std::env::args().collect();
+        let from_env = flag.as_deref().and_then(|flag| {
+            let long = flag.strip_prefix("--")?;
+            if typed
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+            {
+                return None;
+            }
+            let mut command = Cli::command();
+            command.build();
+            let mut commands = vec![&command];
+            while let Some(c) = commands.pop() {
+                for arg in c.get_arguments() {
+                    if arg.get_long() == Some(long)
+                        && let Some(env) = arg.get_env()
+                        && std::env::var_os(env).is_some()
+                    {
+                        return Some(env.to_string_lossy().into_owned());
+                    }
+                }
+                commands.extend(c.get_subcommands());
+            }
+            None
+        });
+        let _ = err.print();
+        if let Some(env) = from_env {
+            eprintln!("note: the value came from the environment variable {env}");
+        }
+        std::process::exit(err.exit_code());
+    }
+}
+
 /// Exports (CSV, NDJSON) and their download links.
 #[derive(Clone, Debug, Args)]
 pub struct ExportArgs {

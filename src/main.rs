@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use mj_tasks::app::App;
 use mj_tasks::commands;
 use mj_tasks::config::{Cli, Command, LogFormat, UserCommand};
@@ -20,7 +19,7 @@ const DEFAULT_LOGS: &str = "sqlx=warn,sea_orm_migration=warn";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_naming_env();
     let telemetry = match init_logs(&cli) {
         Ok(t) => t,
         Err(e) => {

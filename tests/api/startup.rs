@@ -346,3 +346,35 @@ async fn the_demos_printed_subscription_line_shows_an_event_within_5_s() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_value_refused_from_the_environment_names_its_variable() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (var, value, flag) in [
+        ("NO_MIGRATE", "maybe", "--no-migrate"),
+        ("DB_MAX_CONNECTIONS", "0", "--db-max-connections"),
+        ("EXPORT_LINK_TTL_SECS", "5", "--export-link-ttl-secs"),
+    ] {
+        let out = mj_tasks(&["serve"], &[(var, value)], dir.path());
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the value came from the environment variable {var}"
+            )),
+            "{var}: {stderr}"
+        );
+    }
+    // Typed on the command line, the flag is what is named (no note about the environment).
+    let out = mj_tasks(
+        &["serve", "--db-max-connections", "0"],
+        &[("DB_MAX_CONNECTIONS", "0")],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--db-max-connections") && !stderr.contains("environment variable"),
+        "{stderr}"
+    );
+}
