@@ -350,26 +350,45 @@ impl Service {
                 _ => inner,
             }
         };
-        let rank = |p: u32| {
-            format!("MAX(CASE WHEN d IS NOT NULL AND rn = ({p} * n + 99) {div} 100 THEN d END)")
+        let rank = |p: u32| format!("MAX(CASE WHEN rn = ({p} * n + 99) {div} 100 THEN d END)");
+        // The rows are read once into `base` (PostgreSQL and SQLite are told to keep it,
+        // rather than fold it into both uses); the sums are a plain GROUP BY over it, and
+        // only the durations, with their keys, are ranked by the window function.
+        let materialized = if backend == DbBackend::MySql {
+            ""
+        } else {
+            "MATERIALIZED "
         };
+        let on: Vec<String> = keys
+            .iter()
+            .chain(std::iter::once(&"b".to_owned()))
+            .map(|k| format!("agg.{k} = pct.{k}"))
+            .collect();
+        let agg_keys: Vec<String> = keys.iter().map(|k| format!("agg.{k}")).collect();
         let sql = format!(
-            "SELECT {cols}, COUNT(*), {ok}, {ko}, {q}, COUNT(d), {dsum}, MAX(d), {p50}, {p95} \
-             FROM (SELECT {k1}, ok, ko, q, d, \
-                   ROW_NUMBER() OVER (PARTITION BY {kb} ORDER BY CASE WHEN d IS NULL THEN 1 ELSE 0 END, d) AS rn, \
-                   COUNT(d) OVER (PARTITION BY {kb}) AS n \
-                   FROM (SELECT {k0}, ok, ko, q, d FROM ({inner}) t0) t1) t2 \
-             GROUP BY {kb}",
-            cols = keys_and("b"),
+            "WITH base AS {materialized}(SELECT {k0}, ok, ko, q, d FROM ({inner}) t0), \
+             agg AS (SELECT {kb}, COUNT(*) AS n_all, {ok} AS s_ok, {ko} AS s_ko, {q} AS s_q, \
+                     COUNT(d) AS n_d, {dsum} AS s_d, MAX(d) AS m_d FROM base GROUP BY {kb}), \
+             pct AS (SELECT {kb}, {p50} AS p50, {p95} AS p95 FROM \
+                     (SELECT {kb}, d, ROW_NUMBER() OVER (PARTITION BY {kb} ORDER BY d) AS rn, \
+                      COUNT(*) OVER (PARTITION BY {kb}) AS n FROM base WHERE d IS NOT NULL) r \
+                     GROUP BY {kb}) \
+             SELECT {cols}, n_all, s_ok, s_ko, s_q, n_d, s_d, m_d, pct.p50, pct.p95 \
+             FROM agg LEFT JOIN pct ON {on}",
             ok = sum("ok"),
             ko = sum("ko"),
             q = sum("q"),
             dsum = sum("d"),
             p50 = rank(50),
             p95 = rank(95),
-            k1 = keys_and("b"),
             kb = keys_and("b"),
             k0 = keys_and(&format!("{bucket} AS b")),
+            cols = if agg_keys.is_empty() {
+                "agg.b".to_owned()
+            } else {
+                format!("{}, agg.b", agg_keys.join(", "))
+            },
+            on = on.join(" AND "),
             inner = inner.sql,
         );
         Ok((
