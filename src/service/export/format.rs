@@ -118,21 +118,23 @@ impl<'c, R> Writer<'c, R> {
         match self.format {
             Format::Csv => {
                 let mut writer = csv_writer(&mut out);
-                let mut cells: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+                let mut numbers = itoa::Buffer::new();
+                let field = |writer: &mut csv::Writer<&mut Vec<u8>>, bytes: &[u8]| {
+                    writer.write_field(bytes).map_err(|_| Error::Internal)
+                };
                 for record in records {
-                    cells.clear();
                     for c in &self.columns {
                         match (c.get)(record) {
-                            Cell::Int(n) => cells.push(n.to_string().into()),
-                            Cell::Text(t) => cells.push(neutralise(t)),
+                            Cell::Int(n) => field(&mut writer, numbers.format(n).as_bytes())?,
+                            Cell::Text(t) => field(&mut writer, neutralise(t).as_bytes())?,
                             Cell::Time { stored, ms } => {
-                                cells.push(stored.to_string().into());
-                                cells.push(iso(ms, self.tz).into());
+                                field(&mut writer, numbers.format(stored).as_bytes())?;
+                                field(&mut writer, iso(ms, self.tz).as_bytes())?;
                             }
                         }
                     }
                     writer
-                        .write_record(cells.iter().map(|c| c.as_bytes()))
+                        .write_record(std::iter::empty::<&[u8]>())
                         .map_err(|_| Error::Internal)?;
                 }
                 writer.flush().map_err(|_| Error::Internal)?;

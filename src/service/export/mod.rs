@@ -34,7 +34,7 @@ use crate::service::viewer::Viewer;
 use crate::service::{Scope, Service};
 
 /// Rows read per query of an export.
-pub const BATCH: u64 = 1_000;
+pub const BATCH: u64 = 2_000;
 
 /// How an export is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,11 +119,15 @@ impl Service {
             if tx.send(Ok(head)).await.is_err() {
                 return;
             }
-            let mut after: Option<Vec<i64>> = None;
-            loop {
+            let fetch = |after: Option<Vec<i64>>| {
                 let batch = keyset_batch(backend, &viewer, &query, &order, after.as_deref(), BATCH);
                 service.rows_query();
-                let rows = match batch.all(&txn).await {
+                let txn = &txn;
+                async move { batch.all(txn).await }
+            };
+            let mut next = fetch(None).await;
+            loop {
+                let rows = match next {
                     Ok(rows) => rows,
                     Err(e) => {
                         let _ = tx.send(Err(Error::from(e))).await;
@@ -135,15 +139,27 @@ impl Service {
                 let Some(last) = records.last() else {
                     break;
                 };
-                after = Some(order.iter().map(|k| k.field.value(last)).collect());
-                let chunk = writer.rows(&records);
                 let n = records.len() as u64;
+                // The next batch is asked for before this one is written, so the database
+                // reads it while this one is formatted.
+                let after =
+                    (n == BATCH).then(|| order.iter().map(|k| k.field.value(last)).collect());
+                let (following, chunk) = tokio::join!(
+                    async {
+                        match after {
+                            Some(after) => Some(fetch(Some(after)).await),
+                            None => None,
+                        }
+                    },
+                    async { writer.rows(&records) }
+                );
                 if tx.send(chunk).await.is_err() {
                     break;
                 }
                 service.exports.wrote(n);
-                if n < BATCH {
-                    break;
+                match following {
+                    Some(rows) => next = rows,
+                    None => break,
                 }
             }
             let _ = txn.rollback().await;
