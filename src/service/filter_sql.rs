@@ -94,9 +94,12 @@ pub(crate) fn all_of() -> Condition {
     Condition::all().add(always(true))
 }
 
-/// A condition that always (or never) holds, written so every backend accepts it.
+/// A condition that always (or never) holds, written so every backend accepts it. Literal,
+/// not bound parameters: a planner folds `1 = 1` away, while `$1 = $2` is an unknown it
+/// guesses to keep 0.5 % of the rows (which misled PostgreSQL's plans for whole-table
+/// statistics by a factor of five).
 fn always(holds: bool) -> Expr {
-    Expr::val(1).eq(if holds { 1 } else { 0 })
+    Expr::cust(if holds { "1 = 1" } else { "1 = 0" })
 }
 
 /// A comparison as SQL, and the same comparison on a value in Rust.

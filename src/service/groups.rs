@@ -350,6 +350,35 @@ impl Service {
                 _ => inner,
             }
         };
+        if backend == DbBackend::Postgres {
+            // PostgreSQL's percentile_disc is the same nearest-rank definition (the first
+            // value whose position reaches p·n), as an ordered-set aggregate: one pass with
+            // small per-group sorts, where a window over every row sorts them all.
+            // `OFFSET 0` keeps the row expressions from being folded into the grouping.
+            let sql = format!(
+                "SELECT {cols}, COUNT(*), {ok}, {ko}, {q}, COUNT(d), {dsum}, MAX(d), \
+                 percentile_disc(0.5) WITHIN GROUP (ORDER BY d), \
+                 percentile_disc(0.95) WITHIN GROUP (ORDER BY d) \
+                 FROM (SELECT {k0}, ok, ko, q, d FROM ({inner} OFFSET 0) t0) t1 GROUP BY {kb}",
+                cols = keys_and("b"),
+                ok = sum("ok"),
+                ko = sum("ko"),
+                q = sum("q"),
+                dsum = sum("d"),
+                k0 = keys_and(&format!("{bucket} AS b")),
+                kb = keys_and("b"),
+                inner = inner.sql,
+            );
+            return Ok((
+                Statement {
+                    sql,
+                    values: inner.values,
+                    db_backend: backend,
+                },
+                by,
+                bounds,
+            ));
+        }
         let rank = |p: u32| format!("MAX(CASE WHEN rn = ({p} * n + 99) {div} 100 THEN d END)");
         // The rows are read once into `base` (PostgreSQL and SQLite are told to keep it,
         // rather than fold it into both uses); the sums are a plain GROUP BY over it, and

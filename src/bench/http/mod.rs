@@ -120,8 +120,11 @@ async fn seeded(
 ) -> anyhow::Result<(crate::service::Service, BenchUsers)> {
     // The floor's pool is the server's size, but waits as long as it takes: a floor request
     // never fails for want of a connection.
+    // No statement timeout either: a floor (a whole-table COPY) may take longer than a
+    // request is allowed to.
     let db = DbConfig {
         db_acquire_timeout_ms: 600_000,
+        db_statement_timeout_ms: 0,
         ..DbConfig::for_url(url)
     };
     let service = app::open_service(&db).await?;
