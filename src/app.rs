@@ -118,6 +118,20 @@ impl App {
             LinkKey::new(&exports.export_link_secret),
             exports.export_link_ttl_secs,
         );
+        // SQLite's statement timeout bounds a connection from the moment it is handed out,
+        // and an export holds one for as long as it streams: exports get a pool of their own
+        // without it (each of their statements is one short keyset batch).
+        if cfg.db.database_url.starts_with("sqlite:") && !db::sqlite_in_memory(&cfg.db.database_url)
+        {
+            let export_cfg = crate::config::DbConfig {
+                db_max_connections: exports.export_max_running.min(64) as u32,
+                ..cfg.db.clone()
+            };
+            match db::connect(&export_cfg, true).await {
+                Ok(export_db) => service = service.with_export_pool(export_db),
+                Err(e) => return Err(connect_error(&cfg.db.database_url, &e).await),
+            }
+        }
         if !cfg.replicas.read_database_urls.is_empty() {
             service = service.with_replicas(replicas(cfg).await?);
             if let Some(r) = service.replicas() {

@@ -70,6 +70,9 @@ pub struct Service {
     link_key: export::LinkKey,
     /// How long an export link is valid.
     link_ttl_secs: u64,
+    /// Where exports read, when not from `db` (SQLite: a pool whose connections are not
+    /// interrupted at the statement timeout, since an export holds one for its whole run).
+    export_db: Option<DatabaseConnection>,
 }
 
 /// How many task queries this service has run, by kind (shared by its clones).
@@ -130,7 +133,14 @@ impl Service {
             exports: Arc::default(),
             link_key: export::LinkKey::new(""),
             link_ttl_secs: export::link::DEFAULT_TTL_SECS,
+            export_db: None,
         }
+    }
+
+    /// The same service, its exports read through `db` (the same database).
+    pub fn with_export_pool(mut self, db: DatabaseConnection) -> Service {
+        self.export_db = Some(db);
+        self
     }
 
     /// The same service with its export settings: limits, the key links are signed with

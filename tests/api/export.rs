@@ -674,3 +674,32 @@ async fn graphql_refuses_bad_export_arguments_with_codes() {
         .await;
     assert_eq!(a.codes(), ["UNAUTHENTICATED"]);
 }
+
+#[tokio::test]
+async fn an_export_outlives_the_statement_timeout_of_each_batch() {
+    // An export holds its connection for as long as the client reads; the statement timeout
+    // bounds each of its batches, not the whole run (SQLite's interrupt counts from the
+    // moment a connection is handed out, so exports have a pool of their own there).
+    let app = spawn_app_with(TestDb::new().await, |c| c.db.db_statement_timeout_ms = 300).await;
+    let admin = app.user("boss", Role::Admin).await;
+    bulk(&app, 1..=12_000, &[admin.id]).await;
+    let mut resp = app
+        .client
+        .get(app.url("/api/mj/export?format=ndjson"))
+        .header("Authorization", format!("Bearer {}", admin.token))
+        .header("New-Api-User", admin.id.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => panic!("the export broke off after {} bytes: {e}", body.len()),
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(ndjson(&body).len(), 12_000);
+}

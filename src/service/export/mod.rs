@@ -175,15 +175,15 @@ impl Service {
 
     /// One read-only snapshot on the primary.
     async fn snapshot(&self) -> Result<DatabaseTransaction, Error> {
-        Ok(match self.db.get_database_backend() {
-            DbBackend::Sqlite => self.db.begin().await?,
+        let db = self.export_db.as_ref().unwrap_or(&self.db);
+        Ok(match db.get_database_backend() {
+            DbBackend::Sqlite => db.begin().await?,
             _ => {
-                self.db
-                    .begin_with_config(
-                        Some(IsolationLevel::RepeatableRead),
-                        Some(AccessMode::ReadOnly),
-                    )
-                    .await?
+                db.begin_with_config(
+                    Some(IsolationLevel::RepeatableRead),
+                    Some(AccessMode::ReadOnly),
+                )
+                .await?
             }
         })
     }
