@@ -272,8 +272,9 @@ pub(crate) fn is_statement_timeout(err: &DbErr) -> bool {
     match sqlx.as_ref() {
         E::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // PostgreSQL 57014, MySQL/MariaDB 1969/3024, SQLite 9 (interrupted).
-            matches!(code.as_str(), "57014" | "1969" | "3024" | "9")
+            // PostgreSQL 57014, MySQL/MariaDB 1969/3024 (sqlx gives MariaDB's 1969 as its
+            // SQLSTATE, 70100), SQLite 9 (interrupted).
+            matches!(code.as_str(), "57014" | "1969" | "3024" | "70100" | "9")
         }
         _ => false,
     }
@@ -307,7 +308,10 @@ fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
                 || code.starts_with("57P0")
                 || code.starts_with("08")
                 || code.starts_with("53")
-                || matches!(code.as_str(), "1969" | "3024" | "1040" | "2006" | "2013")
+                || matches!(
+                    code.as_str(),
+                    "1969" | "3024" | "70100" | "1040" | "2006" | "2013"
+                )
                 || matches!(code.as_str(), "5" | "6" | "9" | "261" | "517")
         }
         _ => false,
