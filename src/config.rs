@@ -63,7 +63,7 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
-    /// Load tasks from JSON lines (the admin item shape of /api/mj/); all or nothing.
+    /// Load tasks from JSON lines (the admin item shape of /api/mj/, or of /api/task/ with --log tasks); all or nothing.
     Import(ImportArgs),
     /// Serve a fresh temporary SQLite database seeded with realistic tasks.
     Demo(DemoArgs),
@@ -73,7 +73,7 @@ pub enum Command {
     Schema,
     /// Print the REST routes' OpenAPI 3.1 document, as committed in openapi.json.
     Openapi,
-    /// Seed a database and time representative queries (median and p95).
+    /// Seed a database and time representative queries: through the service (median and p95), or over HTTP beside the database's own floor (--http, --export).
     Bench(BenchArgs),
 }
 
