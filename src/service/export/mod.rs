@@ -153,7 +153,10 @@ impl Service {
                     },
                     async { writer.rows(&records) }
                 );
-                if tx.send(chunk).await.is_err() {
+                // A batch that could not be written ends the export in error (the response
+                // is cut off, never looks complete).
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
                     break;
                 }
                 service.exports.wrote(n);
