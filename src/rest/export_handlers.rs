@@ -14,7 +14,10 @@ use super::{params, task_params};
 use crate::auth;
 use crate::error::{Error, Lang};
 use crate::service::export::{Export, ExportOptions, Exportable, Format};
-use crate::service::{Log, LogQuery, Midjourneys, Role, Scope, Tasks, Viewer, time_zone};
+use crate::service::{
+    Log, LogQuery, Midjourneys, PlatformTaskFilter, Role, Scope, TaskFilter, Tasks, Viewer,
+    time_zone,
+};
 use crate::state::AppState;
 
 /// Which envelope a log's routes refuse in: the Midjourney routes the documented one, the
@@ -58,7 +61,7 @@ pub async fn mj_own(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    mj(&state, &headers, query.as_deref(), Role::Common).await
+    export_route::<Midjourneys>(&state, &headers, query.as_deref(), Role::Common, mj_filter).await
 }
 
 /// `GET /api/mj/export`: every Midjourney task (admins).
@@ -67,29 +70,7 @@ pub async fn mj_all(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    mj(&state, &headers, query.as_deref(), Role::Admin).await
-}
-
-async fn mj(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    min_role: Role,
-) -> Result<Response, ApiError> {
-    let lang = auth::lang(headers);
-    let err = |e| refusal::<Midjourneys>(e, lang);
-    let viewer = auth::authenticate(&state.service, headers, min_role)
-        .await
-        .map_err(err)?;
-    let admin = min_role >= Role::Admin;
-    let filter = params::parse(query, admin).map_err(err)?.filter;
-    let options = options(query).map_err(err)?;
-    let query = LogQuery::<Midjourneys> {
-        scope: scope(admin),
-        filter,
-        ..LogQuery::default()
-    };
-    run(state, &viewer, &query, options).await.map_err(err)
+    export_route::<Midjourneys>(&state, &headers, query.as_deref(), Role::Admin, mj_filter).await
 }
 
 /// `GET /api/task/self/export`: the caller's own tasks of the generic log.
@@ -98,7 +79,14 @@ pub async fn task_own(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    task(&state, &headers, query.as_deref(), Role::Common).await
+    export_route::<Tasks>(
+        &state,
+        &headers,
+        query.as_deref(),
+        Role::Common,
+        task_filter,
+    )
+    .await
 }
 
 /// `GET /api/task/export`: every task of the generic log (admins).
@@ -107,29 +95,40 @@ pub async fn task_all(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    task(&state, &headers, query.as_deref(), Role::Admin).await
+    export_route::<Tasks>(&state, &headers, query.as_deref(), Role::Admin, task_filter).await
 }
 
-async fn task(
+/// An export of log `L` for the caller (`min_role` decides the scope), its filter read from
+/// the list route's parameters by `parse`.
+async fn export_route<L: Exportable>(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
     min_role: Role,
+    parse: fn(Option<&str>, bool) -> Result<L::Filter, Error>,
 ) -> Result<Response, ApiError> {
     let lang = auth::lang(headers);
-    let err = |e| refusal::<Tasks>(e, lang);
+    let err = |e| refusal::<L>(e, lang);
     let viewer = auth::authenticate(&state.service, headers, min_role)
         .await
         .map_err(err)?;
     let admin = min_role >= Role::Admin;
-    let filter = task_params::parse(query, admin).map_err(err)?.filter;
+    let filter = parse(query, admin).map_err(err)?;
     let options = options(query).map_err(err)?;
-    let query = LogQuery::<Tasks> {
+    let query = LogQuery::<L> {
         scope: scope(admin),
         filter,
         ..LogQuery::default()
     };
     run(state, &viewer, &query, options).await.map_err(err)
+}
+
+fn mj_filter(query: Option<&str>, admin: bool) -> Result<TaskFilter, Error> {
+    Ok(params::parse(query, admin)?.filter)
+}
+
+fn task_filter(query: Option<&str>, admin: bool) -> Result<PlatformTaskFilter, Error> {
+    Ok(task_params::parse(query, admin)?.filter)
 }
 
 fn scope(admin: bool) -> Scope {
