@@ -16,6 +16,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::cluster::Cluster;
 use crate::config::{DbConfig, LiveArgs, ServeArgs, ServerArgs};
 use crate::db;
 use crate::error::{Error, Lang};
@@ -25,7 +26,7 @@ use crate::graphql::{self, WsSettings};
 use crate::metrics::Metrics;
 use crate::metrics::Sample;
 use crate::rest::{self, ApiError};
-use crate::server::{self, Guard, Phase, RateLimits, ServerSettings, Shutdown};
+use crate::server::{self, Guard, Phase, RateLimits, ServerSettings, Shutdown, TrustedProxies};
 use crate::service::export::{ExportLimits, LinkKey};
 use crate::service::live::{Live, LiveConfig};
 use crate::service::replicas::{Replicas, display_name};
@@ -54,6 +55,8 @@ pub enum StartError {
     TrustedDocuments { path: String, reason: String },
     #[error("creating the first user: {0}")]
     FirstUser(Error),
+    #[error(transparent)]
+    Redis(#[from] crate::cluster::BadRedisUrl),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
 }
@@ -69,6 +72,7 @@ pub struct App {
     live: Live,
     settings: ServerSettings,
     shutdown: Shutdown,
+    cluster: Option<Cluster>,
 }
 
 fn live_config(args: &LiveArgs) -> LiveConfig {
@@ -157,8 +161,23 @@ impl App {
         };
         let live = Live::new(service.clone(), live_config(&cfg.live));
         let shutdown = Shutdown::default();
+        let cluster = match &cfg.server.redis_url {
+            None => None,
+            Some(url) => Some(Cluster::new(
+                url,
+                &cfg.server.redis_prefix,
+                Duration::from_millis(cfg.server.redis_timeout_ms),
+            )?),
+        };
+        if let Some(cluster) = &cluster
+            && !cluster.probe().await
+        {
+            tracing::warn!(
+                "redis does not answer: serving with this instance's own limits until it does"
+            );
+        }
         let limits = RateLimits::new(cfg.server.rate_limit_per_ip, cfg.server.rate_limit_per_user)
-            .map(Arc::new);
+            .map(|l| Arc::new(l.shared(cluster.clone())));
         let request_timeout = Duration::from_millis(cfg.server.request_timeout_ms);
         let guard = Guard {
             shutdown: shutdown.clone(),
@@ -187,6 +206,7 @@ impl App {
             shutdown: shutdown.clone(),
             metrics,
             pool_max: cfg.db.db_max_connections,
+            cluster: cluster.clone(),
         };
         let mut router = router(state, guard);
         if let Some(cors) = cors(&cfg.server.cors_origins) {
@@ -199,6 +219,7 @@ impl App {
             live,
             settings: server_settings(&cfg.server),
             shutdown,
+            cluster,
         })
     }
 
@@ -250,6 +271,10 @@ impl App {
             closing.reached(Phase::Closing).await;
             stopping.shutdown();
         });
+        if let Some(cluster) = self.cluster.clone() {
+            let closing = self.shutdown.clone();
+            tokio::spawn(cluster.monitor(async move { closing.reached(Phase::Closing).await }));
+        }
         let grace = self.settings.grace;
         let started = std::time::Instant::now();
         let served = server::serve(
@@ -458,6 +483,7 @@ fn server_settings(args: &ServerArgs) -> ServerSettings {
         drain: Duration::from_millis(args.shutdown_drain_ms),
         grace: Duration::from_millis(args.shutdown_grace_ms),
         over_cap_body: rest::over_cap_body,
+        trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
     }
 }
 
@@ -503,11 +529,16 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", axum::extract::MatchedPath::as_str);
+    let client = request
+        .extensions()
+        .get::<server::ClientAddr>()
+        .map(|c| c.0);
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %id,
+        client.address = client.map(tracing::field::display),
         otel.name = %format_args!("{} {route}", request.method()),
         otel.kind = "server",
         http.route = route,
@@ -531,6 +562,14 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         "database": if primary_up { "ok" } else { "unavailable" },
         "pool": state.service.pool_status(),
     });
+    // Redis down costs sharing, not service: degraded, still 200.
+    if let Some(cluster) = &state.cluster {
+        let up = cluster.up();
+        body["redis"] = if up { "ok" } else { "unavailable" }.into();
+        if !up {
+            body["status"] = "degraded".into();
+        }
+    }
     let serving = match state.service.replicas() {
         None => primary_up,
         Some(replicas) => {

@@ -189,6 +189,24 @@ pub struct ServerArgs {
     /// no limit.
     #[arg(long, env = "RATE_LIMIT_PER_USER", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit_per_user: u32,
+    /// Load balancers and proxies (addresses or networks, e.g. 10.0.0.0/8,127.0.0.1; repeat
+    /// the flag or separate with commas) whose `Forwarded`/`X-Forwarded-For` headers name
+    /// the client for the per-IP limit and the logs. Unset: the socket's address, always.
+    #[arg(long = "trusted-proxies", env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::server::parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Redis shared by the deployment's instances (redis://HOST:PORT[/DB], rediss:// for
+    /// TLS): rate limits become one budget per user and per client address across all
+    /// instances. Redis down: each instance limits on its own and /healthz says `degraded`,
+    /// until it answers again. Unset: every instance on its own.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// What every Redis key of this deployment starts with (deployments may share a Redis).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "mj-tasks")]
+    pub redis_prefix: String,
+    /// Milliseconds a Redis call may take before the instance stops using Redis (it tries
+    /// again every second).
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_timeout_ms: u64,
     /// Milliseconds /healthz reports `draining` after SIGTERM while everything is still served
     /// (set it to the load balancer's health-check interval).
     #[arg(long, env = "SHUTDOWN_DRAIN_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -263,6 +281,10 @@ impl Default for ServerArgs {
             cors_origins: Vec::new(),
             rate_limit_per_ip: 0,
             rate_limit_per_user: 0,
+            trusted_proxies: Vec::new(),
+            redis_url: None,
+            redis_prefix: "mj-tasks".to_owned(),
+            redis_timeout_ms: 250,
             max_connections: 10_000,
             header_timeout_ms: 30_000,
             body_timeout_ms: 30_000,

@@ -6,12 +6,14 @@
 //! - [`rest`] translates the legacy routes to and from it;
 //! - [`graphql`] is the GraphQL API over the same service;
 //! - [`auth`] reads the caller from the two auth headers;
+//! - [`cluster`] is what the instances of a deployment share (Redis, optional);
 //! - [`server`] accepts connections, guards requests and shuts down gracefully;
 //! - [`app`] wires it all together; [`config`] holds every setting.
 
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::graphql::{AppSchema, WsSettings};
 use crate::metrics::Metrics;
 use crate::server::Shutdown;
@@ -25,4 +26,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The pool's size limit (`/metrics`).
     pub pool_max: u32,
+    /// What the deployment shares, when `--redis-url` is set.
+    pub cluster: Option<Cluster>,
 }

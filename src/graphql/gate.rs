@@ -262,7 +262,9 @@ impl Extension for GateExtension {
 
         // 2. Rate budgets, before any database work.
         if let Some(limits) = &self.rules.limits
-            && let Err(seconds) = limits.admit(caller.ip, auth::presented(&caller.credentials))
+            && let Err(seconds) = limits
+                .admit(caller.ip, auth::presented(&caller.credentials))
+                .await
         {
             return Err(refusal(&Error::RateLimited, lang, Some(seconds)));
         }

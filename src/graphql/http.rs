@@ -1,12 +1,12 @@
 //! GraphQL over HTTP: `POST /graphql` (JSON, single or batched) and `GET /graphql?query=…`,
 //! the playground for browsers, and the request limits (body size, batch size).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse, Value};
 use axum::body::to_bytes;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -15,7 +15,7 @@ use crate::graphql::errors::{ensure_codes, server_error};
 use crate::graphql::gate::Caller;
 use crate::graphql::limits::OverGet;
 use crate::graphql::{playground, sse, ws};
-use crate::server::ConnectionCloser;
+use crate::server::{ClientAddr, ConnectionCloser};
 use crate::service::Lookups;
 use crate::service::live::Connection;
 use crate::state::AppState;
@@ -228,11 +228,10 @@ pub(crate) fn caller(
     })
 }
 
-/// The client address the server recorded for a request.
+/// The client address the server attributed a request to (behind a trusted proxy, the
+/// address it forwarded).
 pub(crate) fn peer(extensions: &Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    extensions.get::<ClientAddr>().map(|c| c.0)
 }
 
 /// The status a response made only of refusals answers with: 429 (with `Retry-After`) or 504 when every operation was refused for that reason.

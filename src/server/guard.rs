@@ -3,11 +3,11 @@
 //! belongs to (each door says how: [`Door`]; the guard knows none of them), never by dropping
 //! the connection.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth;
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::server::ClientAddr;
 use crate::server::rate::RateLimits;
 use crate::server::shutdown::{Phase, Shutdown};
 
@@ -78,24 +79,22 @@ impl Guard {
 /// Paths no rate limit applies to (load balancers and scrapers poll them).
 const UNLIMITED: [&str; 2] = ["/healthz", "/metrics"];
 
-fn rate_limited(guard: &Guard, limits: &RateLimits, request: &Request) -> Result<(), u64> {
-    let path = request.uri().path();
+async fn rate_limited(
+    guard: &Guard,
+    limits: &RateLimits,
+    path: &str,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+) -> Result<(), u64> {
     if UNLIMITED.contains(&path) {
         return Ok(());
     }
     // A door that counts its own operations (GraphQL: each operation, whatever carries it)
     // is not counted here too.
-    if guard
-        .door(path)
-        .is_some_and(|d| (d.limits_itself)(request.headers()))
-    {
+    if guard.door(path).is_some_and(|d| (d.limits_itself)(headers)) {
         return Ok(());
     }
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    limits.admit(ip, auth::presented(request.headers()))
+    limits.admit(ip, auth::presented(headers)).await
 }
 
 /// What a refusal is shaped by (the response media type and the message language), kept
@@ -125,7 +124,14 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         return guard.refuse(Error::HeadersTooLarge, &path, &headers);
     }
     if let Some(limits) = &guard.limits
-        && let Err(seconds) = rate_limited(&guard, limits, &request)
+        && let Err(seconds) = rate_limited(
+            &guard,
+            limits,
+            &path,
+            request.headers(),
+            request.extensions().get::<ClientAddr>().map(|c| c.0),
+        )
+        .await
     {
         let mut response = guard.refuse(Error::RateLimited, &path, &headers);
         response

@@ -9,10 +9,12 @@
 //! subscriptions complete. At the end of [`ServerSettings::grace`] requests still running are
 //! answered with a 503 envelope, and the process exits.
 
+mod client_addr;
 mod guard;
 mod rate;
 mod shutdown;
 
+pub use client_addr::{ClientAddr, TrustedProxies, parse_net};
 pub use guard::{Door, Guard, MAX_HEADER_BYTES, guard, record};
 pub use rate::RateLimits;
 pub use shutdown::{Phase, Shutdown};
@@ -79,6 +81,8 @@ pub struct ServerSettings {
     /// The body of the 503 a connection over the cap gets (JSON, before any request is
     /// read, so in the shape most clients read).
     pub over_cap_body: fn() -> Vec<u8>,
+    /// The load balancers whose forwarding headers name the client ([`ClientAddr`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Serves `router` on `listener` until `stop` completes, then shuts down as the module
@@ -200,10 +204,13 @@ async fn connection(
     let closer = ConnectionCloser::default();
     let (started, mut first_request) = watch::channel(false);
     let handle = closer.clone();
+    let trusted = settings.trusted_proxies.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         started.send_replace(true);
         let mut request = request.map(Body::new);
+        let client = trusted.client(peer, request.headers());
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(client);
         request.extensions_mut().insert(permit.clone());
         request.extensions_mut().insert(handle.clone());
         tower::ServiceExt::oneshot(router.clone(), request)

@@ -7,12 +7,19 @@
 //! credentials is bounded only by how often the sweep runs; this table has a hard bound and,
 //! when every key in it is busy, refuses a new key rather than admitting it unremembered. It
 //! is also the piece a shared (Redis) limiter replaces for a deployment of many instances.
+//!
+//! With a cluster ([`crate::cluster`]) the budgets are the deployment's, kept in Redis; while
+//! Redis is down, this instance's own table counts instead (each instance then admits the
+//! whole rate: the documented price of an outage).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
+use crate::cluster::rate::{self as shared, Budget};
 
 /// Most keys remembered per limiter; past it, keys idle long enough to be back at a full
 /// burst are forgotten, and while every key is busy a new one is refused (never admitted
@@ -22,6 +29,7 @@ const MAX_KEYS: usize = 100_000;
 /// One limiter: `rate` requests a second per key.
 #[derive(Debug)]
 struct Cells {
+    rate: u32,
     interval: Duration,
     burst: Duration,
     max_keys: usize,
@@ -40,6 +48,7 @@ impl Cells {
     fn new(rate: u32) -> Cells {
         let interval = Duration::from_secs(1) / rate.max(1);
         Cells {
+            rate: rate.max(1),
             interval,
             burst: interval * rate.max(1).saturating_sub(1),
             max_keys: MAX_KEYS,
@@ -68,12 +77,13 @@ impl Cells {
     }
 }
 
-/// The limits of this instance.
+/// The limits: this instance's own, or the deployment's while a cluster is up.
 #[derive(Debug)]
 pub struct RateLimits {
     per_ip: Option<Cells>,
     per_user: Option<Cells>,
     hasher: RandomState,
+    cluster: Option<Cluster>,
 }
 
 impl RateLimits {
@@ -83,12 +93,40 @@ impl RateLimits {
             per_ip: (per_ip > 0).then(|| Cells::new(per_ip)),
             per_user: (per_user > 0).then(|| Cells::new(per_user)),
             hasher: RandomState::new(),
+            cluster: None,
         })
+    }
+
+    /// The same limits, shared through `cluster` while it is up.
+    pub fn shared(mut self, cluster: Option<Cluster>) -> RateLimits {
+        self.cluster = cluster;
+        self
     }
 
     /// Admits a request from `ip` presenting `credentials` (the two auth headers, hashed:
     /// tokens are not kept), or says in how many seconds to retry.
-    pub fn admit(
+    pub async fn admit(
+        &self,
+        ip: Option<IpAddr>,
+        credentials: Option<(&str, Option<i64>)>,
+    ) -> Result<(), u64> {
+        if let Some(cluster) = self.cluster.as_ref().filter(|c| c.up()) {
+            let mut budgets = Vec::with_capacity(2);
+            if let (Some(cells), Some(ip)) = (&self.per_ip, ip) {
+                budgets.push(Budget::ip(cluster, ip, cells.rate));
+            }
+            if let (Some(cells), Some((token, user))) = (&self.per_user, credentials) {
+                budgets.push(Budget::user(cluster, token, user, cells.rate));
+            }
+            // Redis did not answer: it is marked down, and this request counts locally.
+            if let Ok(answer) = shared::admit(cluster, &budgets).await {
+                return answer;
+            }
+        }
+        self.admit_local(ip, credentials)
+    }
+
+    fn admit_local(
         &self,
         ip: Option<IpAddr>,
         credentials: Option<(&str, Option<i64>)>,

@@ -13,6 +13,7 @@ mod cli;
 mod cross_backend;
 mod db_restart;
 mod db_servers;
+mod deployment;
 mod errors;
 mod export;
 mod filter_match;
