@@ -55,6 +55,10 @@ pub enum StartError {
     TrustedDocuments { path: String, reason: String },
     #[error("creating the first user: {0}")]
     FirstUser(Error),
+    #[error(
+        "migrations hold a session lock and build indexes outside transactions, which a transaction-pooling PgBouncer (pgbouncer=true) cannot carry: run `mj-tasks migrate` with a URL straight to PostgreSQL, then serve through PgBouncer with --no-migrate"
+    )]
+    MigrateThroughPooler,
     #[error(transparent)]
     Redis(#[from] crate::cluster::BadRedisUrl),
     #[error("cannot listen on {addr}: {reason}")]
@@ -96,6 +100,10 @@ impl App {
                 addr: cfg.listen,
                 reason: bind_reason(&e),
             })?;
+        let pooled = crate::db_url::pgbouncer(&cfg.db.database_url).0;
+        if pooled && !cfg.no_migrate {
+            return Err(StartError::MigrateThroughPooler);
+        }
         let db = match db::connect_serving(&cfg.db, cfg.no_migrate).await {
             Ok(db) => db,
             Err(e) => return Err(connect_error(&cfg.db.database_url, &e).await),
@@ -107,6 +115,9 @@ impl App {
             Duration::from_millis(cfg.auth_cache_ms),
             Duration::from_millis(cfg.count_freshness_ms),
         );
+        if pooled {
+            service = service.behind_pooler(cfg.db.db_statement_timeout_ms);
+        }
         let exports = &cfg.exports;
         if exports.export_link_secret.is_empty() {
             tracing::info!(
@@ -395,6 +406,9 @@ fn bind_reason(e: &std::io::Error) -> String {
 
 /// Opens the database for `mj-tasks migrate`: what was missing and is now applied.
 pub async fn migrate_only(cfg: &DbConfig) -> Result<Vec<String>, StartError> {
+    if crate::db_url::pgbouncer(&cfg.database_url).0 {
+        return Err(StartError::MigrateThroughPooler);
+    }
     let db = match db::connect(cfg, false).await {
         Ok(db) => db,
         Err(e) => return Err(connect_error(&cfg.database_url, &e).await),

@@ -49,7 +49,8 @@ fn interrupt_after(
 }
 
 async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConnection, DbErr> {
-    let url = cfg.database_url.as_str();
+    let (pgbouncer, url) = crate::db_url::pgbouncer(&cfg.database_url);
+    let url = url.as_str();
     let mut opts = ConnectOptions::new(url);
     let acquire = Duration::from_millis(cfg.db_acquire_timeout_ms.max(1));
     let statement = Duration::from_millis(cfg.db_statement_timeout_ms);
@@ -86,6 +87,11 @@ async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConne
                 o.journal_mode(SqliteJournalMode::Wal)
             }
         });
+    } else if pgbouncer {
+        // No statement survives a read behind a transaction pooler, and PgBouncer passes on
+        // no `options`: the timeout is set in each read's transaction instead (see
+        // `service::session`).
+        opts.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
     } else if url.starts_with("postgres") {
         if !statement.is_zero() {
             opts.statement_timeout(statement);

@@ -42,7 +42,48 @@ pub fn parse(url: &str) -> Result<String, String> {
             "the database URL names no database: add its name after the host, e.g. {example}"
         ));
     }
+    if !scheme.starts_with("postgres")
+        && rest
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("pgbouncer=")))
+    {
+        return Err("pgbouncer=true is for PostgreSQL URLs (PgBouncer pools PostgreSQL)".into());
+    }
     Ok(url.to_owned())
+}
+
+/// The query parameter that says a PostgreSQL URL reaches the server through a
+/// transaction-pooling PgBouncer (the convention of other drivers).
+const PGBOUNCER: &str = "pgbouncer";
+
+/// Whether `url` says it goes through a transaction-pooling PgBouncer (`pgbouncer=true`,
+/// also `1`, `yes`, `on`), and the URL without that parameter (the driver does not know it).
+pub fn pgbouncer(url: &str) -> (bool, String) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (false, url.to_owned());
+    };
+    let mut on = false;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, "true"));
+            if name.eq_ignore_ascii_case(PGBOUNCER) {
+                on = matches!(
+                    value.to_ascii_lowercase().as_str(),
+                    "true" | "1" | "yes" | "on"
+                );
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (on && url.starts_with("postgres"), url)
 }
 
 fn sqlite(url: &str, rest: &str) -> Result<String, String> {

@@ -23,6 +23,7 @@ pub mod order;
 pub mod page;
 pub mod record;
 pub mod replicas;
+pub mod session;
 pub mod stats;
 pub mod task_log;
 pub mod time_zone;
@@ -73,6 +74,8 @@ pub struct Service {
     /// Where exports read, when not from `db` (SQLite: a pool whose connections are not
     /// interrupted at the statement timeout, since an export holds one for its whole run).
     export_db: Option<DatabaseConnection>,
+    /// Set behind a transaction-pooling PgBouncer: every read pins a server connection.
+    pooler: Option<session::Pooler>,
 }
 
 /// How many task queries this service has run, by kind (shared by its clones).
@@ -134,7 +137,15 @@ impl Service {
             link_key: export::LinkKey::new(""),
             link_ttl_secs: export::link::DEFAULT_TTL_SECS,
             export_db: None,
+            pooler: None,
         }
+    }
+
+    /// The same service behind a transaction-pooling PgBouncer (`pgbouncer=true`): each
+    /// read in a short transaction of its own, bounded by `statement_timeout_ms`.
+    pub fn behind_pooler(mut self, statement_timeout_ms: u64) -> Service {
+        self.pooler = Some(session::Pooler::new(statement_timeout_ms));
+        self
     }
 
     /// The same service, its exports read through `db` (the same database).

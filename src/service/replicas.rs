@@ -14,6 +14,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
+use crate::service::session::Session;
+
 use crate::error::{Error, is_pool_timeout, is_statement_timeout, is_unavailable};
 use crate::service::Service;
 
@@ -253,7 +255,7 @@ impl ReadSpan {
     /// system and where it ran, never its parameters; the span lasts as long as the read.
     fn traced<'c, T: 'c>(
         self,
-        read: Read<'c, T>,
+        read: impl Future<Output = Result<T, DbErr>> + 'c,
         on: &'static str,
     ) -> impl Future<Output = Result<T, DbErr>> + 'c {
         let span = tracing::debug_span!(
@@ -269,6 +271,24 @@ impl ReadSpan {
 }
 
 impl Service {
+    /// Runs `run` on a session of `db`: the pool itself, or a pinned transaction behind a
+    /// transaction-pooling PgBouncer (see [`crate::service::session`]).
+    async fn in_session<T, F>(&self, db: &DatabaseConnection, run: &F) -> Result<T, DbErr>
+    where
+        F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
+    {
+        let Some(pooler) = &self.pooler else {
+            return run(&Session::Pool(db)).await;
+        };
+        let session = Session::open(db, Some(pooler)).await?;
+        let result = run(&session).await;
+        let closed = session.close(result.is_ok()).await;
+        match (result, closed) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) | (Err(e), _) => Err(e),
+        }
+    }
+
     /// Runs a read on a replica (in rotation; `stable`: the first that answers), retrying on
     /// the next when one fails to answer, then on the primary (or 503, as configured).
     ///
@@ -281,7 +301,7 @@ impl Service {
         run: F,
     ) -> Result<T, Error>
     where
-        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+        F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
     {
         let started = std::time::Instant::now();
         let result = self
@@ -293,16 +313,18 @@ impl Service {
 
     async fn read_timed<T, F>(&self, st: ReadSpan, stable: bool, run: F) -> Result<T, Error>
     where
-        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+        F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
     {
         let Some(replicas) = &self.replicas else {
             let _counted = self.on_primary();
-            return Ok(st.traced(run(&self.db), "primary").await?);
+            return Ok(st
+                .traced(self.in_session(&self.db, &run), "primary")
+                .await?);
         };
         for (i, m) in replicas.order_indexed(stable) {
             match st
                 .traced(
-                    run(&m.db),
+                    self.in_session(&m.db, &run),
                     REPLICA_NAMES.get(i).copied().unwrap_or("replica"),
                 )
                 .await
@@ -325,7 +347,9 @@ impl Service {
             Fallback::Primary => {
                 replicas.primary_reads.fetch_add(1, Ordering::Relaxed);
                 let _counted = self.on_primary();
-                Ok(st.traced(run(&self.db), "primary").await?)
+                Ok(st
+                    .traced(self.in_session(&self.db, &run), "primary")
+                    .await?)
             }
             Fallback::Unavailable => {
                 tracing::warn!("no replica answers: read refused (--replica-fallback unavailable)");
@@ -339,7 +363,7 @@ impl Service {
     /// primary cannot answer (then nothing, a ban included, can have been written since).
     pub(crate) async fn read_current<T, F>(&self, kind: &'static str, run: F) -> Result<T, Error>
     where
-        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+        F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
     {
         if self.replicas.is_none() {
             return self.read_on(kind, true, run).await;
@@ -347,7 +371,7 @@ impl Service {
         let primary = {
             let _counted = self.on_primary();
             ReadSpan::new(self, kind)
-                .traced(run(&self.db), "primary")
+                .traced(self.in_session(&self.db, &run), "primary")
                 .await
         };
         match primary {
@@ -363,7 +387,7 @@ impl Service {
     /// [`Service::read_on`] in rotation.
     pub(crate) async fn read<T, F>(&self, kind: &'static str, run: F) -> Result<T, Error>
     where
-        F: for<'c> Fn(&'c DatabaseConnection) -> Read<'c, T>,
+        F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
     {
         self.read_on(kind, false, run).await
     }

@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{AuthError, Error};
 use crate::service::Service;
+use crate::service::session::Session;
 use crate::service::viewer::{Role, Viewer};
 
 /// Length of generated access tokens (new-api stores them in `char(32)`).
@@ -177,10 +178,17 @@ impl Service {
     /// Gives the live user `username` a new random access token (the old one stops working
     /// at once on this instance, within `--auth-cache-ms` on others).
     pub async fn reissue_token(&self, username: &str) -> Result<NewUser, Error> {
+        let session = Session::open(&self.db, self.pooler.as_ref()).await?;
+        let result = self.reissue_token_on(&session, username).await;
+        session.close(result.is_ok()).await?;
+        result
+    }
+
+    async fn reissue_token_on(&self, db: &Session<'_>, username: &str) -> Result<NewUser, Error> {
         let found = user::Entity::find()
             .filter(Column::Username.eq(username.trim()))
             .filter(user::deleted_at().is_null())
-            .one(&self.db)
+            .one(db)
             .await?
             .ok_or_else(|| Error::BadFilter(format!("no user named {:?}", username.trim())))?;
         let token = new_token();
@@ -189,7 +197,7 @@ impl Service {
             .value(Alias::new("access_token"), token.as_str())
             .and_where(Expr::col(Column::Id).eq(found.id))
             .to_owned();
-        self.db.execute(&update).await?;
+        db.execute(&update).await?;
         let record = user_record(found);
         Ok(NewUser {
             id: record.id,
@@ -201,7 +209,10 @@ impl Service {
 
     /// How many users exist (soft-deleted ones included).
     pub async fn count_users(&self) -> Result<u64, Error> {
-        Ok(user::Entity::find().count(&self.db).await?)
+        let session = Session::open(&self.db, self.pooler.as_ref()).await?;
+        let result = user::Entity::find().count(&session).await;
+        session.close(result.is_ok()).await?;
+        Ok(result?)
     }
 
     /// Creates an enabled user with a fresh random 32-character access token.
@@ -210,51 +221,59 @@ impl Service {
         if username.is_empty() || username.chars().count() > 64 {
             return Err(Error::BadFilter("a username is 1 to 64 characters".into()));
         }
-        let exists = user::Entity::find()
-            .filter(Column::Username.eq(username))
-            .count(&self.db)
-            .await?;
-        if exists > 0 {
-            return Err(Error::BadFilter(format!(
-                "user {username:?} already exists"
-            )));
-        }
-        let token = new_token();
-        // new-api declares `password` NOT NULL (the migrations add the column where it is
-        // missing): an empty one, which no password login accepts, as for a token-only user.
-        let insert = Query::insert()
-            .into_table(user::Entity)
-            .columns([
-                Alias::new("username"),
-                Alias::new("password"),
-                Alias::new("role"),
-                Alias::new("status"),
-                Alias::new("access_token"),
-            ])
-            .values([
-                username.into(),
-                "".into(),
-                role.stored().into(),
-                1i64.into(),
-                token.as_str().into(),
-            ])
-            .map_err(|e| {
-                tracing::error!(error = %e, "building the user insert");
-                Error::Internal
-            })?
-            .to_owned();
-        self.db.execute(&insert).await?;
-        let id = user::Entity::find()
-            .filter(Column::Username.eq(username))
-            .one(&self.db)
-            .await?
-            .map(|m| m.id)
-            .ok_or(Error::Internal)?;
-        Ok(NewUser {
-            id,
-            username: username.to_owned(),
-            role,
-            access_token: token,
-        })
+        let session = Session::open(&self.db, self.pooler.as_ref()).await?;
+        let result = create_user_on(&session, username, role).await;
+        session.close(result.is_ok()).await?;
+        result
     }
+}
+
+/// [`Service::create_user`] on one session.
+async fn create_user_on(db: &Session<'_>, username: &str, role: Role) -> Result<NewUser, Error> {
+    let exists = user::Entity::find()
+        .filter(Column::Username.eq(username))
+        .count(db)
+        .await?;
+    if exists > 0 {
+        return Err(Error::BadFilter(format!(
+            "user {username:?} already exists"
+        )));
+    }
+    let token = new_token();
+    // new-api declares `password` NOT NULL (the migrations add the column where it is
+    // missing): an empty one, which no password login accepts, as for a token-only user.
+    let insert = Query::insert()
+        .into_table(user::Entity)
+        .columns([
+            Alias::new("username"),
+            Alias::new("password"),
+            Alias::new("role"),
+            Alias::new("status"),
+            Alias::new("access_token"),
+        ])
+        .values([
+            username.into(),
+            "".into(),
+            role.stored().into(),
+            1i64.into(),
+            token.as_str().into(),
+        ])
+        .map_err(|e| {
+            tracing::error!(error = %e, "building the user insert");
+            Error::Internal
+        })?
+        .to_owned();
+    db.execute(&insert).await?;
+    let id = user::Entity::find()
+        .filter(Column::Username.eq(username))
+        .one(db)
+        .await?
+        .map(|m| m.id)
+        .ok_or(Error::Internal)?;
+    Ok(NewUser {
+        id,
+        username: username.to_owned(),
+        role,
+        access_token: token,
+    })
 }

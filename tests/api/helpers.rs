@@ -55,6 +55,10 @@ pub async fn spawn_app_with(db: TestDb, tweak: impl FnOnce(&mut ServeArgs)) -> T
     // token cache has tests of its own.
     cfg.auth_cache_ms = 0;
     tweak(&mut cfg);
+    if let Some(pooled) = through_pgbouncer(&cfg.db.database_url, cfg.no_migrate).await {
+        cfg.db.database_url = pooled;
+        cfg.no_migrate = true;
+    }
     let app = App::build(&cfg).await.expect("build app");
     let addr = app.local_addr().expect("local addr");
     let service = app.service().clone();
@@ -71,6 +75,32 @@ pub async fn spawn_app_with(db: TestDb, tweak: impl FnOnce(&mut ServeArgs)) -> T
         client: reqwest::Client::new(),
         stop: Some(tx),
     }
+}
+
+/// With `TEST_PGBOUNCER_URL` (a transaction-pooling PgBouncer in front of the PostgreSQL
+/// server `TEST_DATABASE_URL` names), the URL a server on PostgreSQL `url` is started with:
+/// the same database through PgBouncer, `pgbouncer=true`, after the migrations ran on
+/// PostgreSQL directly (unless the test serves with `--no-migrate`): they cannot run
+/// through a transaction pooler. Other backends, and other database users than
+/// PgBouncer's, connect directly.
+async fn through_pgbouncer(url: &str, no_migrate: bool) -> Option<String> {
+    let pgbouncer = std::env::var("TEST_PGBOUNCER_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let user = |u: &str| u.split("://").nth(1)?.split('@').next().map(str::to_owned);
+    if !url.starts_with("postgres") || user(url) != user(&pgbouncer) {
+        return None;
+    }
+    if !no_migrate {
+        mj_tasks::app::migrate_only(&DbConfig::for_url(url.to_owned()))
+            .await
+            .expect("migrations, straight to PostgreSQL");
+    }
+    let name = url.split('?').next()?.rsplit('/').next()?;
+    Some(format!(
+        "{}?pgbouncer=true",
+        crate::testdb::with_database(&pgbouncer, name)
+    ))
 }
 
 /// An answer: status, raw body and parsed JSON (Null when not JSON).

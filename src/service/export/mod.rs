@@ -179,6 +179,9 @@ impl Service {
     /// One read-only snapshot on the primary.
     async fn snapshot(&self) -> Result<DatabaseTransaction, Error> {
         let db = self.export_db.as_ref().unwrap_or(&self.db);
+        if let Some(pooler) = &self.pooler {
+            return Ok(pooler.snapshot(db).await?);
+        }
         Ok(match db.get_database_backend() {
             DbBackend::Sqlite => db.begin().await?,
             _ => {
