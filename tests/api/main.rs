@@ -42,6 +42,7 @@ mod model;
 mod online_index;
 mod operations;
 mod paging;
+mod pgbouncer;
 mod process;
 mod replica;
 mod shutdown;
