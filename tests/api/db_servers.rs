@@ -29,9 +29,27 @@ where
 }
 
 fn as_postgres(program: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(program)
+    as_postgres_in(None, program, args)
+}
+
+/// A command running `program` as the `postgres` system user, inside network namespace
+/// `netns` when given.
+fn postgres_command(netns: Option<&str>, program: &Path) -> Command {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "runuser"]);
+            c
+        }
+        None => Command::new("runuser"),
+    };
+    command.args(["-u", "postgres", "--"]).arg(program);
+    command
+}
+
+/// `program` as the `postgres` system user, inside network namespace `netns` when given.
+fn as_postgres_in(netns: Option<&str>, program: &Path, args: &[&str]) -> std::process::Output {
+    let out = postgres_command(netns, program)
         .args(args)
         .output()
         .expect("runuser");
@@ -59,6 +77,9 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     pub port: u16,
     bin: PathBuf,
+    /// The network namespace it runs in, and the address it listens on there.
+    netns: Option<String>,
+    pub host: String,
 }
 
 impl PgCluster {
@@ -78,6 +99,8 @@ impl PgCluster {
             dir,
             port: free_port(),
             bin,
+            netns: None,
+            host: "127.0.0.1".to_owned(),
         }
     }
 
@@ -90,11 +113,17 @@ impl PgCluster {
         for (file, text) in [
             (
                 "postgresql.conf",
-                format!("listen_addresses = '127.0.0.1'\nmax_connections = 100\n{extra}"),
+                format!(
+                    "listen_addresses = '{}'\nmax_connections = 100\n{extra}",
+                    self.host
+                ),
             ),
             (
                 "pg_hba.conf",
-                "local all all trust\nhost all all 127.0.0.1/32 trust\n".to_owned(),
+                format!(
+                    "local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all {}/24 trust\n",
+                    self.host
+                ),
             ),
             ("pg_ident.conf", String::new()),
         ] {
@@ -106,7 +135,15 @@ impl PgCluster {
 
     /// A fresh cluster (`initdb`), started.
     pub fn init() -> PgCluster {
-        let cluster = PgCluster::empty();
+        PgCluster::init_in(None, "127.0.0.1")
+    }
+
+    /// A fresh cluster started inside network namespace `netns`, listening on `host`.
+    pub fn init_in(netns: Option<&str>, host: &str) -> PgCluster {
+        let mut cluster = PgCluster::empty();
+        cluster.netns = netns.map(str::to_owned);
+        cluster.host = host.to_owned();
+        let cluster = cluster;
         as_postgres(
             &cluster.bin.join("initdb"),
             &[
@@ -154,7 +191,8 @@ impl PgCluster {
     pub fn start(&self) {
         let opts = format!("-p {} -k {}", self.port, self.dir.path().display());
         let log = self.dir.path().join("log").display().to_string();
-        as_postgres(
+        as_postgres_in(
+            self.netns.as_deref(),
             &self.bin.join("pg_ctl"),
             &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
         );
@@ -162,7 +200,8 @@ impl PgCluster {
 
     /// Stops the server (fast: open sessions are ended) and waits until it is down.
     pub fn stop(&self) {
-        as_postgres(
+        as_postgres_in(
+            self.netns.as_deref(),
             &self.bin.join("pg_ctl"),
             &["-D", &self.data(), "-m", "fast", "-w", "stop"],
         );
@@ -170,15 +209,13 @@ impl PgCluster {
 
     /// The URL of `database` on this cluster.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        format!("postgres://postgres@{}:{}/{database}", self.host, self.port)
     }
 }
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
+        let _ = postgres_command(self.netns.as_deref(), &self.bin.join("pg_ctl"))
             .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
             .output();
     }

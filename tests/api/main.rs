@@ -39,6 +39,7 @@ mod live_client;
 mod live_load;
 mod load;
 mod model;
+mod network;
 mod online_index;
 mod operations;
 mod paging;
