@@ -90,7 +90,20 @@ struct Counters {
     primary_in_flight: AtomicUsize,
     /// The last health ping of the primary: when, and whether it answered.
     last_ping: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// When a read on the primary last succeeded, in milliseconds since [`STARTED`] (0:
+    /// never).
+    primary_answered_ms: AtomicU64,
 }
+
+/// A read on the primary that succeeded this recently answers for it as a ping: under
+/// load `/healthz` answers at once instead of queueing behind requests for a pooled
+/// connection (a load balancer timing out its checks of busy instances would take them all
+/// out at once).
+const PASSIVE_WINDOW: Duration = Duration::from_secs(1);
+
+/// The process's reference instant for [`Counters::primary_answered_ms`].
+static STARTED: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
 
 /// How long a health ping's answer is reused: `/healthz` asked by anyone, however often,
 /// pings the primary at most this often.
@@ -204,6 +217,14 @@ impl Service {
         InFlight::start(&self.counters.primary_in_flight)
     }
 
+    /// Notes that a read on the primary succeeded (see [`PASSIVE_WINDOW`]).
+    fn primary_answered(&self) {
+        let ms = STARTED.elapsed().as_millis().max(1) as u64;
+        self.counters
+            .primary_answered_ms
+            .store(ms, Ordering::Relaxed);
+    }
+
     fn rows_query(&self) {
         self.counters.rows.fetch_add(1, Ordering::Relaxed);
     }
@@ -226,9 +247,18 @@ impl Service {
         self.db.ping().await.map_err(crate::error::Error::from)
     }
 
-    /// Whether the primary answered a ping in the last `PING_REUSE` (250 ms) (one ping at a time,
-    /// shared by every caller meanwhile).
+    /// Whether the primary answered a read in the last [`PASSIVE_WINDOW`], or a ping in the
+    /// last `PING_REUSE` (250 ms) (one ping at a time, shared by every caller meanwhile).
     pub async fn primary_up(&self) -> bool {
+        let answered = self.counters.primary_answered_ms.load(Ordering::Relaxed);
+        if answered > 0
+            && STARTED
+                .elapsed()
+                .saturating_sub(Duration::from_millis(answered))
+                < PASSIVE_WINDOW
+        {
+            return true;
+        }
         let mut last = self.counters.last_ping.lock().await;
         if let Some((at, up)) = *last
             && at.elapsed() < PING_REUSE

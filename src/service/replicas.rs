@@ -277,16 +277,22 @@ impl Service {
     where
         F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
     {
-        let Some(pooler) = &self.pooler else {
-            return run(&Session::Pool(db)).await;
+        let result = match &self.pooler {
+            None => run(&Session::Pool(db)).await,
+            Some(pooler) => {
+                let session = Session::open(db, Some(pooler)).await?;
+                let result = run(&session).await;
+                let closed = session.close(result.is_ok()).await;
+                match (result, closed) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(_), Err(e)) | (Err(e), _) => Err(e),
+                }
+            }
         };
-        let session = Session::open(db, Some(pooler)).await?;
-        let result = run(&session).await;
-        let closed = session.close(result.is_ok()).await;
-        match (result, closed) {
-            (Ok(v), Ok(())) => Ok(v),
-            (Ok(_), Err(e)) | (Err(e), _) => Err(e),
+        if result.is_ok() && std::ptr::eq(db, &self.db) {
+            self.primary_answered();
         }
+        result
     }
 
     /// Runs a read on a replica (in rotation; `stable`: the first that answers), retrying on

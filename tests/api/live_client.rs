@@ -39,6 +39,38 @@ pub fn init_payload(user: &TestUser) -> Value {
 }
 
 impl Ws {
+    /// Opens a WebSocket to `/graphql` on `addr` offering `protocol`, or says why not.
+    pub async fn try_connect(addr: SocketAddr, protocol: &'static str) -> Option<Ws> {
+        let mut req = format!("ws://{addr}/graphql").into_client_request().ok()?;
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse().ok()?);
+        let (stream, _) = tokio_tungstenite::connect_async(req).await.ok()?;
+        Some(Ws { stream, protocol })
+    }
+
+    /// The next frame within `within`, or `None` when nothing came.
+    pub async fn try_recv(&mut self, within: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()?;
+            return Some(match msg {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<Value>(&t) {
+                    Ok(v) if v["type"] == "ka" => continue,
+                    Ok(v) => Frame::Json(v),
+                    Err(_) => Frame::Gone,
+                },
+                Some(Ok(Message::Close(frame))) => match frame {
+                    Some(f) => Frame::Close(u16::from(f.code), f.reason.to_string()),
+                    None => Frame::Close(1005, String::new()),
+                },
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => Frame::Gone,
+            });
+        }
+    }
+
     /// Opens a WebSocket to `/graphql` on `addr` offering `protocol`.
     pub async fn connect(addr: SocketAddr, protocol: &'static str) -> Ws {
         let mut req = format!("ws://{addr}/graphql")

@@ -46,6 +46,7 @@ mod paging;
 mod pgbouncer;
 mod process;
 mod replica;
+mod rolling;
 mod shutdown;
 mod soak;
 mod sqlite_writer;

@@ -31,7 +31,16 @@ impl ServerProcess {
 
     /// [`ServerProcess::start`] with `RUST_LOG` set to `log`.
     pub async fn start_logging(database_url: &str, args: &[&str], rust_log: &str) -> ServerProcess {
-        let port = free_port();
+        Self::start_on(free_port(), database_url, args, rust_log).await
+    }
+
+    /// [`ServerProcess::start_logging`] on `port` (the same port again, for a restart).
+    pub async fn start_on(
+        port: u16,
+        database_url: &str,
+        args: &[&str],
+        rust_log: &str,
+    ) -> ServerProcess {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
         let log = tempfile::NamedTempFile::new().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_mj-tasks"))
