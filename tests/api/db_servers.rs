@@ -303,6 +303,14 @@ impl MariaServer {
         .await;
     }
 
+    /// Kills the server (SIGKILL: a crash) and waits until it has exited.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the server (SIGTERM: a clean shutdown) and waits until it has exited.
     pub fn stop(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {

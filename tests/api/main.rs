@@ -19,6 +19,7 @@ mod export;
 mod filter_match;
 mod filters;
 mod found;
+mod galera;
 mod gate;
 mod generated;
 mod gql_federation;
