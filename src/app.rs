@@ -615,7 +615,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         kind,
         values,
     };
-    let extra = [
+    let mut extra = vec![
         value(
             "mj_tasks_db_pool_connections",
             "Database connections of the primary's pool, by state (waiting: reads waiting for a connection).",
@@ -676,6 +676,20 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             )],
         ),
     ];
+    if let Some(cluster) = &state.cluster {
+        extra.push(value(
+            "mj_tasks_redis_up",
+            "1 while the deployment's Redis answers (rate limits shared), 0 while this instance limits on its own.",
+            "gauge",
+            vec![(String::new(), f64::from(u8::from(cluster.up())))],
+        ));
+        extra.push(value(
+            "mj_tasks_redis_outages_total",
+            "Times this instance lost Redis and fell back to its own limits.",
+            "counter",
+            vec![(String::new(), cluster.outages() as f64)],
+        ));
+    }
     (
         [(
             header::CONTENT_TYPE,

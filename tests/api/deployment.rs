@@ -148,8 +148,17 @@ async fn three_instances_share_one_rate_budget_through_redis_and_fall_back_witho
         "{shared} admitted"
     );
 
+    let metrics = apps[0].get_with("/metrics", &[]).await.text;
+    assert!(metrics.contains("mj_tasks_redis_up 1"), "{metrics}");
+
     redis.stop();
     let noticed = redis_state(&apps, "unavailable").await;
+    let metrics = apps[0].get_with("/metrics", &[]).await.text;
+    assert!(metrics.contains("mj_tasks_redis_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("mj_tasks_redis_outages_total 1"),
+        "{metrics}"
+    );
     let alone = spread(&apps, &bob, SENT).await;
     println!(
         "redis stopped: noticed within {} ms; {alone} of {SENT} admitted (each instance its own {RATE})",
