@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use mj_tasks::service::Role;
 use sea_orm::{ConnectionTrait, Database};
-use serde_json::json;
 
 use crate::db_servers::{MariaServer, eventually};
 use crate::helpers::{Backend, Task, TestApp, TestDb, TestUser, spawn_app_with};
+use crate::load::{answer_kind, mixed_request};
 use crate::process::free_port;
 
 /// Starts node `id` of a cluster whose nodes talk on `gcomm` ports; the first bootstraps.
@@ -83,32 +83,12 @@ async fn load(app: &TestApp, user: &TestUser, stop: Arc<AtomicBool>) -> BTreeMap
             let mut seen = BTreeMap::new();
             let mut i = c;
             while !stop.load(Ordering::Relaxed) {
-                let request = if i % 2 == 0 {
-                    client.get(format!("{base}/api/mj/self?p=1&page_size=10"))
-                } else {
-                    client.post(format!("{base}/graphql")).json(
-                        &json!({"query": "{ midjourneyTasks { totalCount nodes { mjId } } }"}),
-                    )
-                };
-                let answer = request
-                    .header("Authorization", format!("Bearer {}", user.token))
-                    .header("New-Api-User", user.id.to_string())
-                    .send()
+                let (status, body) = mixed_request(&client, &base, &user, i)
                     .await
                     .expect("an answer (never a hang)");
-                let status = answer.status().as_u16();
-                let body = answer.text().await.unwrap_or_default();
-                let code = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        v["errors"][0]["extensions"]["code"]
-                            .as_str()
-                            .map(str::to_owned)
-                    });
-                let key = match code {
-                    Some(code) => format!("{status} {code}"),
-                    None if status == 200 => "200".to_owned(),
-                    None => format!("{status} {body}"),
+                let key = match answer_kind(status, &body) {
+                    kind if kind == "200" || kind.contains(' ') => kind,
+                    _ => format!("{status} {body}"),
                 };
                 *seen.entry(key).or_insert(0) += 1;
                 i += 1;

@@ -156,3 +156,41 @@ pub async fn open_loop(base: &str, users: &[TestUser], rate: u32, duration: Dura
     }
     std::mem::take(&mut *tally.lock().unwrap())
 }
+
+/// The `i`-th request of a frontend's mix, as `user` on the server at `base`: a REST page
+/// (even `i`) or a GraphQL page with its total (odd): its status and body.
+pub async fn mixed_request(
+    client: &reqwest::Client,
+    base: &str,
+    user: &TestUser,
+    i: usize,
+) -> reqwest::Result<(u16, String)> {
+    let request = if i.is_multiple_of(2) {
+        client.get(format!("{base}/api/mj/self?p=1&page_size=10"))
+    } else {
+        client
+            .post(format!("{base}/graphql"))
+            .json(&json!({"query": "{ midjourneyTasks { totalCount nodes { mjId } } }"}))
+    };
+    let answer = request
+        .header("Authorization", format!("Bearer {}", user.token))
+        .header("New-Api-User", user.id.to_string())
+        .send()
+        .await?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.text().await.unwrap_or_default()))
+}
+
+/// What an answer was: its status, with the first GraphQL error's code (GraphQL answers
+/// 200 with `errors`), e.g. `200`, `503`, `200 UNAVAILABLE`.
+pub fn answer_kind(status: u16, body: &str) -> String {
+    let code = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        v["errors"][0]["extensions"]["code"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    match code {
+        Some(code) => format!("{status} {code}"),
+        None => status.to_string(),
+    }
+}

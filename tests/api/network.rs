@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::db_servers::PgCluster;
 use crate::helpers::{Backend, Task, TestApp, TestDb, TestUser, spawn_app_with};
+use crate::load::{answer_kind, mixed_request};
 
 /// The longest a request may take in these tests (`--request-timeout-ms`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -251,24 +252,8 @@ async fn load(app: &TestApp, user: &TestUser, clients: usize, for_how_long: Dura
             let mut i = c;
             while Instant::now() < until {
                 let started = Instant::now();
-                let request = if i % 2 == 0 {
-                    client.get(format!("{base}/api/mj/self?p=1&page_size=10"))
-                } else {
-                    client
-                        .post(format!("{base}/graphql"))
-                        .json(&serde_json::json!({
-                            "query": "{ midjourneyTasks { totalCount nodes { mjId } } }"
-                        }))
-                };
-                let answer = request
-                    .header("Authorization", format!("Bearer {}", user.token))
-                    .header("New-Api-User", user.id.to_string())
-                    .send()
-                    .await;
-                let status = match answer {
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        let body = r.text().await.unwrap_or_default();
+                let status = match mixed_request(&client, &base, &user, i).await {
+                    Ok((status, body)) => {
                         // A refusal is a documented envelope, never driver text.
                         assert!(
                             status == 200
@@ -280,17 +265,7 @@ async fn load(app: &TestApp, user: &TestUser, clients: usize, for_how_long: Dura
                             !body.contains("sqlx") && !body.contains("Connection Error"),
                             "{body}"
                         );
-                        let code = serde_json::from_str::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| {
-                                v["errors"][0]["extensions"]["code"]
-                                    .as_str()
-                                    .map(str::to_owned)
-                            });
-                        Some(match code {
-                            Some(code) => format!("{status} {code}"),
-                            None => status.to_string(),
-                        })
+                        Some(answer_kind(status, &body))
                     }
                     Err(e) if e.is_timeout() => None,
                     Err(e) => panic!("request failed: {e}"),

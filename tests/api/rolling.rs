@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::helpers::{Task, TestDb, TestUser, spawn_app_with};
 use crate::live_client::{Frame, Ws, init_payload};
+use crate::load::{answer_kind, mixed_request};
 use crate::process::{ServerProcess, free_port};
 
 const USERS: usize = 10;
@@ -198,34 +199,17 @@ async fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_no_subscrib
     for user in users.iter().take(4) {
         let (stop, sent, failed, user) = (stop.clone(), sent.clone(), failed.clone(), user.clone());
         let client = reqwest::Client::new();
+        let base = format!("http://{addr}");
         load.push(tokio::spawn(async move {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let request = if i.is_multiple_of(2) {
-                    client.get(format!("http://{addr}/api/mj/self?p=1&page_size=10"))
-                } else {
-                    client.post(format!("http://{addr}/graphql")).json(
-                        &json!({"query": "{ midjourneyTasks { totalCount nodes { mjId } } }"}),
-                    )
-                };
-                let answer = request
-                    .header("Authorization", format!("Bearer {}", user.token))
-                    .header("New-Api-User", user.id.to_string())
-                    .send()
-                    .await;
+                let answer = mixed_request(&client, &base, &user, i).await;
                 sent.fetch_add(1, Ordering::Relaxed);
                 match answer {
-                    Ok(r) if r.status() == 200 => {
-                        let body = r.text().await.unwrap_or_default();
-                        if body.contains("\"errors\"") || body.contains("\"success\":false") {
-                            failed.lock().await.push(body);
-                        }
-                    }
-                    Ok(r) => failed.lock().await.push(format!(
-                        "{} {}",
-                        r.status(),
-                        r.text().await.unwrap_or_default()
-                    )),
+                    Ok((200, body))
+                        if answer_kind(200, &body) == "200"
+                            && !body.contains("\"success\":false") => {}
+                    Ok((status, body)) => failed.lock().await.push(format!("{status} {body}")),
                     Err(e) => failed.lock().await.push(e.to_string()),
                 }
                 i += 1;
