@@ -27,7 +27,9 @@ use crate::service::demo::BenchUsers;
 use crate::service::{Log, OffsetPage, PageRequest, PlatformTaskRecord, TaskRecord, Tasks, Viewer};
 
 mod cases;
+mod cpu;
 pub mod export;
+mod pgbench;
 
 /// Prepared requests per case.
 const PREPARED: usize = 512;
@@ -209,15 +211,22 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let (server, base) = start_server(url, &[], &client).await?;
 
     let floor_db = service.db().clone();
+    let server_pid = server.0.id();
     println!();
     println!(
-        "| case | conc. | req/s | p50 ms | p99 ms | errors (floor) | floor req/s | floor p99 ms | ÷ floor |"
+        "| case | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | DB CPU µs/req | errors (floor) | floor req/s | floor p99 ms | ÷ floor | pgbench tps | ÷ pgbench | pgbench DB CPU µs/tx |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let mut total_errors = 0;
     for case in &cases {
         for &c in &args.concurrency {
             let requests = Arc::new(case.requests.clone());
+            let (server_before, db_before) = (
+                cpu::process(server_pid),
+                cpu::DbCpu::read(&floor_db, None).await,
+            );
             let http = drive(args, c, {
                 let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
                 move |i| {
@@ -226,6 +235,11 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
                 }
             })
             .await;
+            let server_cpu = cpu::process(server_pid)
+                .zip(server_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            let db_after = cpu::DbCpu::read(&floor_db, None).await;
+            let db_cpu = db_after.measured().then(|| db_after.since(&db_before));
             let floor = drive(args, c, {
                 let (db, requests) = (floor_db.clone(), requests.clone());
                 move |i| {
@@ -234,13 +248,34 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
                 }
             })
             .await;
+            let statements: Vec<Vec<Statement>> = requests
+                .iter()
+                .map(|r| match &r.floor {
+                    Floor::Page(_, page, count) => {
+                        std::iter::once(page.clone()).chain(count.clone()).collect()
+                    }
+                    Floor::Aggregate(stmt) => vec![stmt.clone()],
+                })
+                .collect();
+            let pgbench =
+                pgbench::floor(url, &floor_db, &statements, c, args.max_seconds).await?;
             total_errors += http.errors + floor.errors;
+            let (pg_tps, pg_ratio, pg_cpu) = match &pgbench {
+                Some(p) => (
+                    format!("{:.0}", p.tps),
+                    format!("{:.2}", http.rate() / p.tps.max(1e-9)),
+                    cpu::per_request(p.db_cpu, 1),
+                ),
+                None => ("–".into(), "–".into(), "–".into()),
+            };
             println!(
-                "| {} | {c} | {:.0} | {:.1} | {:.1} | {} ({}) | {:.0} | {:.1} | {:.2} |",
+                "| {} | {c} | {:.0} | {:.1} | {:.1} | {} | {} | {} ({}) | {:.0} | {:.1} | {:.2} | {pg_tps} | {pg_ratio} | {pg_cpu} |",
                 case.name,
                 http.rate(),
                 http.pct(0.5),
                 http.pct(0.99),
+                cpu::per_request(server_cpu, http.done),
+                cpu::per_request(db_cpu, http.done),
                 http.errors,
                 floor.errors,
                 floor.rate(),
