@@ -100,8 +100,8 @@ impl App {
                 addr: cfg.listen,
                 reason: bind_reason(&e),
             })?;
-        let pooled = crate::db_url::pgbouncer(&cfg.db.database_url).0;
-        if pooled && !cfg.no_migrate {
+        let pooled = |url: &str| crate::db_url::pgbouncer(url).0;
+        if pooled(&cfg.db.database_url) && !cfg.no_migrate {
             return Err(StartError::MigrateThroughPooler);
         }
         let db = match db::connect_serving(&cfg.db, cfg.no_migrate).await {
@@ -115,7 +115,9 @@ impl App {
             Duration::from_millis(cfg.auth_cache_ms),
             Duration::from_millis(cfg.count_freshness_ms),
         );
-        if pooled {
+        // Reads are pinned when any of the databases they may go to is behind PgBouncer.
+        if pooled(&cfg.db.database_url) || cfg.replicas.read_database_urls.iter().any(|u| pooled(u))
+        {
             service = service.behind_pooler(cfg.db.db_statement_timeout_ms);
         }
         let exports = &cfg.exports;

@@ -257,8 +257,7 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
                     Floor::Aggregate(stmt) => vec![stmt.clone()],
                 })
                 .collect();
-            let pgbench =
-                pgbench::floor(url, &floor_db, &statements, c, args.max_seconds).await?;
+            let pgbench = pgbench::floor(url, &floor_db, &statements, c, args.max_seconds).await?;
             total_errors += http.errors + floor.errors;
             let (pg_tps, pg_ratio, pg_cpu) = match &pgbench {
                 Some(p) => (

@@ -38,7 +38,9 @@ pub async fn floor(
     }
     let dir = tempfile::tempdir()?;
     let mut command = Command::new("pgbench");
-    command.args(["-n", "-M", "prepared", "-T"]).arg(seconds.max(2).to_string());
+    command
+        .args(["-n", "-M", "prepared", "-T"])
+        .arg(seconds.max(2).to_string());
     command
         .arg("-c")
         .arg(concurrency.to_string())
