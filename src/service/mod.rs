@@ -217,9 +217,14 @@ impl Service {
         InFlight::start(&self.counters.primary_in_flight)
     }
 
-    /// Notes that a read on the primary succeeded (see [`PASSIVE_WINDOW`]).
-    fn primary_answered(&self) {
-        let ms = STARTED.elapsed().as_millis().max(1) as u64;
+    /// Notes that a read on the primary succeeded, or found it unavailable (which forgets
+    /// the earlier successes; see [`PASSIVE_WINDOW`]).
+    fn primary_answered(&self, answered: bool) {
+        let ms = if answered {
+            STARTED.elapsed().as_millis().max(1) as u64
+        } else {
+            0
+        };
         self.counters
             .primary_answered_ms
             .store(ms, Ordering::Relaxed);

@@ -289,8 +289,13 @@ impl Service {
                 }
             }
         };
-        if result.is_ok() && std::ptr::eq(db, &self.db) {
-            self.primary_answered();
+        if std::ptr::eq(db, &self.db) {
+            match &result {
+                Ok(_) => self.primary_answered(true),
+                // A primary that stops answering is not vouched for by earlier reads.
+                Err(e) if is_unavailable(e) => self.primary_answered(false),
+                Err(_) => {}
+            }
         }
         result
     }
