@@ -40,13 +40,14 @@ pub fn process(pid: u32) -> Option<Duration> {
 pub struct DbCpu(HashMap<u32, Duration>);
 
 impl DbCpu {
-    /// Reads them now through `db` (PostgreSQL: the backends connected to this database,
-    /// `application_name` matching `app` when given; MySQL: the server process). Empty on
-    /// SQLite, or when the server is on another machine.
+    /// Reads them now through `db` (PostgreSQL: the client backends connected to this
+    /// database — not autovacuum, which a fresh seed sets off —, `application_name` matching
+    /// `app` when given; MySQL: the server process). Empty on SQLite, or when the server is
+    /// on another machine.
     pub async fn read(db: &DatabaseConnection, app: Option<&str>) -> DbCpu {
         let pids: Vec<u32> = match db.get_database_backend() {
             DbBackend::Postgres => {
-                let mut sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()".to_owned();
+                let mut sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()".to_owned();
                 if let Some(app) = app {
                     sql.push_str(&format!(" AND application_name = '{app}'"));
                 }
