@@ -172,7 +172,6 @@ impl App {
                 Persisted::trusted(&json).map_err(failed)?
             }
         };
-        let live = Live::new(service.clone(), live_config(&cfg.live));
         let shutdown = Shutdown::default();
         let cluster = match &cfg.server.redis_url {
             None => None,
@@ -182,6 +181,7 @@ impl App {
                 Duration::from_millis(cfg.server.redis_timeout_ms),
             )?),
         };
+        let live = Live::in_deployment(service.clone(), live_config(&cfg.live), cluster.clone());
         if let Some(cluster) = &cluster
             && !cluster.probe().await
         {
@@ -631,12 +631,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ),
         value(
             "mj_tasks_db_queries_total",
-            "Task queries run, by kind (rows: pages and lookups; aggregates: counts and stats; live: the subscriptions' poller).",
+            "Task queries run, by kind (rows: pages and lookups; aggregates: counts and stats; live: the subscriptions' poller; live_check: the subscribed users read again before changes are delivered).",
             "counter",
             vec![
                 ("kind=\"rows\"".into(), counts.rows as f64),
                 ("kind=\"aggregates\"".into(), counts.aggregates as f64),
                 ("kind=\"live\"".into(), counts.live as f64),
+                ("kind=\"live_check\"".into(), counts.live_checks as f64),
             ],
         ),
         Sample::Histogram {
@@ -690,6 +691,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Times this instance lost Redis and fell back to its own limits.",
             "counter",
             vec![(String::new(), cluster.outages() as f64)],
+        ));
+        extra.push(value(
+            "mj_tasks_live_leader",
+            "1 while this instance polls the log for the whole deployment (it holds the lease in Redis).",
+            "gauge",
+            state
+                .live
+                .leading()
+                .iter()
+                .map(|(log, on)| (format!("log=\"{log}\""), f64::from(u8::from(*on))))
+                .collect(),
         ));
     }
     (

@@ -134,6 +134,12 @@ pub enum Error {
     /// A subscriber fell so far behind that events for it were dropped.
     #[error("this subscription fell too far behind and events were dropped: subscribe again")]
     SlowConsumer,
+    /// The source of live changes was interrupted (Redis lost or back, the deployment's feed
+    /// skipped batches, the subscribed users unreadable): changes may have been missed.
+    #[error(
+        "live updates were interrupted and changes may have been missed: subscribe again (with initialSnapshot for the current state)"
+    )]
+    FeedInterrupted,
     /// The instance is shutting down.
     #[error("the server is shutting down: connect again")]
     ShuttingDown,
@@ -189,6 +195,7 @@ impl Error {
             Error::Unavailable => "UNAVAILABLE",
             Error::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
             Error::SlowConsumer => "SLOW_CONSUMER",
+            Error::FeedInterrupted => "FEED_INTERRUPTED",
             Error::ShuttingDown => "SHUTTING_DOWN",
             Error::TooManyConnections => "TOO_MANY_CONNECTIONS",
             Error::HeadersTooLarge => "HEADERS_TOO_LARGE",
@@ -219,6 +226,7 @@ impl Error {
             Error::TooManySubscriptions(_) | Error::RateLimited | Error::TooManyExports(_) => 429,
             Error::Unavailable
             | Error::SlowConsumer
+            | Error::FeedInterrupted
             | Error::ShuttingDown
             | Error::TooManyConnections => 503,
             Error::HeadersTooLarge => 431,

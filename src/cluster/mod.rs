@@ -1,5 +1,6 @@
-//! What the instances of one deployment share, in Redis (`--redis-url`): today the rate
-//! budgets ([`rate`]). Without a Redis URL there is no cluster and every instance keeps its
+//! What the instances of one deployment share, in Redis (`--redis-url`): the rate budgets
+//! ([`rate`]) and the live poller's lease, state and change stream
+//! (`crate::service::live`). Without a Redis URL there is no cluster and every instance keeps its
 //! own state, as a single instance always has.
 //!
 //! Redis is a help, not a dependency: every call has a short deadline
@@ -42,6 +43,7 @@ pub struct Cluster {
 }
 
 struct Inner {
+    client: redis::Client,
     manager: ConnectionManager,
     prefix: String,
     timeout: Duration,
@@ -74,10 +76,11 @@ impl Cluster {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(PROBE_INTERVAL);
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| BadRedisUrl(e.to_string()))?;
         Ok(Cluster {
             inner: Arc::new(Inner {
+                client,
                 manager,
                 prefix: prefix.to_owned(),
                 timeout,
@@ -122,16 +125,57 @@ impl Cluster {
         F: AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     {
         let mut conn = self.inner.manager.clone();
-        match tokio::time::timeout(self.inner.timeout, run(&mut conn)).await {
+        Self::within(self.inner.timeout, run(&mut conn)).await
+    }
+
+    async fn within<T>(
+        limit: Duration,
+        run: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ClusterError> {
+        match tokio::time::timeout(limit, run).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(ClusterError::Timeout(self.inner.timeout.as_millis() as u64)),
+            Err(_) => Err(ClusterError::Timeout(limit.as_millis() as u64)),
         }
+    }
+
+    /// A connection of its own, for a command that blocks (a blocked read on the shared
+    /// connection would hold up every other command); not connected until first used.
+    pub fn dedicated(&self) -> Result<ConnectionManager, ClusterError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.inner.timeout.max(Duration::from_millis(100))))
+            .set_number_of_retries(1)
+            .set_max_delay(PROBE_INTERVAL);
+        Ok(ConnectionManager::new_lazy_with_config(
+            self.inner.client.clone(),
+            config,
+        )?)
+    }
+
+    /// [`Cluster::call`] on a dedicated connection, for a command that may block up to
+    /// `blocks` (the deadline is that plus the usual one).
+    pub async fn call_blocking<T, F>(
+        &self,
+        conn: &mut ConnectionManager,
+        blocks: Duration,
+        run: F,
+    ) -> Result<T, ClusterError>
+    where
+        F: AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    {
+        if !self.up() {
+            return Err(ClusterError::Down);
+        }
+        let result = Self::within(blocks + self.inner.timeout, run(conn)).await;
+        if let Err(e) = &result {
+            self.mark_down(e);
+        }
+        result
     }
 
     fn mark_down(&self, error: &ClusterError) {
         if self.inner.up.swap(false, Ordering::AcqRel) {
             self.inner.outages.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, "redis lost: serving with this instance's own limits until it answers again");
+            tracing::warn!(%error, "redis lost: serving with this instance's own limits and live poller until it answers again");
         }
     }
 

@@ -50,7 +50,7 @@ fn event(e: LogEvent<Midjourneys>, admin: bool) -> MidjourneyTaskEvent {
 /// Live progress. Needs the two auth headers: on a WebSocket (`graphql-transport-ws`, or the legacy `graphql-ws`) in the `connection_init` payload, over Server-Sent Events as request headers.
 #[GqlSubscription]
 impl Subscription {
-    /// Changes to the tasks the caller may see (admins: all; everyone else: their own), as the server notices them (it polls the table about once a second). Only the latest state of each poll is sent, so a task may skip a step. With `mjIds` the subscription completes once every listed task has finished. It ends with an error when the caller is banned or deleted (UNAUTHENTICATED / FORBIDDEN) or reads too slowly (SLOW_CONSUMER), and completes when the server shuts down.
+    /// Changes to the tasks the caller may see (admins: all; everyone else: their own), as the server notices them (it polls the table about once a second). Only the latest state of each poll is sent, so a task may skip a step. With `mjIds` the subscription completes once every listed task has finished. It ends with an error when the caller is banned or deleted (UNAUTHENTICATED / FORBIDDEN) or reads too slowly (SLOW_CONSUMER), or when live updates were interrupted and changes may have been missed (FEED_INTERRUPTED: subscribe again, with `initialSnapshot`), and completes when the server shuts down.
     async fn midjourney_task_events(
         &self,
         ctx: &Context<'_>,

@@ -32,7 +32,14 @@ pub trait Log: Sized + Send + Sync + 'static {
     /// The columns its rows can be sorted by.
     type Field: SortField<Record = Self::Record>;
     /// A row as both doors see it (no NULLs, no secrets).
-    type Record: Clone + Debug + PartialEq + Send + Sync + 'static;
+    type Record: Clone
+        + Debug
+        + PartialEq
+        + Send
+        + Sync
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + 'static;
 
     /// The table's name (logs, traces).
     const TABLE: &'static str;

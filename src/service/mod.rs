@@ -84,6 +84,7 @@ struct Counters {
     rows: AtomicU64,
     aggregates: AtomicU64,
     live: AtomicU64,
+    live_checks: AtomicU64,
     /// How long reads took (metrics).
     reads: crate::metrics::Histogram,
     /// Reads running on the primary's pool now, holding a connection or waiting for one.
@@ -132,8 +133,11 @@ pub struct QueryCounts {
     pub rows: u64,
     /// Count, sum and grouping queries.
     pub aggregates: u64,
-    /// Queries of the live-progress poller (changed rows, subscribed users).
+    /// Queries of the live-progress poller (changed rows).
     pub live: u64,
+    /// The subscribed users read again before changes are delivered (per instance, also
+    /// when the deployment shares one poller).
+    pub live_checks: u64,
 }
 
 impl Service {
@@ -203,6 +207,7 @@ impl Service {
             rows: self.counters.rows.load(Ordering::Relaxed),
             aggregates: self.counters.aggregates.load(Ordering::Relaxed),
             live: self.counters.live.load(Ordering::Relaxed),
+            live_checks: self.counters.live_checks.load(Ordering::Relaxed),
         }
     }
 
@@ -236,6 +241,10 @@ impl Service {
 
     fn live_query(&self) {
         self.counters.live.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn live_check(&self) {
+        self.counters.live_checks.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_query(&self) {

@@ -3,7 +3,7 @@
 use entity::midjourney;
 
 /// One task, free of NULLs. Built from a stored row; the REST and GraphQL skins shape it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskRecord {
     pub id: i64,
     pub user_id: i64,

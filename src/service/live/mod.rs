@@ -1,5 +1,5 @@
-//! Live task progress, for every log: one poller per log and instance reads what changed in
-//! its table (new-api writes it directly, so there are no triggers to rely on) and fans the
+//! Live task progress, for every log: one poller per log and instance (or, with
+//! `--redis-url`, per log and deployment: [`shared`]) reads what changed in its table (new-api writes it directly, so there are no triggers to rely on) and fans the
 //! changes out to every subscriber of that log through one broadcast channel; each
 //! subscription keeps what its viewer may see and its filter matches, evaluated in memory with
 //! the SQL filter's meaning. The limits (subscriptions per user and per instance, sockets,
@@ -21,13 +21,14 @@
 //! - when anything changed, the users holding subscriptions are read again before it is
 //!   delivered: a banned, deleted or changed user's subscriptions end instead of receiving it.
 //!
-//! Database cost per instance and poll, whatever the number of subscribers: one query (new
+//! Database cost per poller and poll, whatever the number of subscribers: one query (new
 //! rows, skipped ids and up to 500 watched rows by primary key), one more per further 500
 //! watched rows, and, only when something changed, one per 1,000 subscribed users. With no
 //! subscriber the poller sleeps and sends nothing.
 
 mod connection;
 mod poller;
+mod shared;
 mod sockets;
 mod subscription;
 
@@ -37,12 +38,13 @@ pub use sockets::{MAX_SOCKETS_PER_USER, SocketSlot};
 pub use subscription::Subscription;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, broadcast, watch};
 
+use crate::cluster::Cluster;
 use crate::error::{AuthError, Error};
 use crate::service::filter::MAX_LIST;
 use crate::service::listing::Scope;
@@ -115,11 +117,13 @@ impl<L: Log> PartialEq for LogEvent<L> {
 pub type TaskEvent = LogEvent<Midjourneys>;
 
 /// What a poll found: the changes, and the current state of the subscribed users it checked
-/// (`Err` for a user whose subscriptions must end).
+/// (`Err` for a user whose subscriptions must end); `interrupted` when changes may have been
+/// missed (every subscription of the log ends with [`Error::FeedInterrupted`]).
 #[derive(Debug)]
 struct Batch<L: Log> {
     events: Vec<LogEvent<L>>,
     users: HashMap<i64, Result<Viewer, AuthError>>,
+    interrupted: bool,
 }
 
 /// What to subscribe to in log `L`.
@@ -162,6 +166,8 @@ pub struct Hub<L: Log> {
     listeners: AtomicUsize,
     wake: Notify,
     started: std::sync::Once,
+    /// Whether this instance polls for the deployment now.
+    leading: AtomicBool,
 }
 
 impl<L: Log> Hub<L> {
@@ -172,6 +178,7 @@ impl<L: Log> Hub<L> {
             listeners: AtomicUsize::new(0),
             wake: Notify::new(),
             started: std::sync::Once::new(),
+            leading: AtomicBool::new(false),
         }
     }
 }
@@ -187,6 +194,8 @@ pub struct Live {
 pub struct Inner {
     service: Service,
     config: LiveConfig,
+    /// The deployment's shared state, when there is one.
+    cluster: Option<Cluster>,
     /// Open subscriptions per user id (both logs).
     users: Mutex<HashMap<i64, usize>>,
     total: AtomicUsize,
@@ -203,11 +212,18 @@ pub struct Inner {
 impl Live {
     /// A live service over `service`; its poller starts with the first subscription.
     pub fn new(service: Service, config: LiveConfig) -> Live {
+        Live::in_deployment(service, config, None)
+    }
+
+    /// A live service that, while `cluster` (Redis) answers, shares one poller per log with
+    /// the other instances of the deployment ([`shared`]), and polls on its own otherwise.
+    pub fn in_deployment(service: Service, config: LiveConfig, cluster: Option<Cluster>) -> Live {
         let (shutdown, _) = watch::channel(false);
         Live {
             inner: Arc::new(Inner {
                 service,
                 config,
+                cluster,
                 users: Mutex::default(),
                 total: AtomicUsize::new(0),
                 mj: Hub::new(),
@@ -223,6 +239,20 @@ impl Live {
     /// How many polls have run (for tests and metrics).
     pub fn polls(&self) -> u64 {
         self.inner.polls.load(Ordering::Relaxed)
+    }
+
+    /// Per log (its table), whether this instance polls it for the deployment now.
+    pub fn leading(&self) -> [(&'static str, bool); 2] {
+        [
+            (
+                Midjourneys::TABLE,
+                self.inner.mj.leading.load(Ordering::Relaxed),
+            ),
+            (
+                Tasks::TABLE,
+                self.inner.tasks.leading.load(Ordering::Relaxed),
+            ),
+        ]
     }
 
     /// How many subscriptions are open.

@@ -18,6 +18,7 @@ use crate::service::Service;
 use crate::service::log::{Log, LogFilter};
 use crate::service::users::MAX_USER_BATCH;
 
+use super::shared::Feed;
 use super::{Batch, EventKind, Inner, LiveLog, LogEvent};
 
 /// Most unfinished rows re-read each poll; beyond it the oldest stop being watched.
@@ -32,16 +33,18 @@ const MAX_GAPS: usize = 1_000;
 const NEW_BATCH: u64 = 500;
 /// Watched rows read per query.
 const WATCH_BATCH: usize = 500;
-/// What the poller remembers between polls.
-#[derive(Debug)]
-struct PollState<L: Log> {
+/// What the poller remembers between polls (in a deployment, kept in Redis with each
+/// published batch, so that the next leader resumes where the last one stopped).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
+pub(super) struct PollState<L: Log> {
     /// The highest id seen.
     last_id: i64,
     /// Unfinished rows as last read, by id.
     watched: BTreeMap<i64, L::Record>,
     /// Ids below `last_id` not seen yet (an insert that had not committed), with when to
-    /// stop looking.
-    gaps: BTreeMap<i64, Instant>,
+    /// stop looking (Unix milliseconds: the next leader may be another process).
+    gaps: BTreeMap<i64, i64>,
     /// Logs whose writer stamps changes (`updated_at`, seconds): the highest stamp seen, and
     /// the rows read with that stamp (the next poll reads that second again, for changes
     /// made later in it, and skips what it already sent).
@@ -53,22 +56,63 @@ pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
     let hub = L::hub(&inner);
     let mut shutdown = inner.shutdown.subscribe();
     let mut state: Option<PollState<L>> = None;
+    let mut feed = inner
+        .cluster
+        .clone()
+        .map(|c| Feed::<L>::new(c, inner.config.interval));
+    // Whether the last round (with subscribers) used the deployment's feed.
+    let mut was_shared: Option<bool> = None;
     let mut failing = false;
     loop {
         if *shutdown.borrow() {
+            if let Some(feed) = feed.as_mut() {
+                feed.leave().await;
+            }
             return;
         }
-        if hub.listeners.load(Ordering::Relaxed) == 0 {
+        let listening = hub.listeners.load(Ordering::Relaxed) > 0;
+        if let Some(feed) = feed.as_mut().filter(|f| f.usable()) {
+            state = None;
+            if !listening && !feed.leading() {
+                was_shared = None;
+                feed.idle();
+                tokio::select! {
+                    () = hub.wake.notified() => continue,
+                    _ = shutdown.changed() => continue,
+                }
+            }
+            if listening && was_shared == Some(false) {
+                interrupt::<L>(
+                    &inner,
+                    "redis answers again: switching to the deployment's feed",
+                );
+            }
+            was_shared = listening.then_some(true);
+            feed.round(&inner, listening, &mut shutdown).await;
+            continue;
+        }
+        if listening && was_shared == Some(true) {
+            interrupt::<L>(&inner, "redis lost: this instance polls on its own");
+        }
+        if let Some(feed) = feed.as_mut() {
+            feed.idle();
+        }
+        if !listening {
             // Nobody listens: forget everything and wait for a subscriber.
             state = None;
+            was_shared = None;
             tokio::select! {
                 () = hub.wake.notified() => continue,
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => continue,
             }
         }
+        was_shared = Some(false);
         let started = Instant::now();
         let result = match state.as_mut() {
-            Some(s) => poll::<L>(&inner, s).await,
+            Some(s) => match poll::<L>(&inner.service, s).await {
+                Ok((events, more)) => deliver::<L>(&inner, events).await.map(|()| more),
+                Err(e) => Err(e),
+            },
             None => match baseline::<L>(&inner.service).await {
                 Ok(s) => {
                     state = Some(s);
@@ -98,15 +142,68 @@ pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
             continue;
         }
         let wait = inner.config.interval.saturating_sub(started.elapsed());
+        let poll_again = feed.as_ref().map_or(wait, |_| wait.min(CHECK_REDIS));
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(poll_again) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }
 
+/// How often an instance polling on its own (Redis lost) looks whether Redis is back.
+const CHECK_REDIS: Duration = Duration::from_secs(1);
+
+/// Ends this instance's subscriptions of log `L` with [`Error::FeedInterrupted`]: changes
+/// may have been missed (or would be sent twice) where the source of changes switched.
+pub(super) fn interrupt<L: LiveLog>(inner: &Inner, why: &str) {
+    tracing::warn!(
+        log = L::TABLE,
+        "live: {why}; open subscriptions end (FEED_INTERRUPTED) and subscribe again"
+    );
+    let _ = L::hub(inner).tx.send(Arc::new(Batch {
+        events: Vec::new(),
+        users: HashMap::new(),
+        interrupted: true,
+    }));
+}
+
+/// Sends `events` to this instance's subscribers of log `L`, with the subscribed users as
+/// they are now (read first: a banned user receives nothing more). When the users cannot be
+/// read the subscriptions end (FEED_INTERRUPTED) rather than silently miss the events.
+pub(super) async fn deliver<L: LiveLog>(
+    inner: &Inner,
+    events: Vec<LogEvent<L>>,
+) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let subscribed: Vec<i64> = {
+        let users = inner.users.lock().unwrap_or_else(PoisonError::into_inner);
+        users.keys().copied().collect()
+    };
+    let service = &inner.service;
+    let mut users = HashMap::with_capacity(subscribed.len());
+    for chunk in subscribed.chunks(MAX_USER_BATCH) {
+        service.live_check();
+        match service.current_viewers(chunk).await {
+            Ok(found) => users.extend(found),
+            Err(e) => {
+                interrupt::<L>(inner, "the subscribed users could not be read");
+                return Err(e);
+            }
+        }
+    }
+    // No receiver is not an error: the last subscriber just left.
+    let _ = L::hub(inner).tx.send(Arc::new(Batch {
+        events,
+        users,
+        interrupted: false,
+    }));
+    Ok(())
+}
+
 /// The starting point: the highest id, and the recent unfinished rows to watch.
-async fn baseline<L: Log>(service: &Service) -> Result<PollState<L>, Error> {
+pub(super) async fn baseline<L: Log>(service: &Service) -> Result<PollState<L>, Error> {
     let backend = service.db.get_database_backend();
     service.live_query();
     let highest = L::Entity::find()
@@ -175,15 +272,18 @@ async fn baseline<L: Log>(service: &Service) -> Result<PollState<L>, Error> {
     })
 }
 
-/// One poll; `Ok(true)` when more new rows are waiting (poll again at once).
+/// One poll: the events, and `true` when more new rows are waiting (poll again at once).
+/// The state changes only once every read has succeeded.
 ///
 /// An idle poll is one query: the first [`WATCH_BATCH`] watched rows, the skipped ids and
-/// the new rows are read together; the subscribed users are read again only when there are
-/// events to deliver (a banned user receives nothing more).
-async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<bool, Error> {
-    let service = &inner.service;
+/// the new rows are read together.
+pub(super) async fn poll<L: LiveLog>(
+    service: &Service,
+    state: &mut PollState<L>,
+) -> Result<(Vec<LogEvent<L>>, bool), Error> {
     let backend = service.db.get_database_backend();
-    let now = Instant::now();
+    let now = chrono::Utc::now().timestamp_millis();
+    let gap_until = now + GAP_TTL.as_millis() as i64;
     state.gaps.retain(|_, until| *until > now);
     let watched: Vec<i64> = state.watched.keys().copied().collect();
     let mut chunks = watched.chunks(WATCH_BATCH);
@@ -261,7 +361,7 @@ async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<boo
         }
         if id > state.last_id {
             for gap in expected..id.min(expected.saturating_add(MAX_GAPS as i64)) {
-                state.gaps.insert(gap, now + GAP_TTL);
+                state.gaps.insert(gap, gap_until);
             }
             expected = id + 1;
             state.last_id = id;
@@ -314,21 +414,5 @@ async fn poll<L: LiveLog>(inner: &Inner, state: &mut PollState<L>) -> Result<boo
     while state.watched.len() > MAX_WATCHED {
         state.watched.pop_first();
     }
-    if events.is_empty() {
-        return Ok(false);
-    }
-
-    // Before anything is delivered: the subscribed users, as they are now.
-    let subscribed: Vec<i64> = {
-        let users = inner.users.lock().unwrap_or_else(PoisonError::into_inner);
-        users.keys().copied().collect()
-    };
-    let mut users = HashMap::with_capacity(subscribed.len());
-    for chunk in subscribed.chunks(MAX_USER_BATCH) {
-        service.live_query();
-        users.extend(service.current_viewers(chunk).await?);
-    }
-    // No receiver is not an error: the last subscriber just left.
-    let _ = L::hub(inner).tx.send(Arc::new(Batch { events, users }));
-    Ok(fresh == NEW_BATCH)
+    Ok((events, fresh == NEW_BATCH))
 }

@@ -30,7 +30,8 @@ pub struct Subscription<L: LiveLog> {
 impl<L: LiveLog> Subscription<L> {
     /// The next event; `None` when the subscription is complete (every listed task
     /// finished, or the server is shutting down); an error ends it (the user was banned or
-    /// deleted, or the subscriber fell [`BUFFER`](super::BUFFER) polls behind).
+    /// deleted, the subscriber fell [`BUFFER`](super::BUFFER) polls behind, or the source of
+    /// changes was interrupted).
     pub async fn next(&mut self) -> Option<Result<LogEvent<L>, Error>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
@@ -70,6 +71,9 @@ impl<L: LiveLog> Subscription<L> {
 
     /// Keeps the batch's events this subscriber gets; fails when its user changed.
     fn take(&mut self, batch: &Batch<L>) -> Result<(), Error> {
+        if batch.interrupted {
+            return Err(Error::FeedInterrupted);
+        }
         match batch.users.get(&self.viewer.id) {
             Some(Err(e)) => return Err(Error::Auth(*e)),
             Some(Ok(now)) if *now != self.viewer => {

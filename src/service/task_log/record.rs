@@ -7,7 +7,7 @@ use crate::service::task_log::json::{self, Properties};
 
 /// One task of the generic log. Built from a stored row; there is no field for
 /// `private_data`, so nothing downstream can serve it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlatformTaskRecord {
     pub id: i64,
     /// Epoch seconds.
