@@ -8,16 +8,19 @@ use std::time::{Duration, Instant};
 
 use mj_tasks::service::Role;
 
-use crate::helpers::{TestApp, TestDb, TestUser, spawn_app_with, unique_name};
+use serde_json::Value;
+
+use crate::helpers::{Task, TestApp, TestDb, TestUser, spawn_app_with, unique_name};
+use crate::live_client::Ws;
 
 /// A `redis-server` of the test's own (no persistence), killed on drop.
-struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -27,12 +30,12 @@ impl RedisServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Starts it (again, on the same port) and waits until it answers.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -51,7 +54,7 @@ impl RedisServer {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -244,4 +247,118 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_address_budget
         );
     }
     assert_eq!(statuses, [401, 401, 429]);
+}
+
+/// The Midjourney live poller's query count of each instance.
+fn live_queries(apps: &[TestApp]) -> Vec<u64> {
+    apps.iter().map(|a| a.service.query_counts().live).collect()
+}
+
+/// Updates `mj`'s progress from outside and expects every socket to hear it on `op`.
+async fn step_heard(apps: &[TestApp], subs: &mut [Ws], op: &str, mj: &str, progress: &str) {
+    apps[0]
+        .sql(&format!(
+            "UPDATE midjourneys SET progress = '{progress}' WHERE mj_id = '{mj}'"
+        ))
+        .await;
+    for ws in subs.iter_mut() {
+        let payload = ws.next_of(op).await.expect("an event");
+        let event = &payload["data"]["midjourneyTaskEvents"];
+        assert_eq!(event["task"]["progress"], progress, "{payload}");
+        assert_eq!(event["kind"], "UPDATED", "{payload}");
+    }
+}
+
+/// Subscribes every socket (operation `op`), then gives the feeds a few polls to settle.
+async fn subscribe_all(subs: &mut [Ws], op: &str) {
+    for ws in subs.iter_mut() {
+        ws.subscribe(op, LIVE, Value::Null).await;
+    }
+    tokio::time::sleep(Duration::from_millis(6 * LIVE_POLL_MS)).await;
+}
+
+const LIVE: &str = "subscription { midjourneyTaskEvents { kind task { mjId progress } } }";
+const LIVE_POLL_MS: u64 = 100;
+
+#[tokio::test]
+async fn the_live_feed_is_one_poller_with_redis_each_instances_own_without_and_says_when_it_switches()
+ {
+    let mut redis = RedisServer::start();
+    let apps = instances(2, Some(&redis), |c| c.live.live_poll_ms = LIVE_POLL_MS).await;
+    redis_state(&apps, "ok").await;
+    let alice = apps[0].user("alice", Role::Common).await;
+    apps[0]
+        .task(
+            Task::of(alice.id)
+                .mj("fb-1")
+                .progress("0%")
+                .status("IN_PROGRESS"),
+        )
+        .await;
+    let mut subs = Vec::new();
+    for app in &apps {
+        let mut ws = Ws::connect(app.addr, "graphql-transport-ws").await;
+        ws.init(&alice).await;
+        subs.push(ws);
+    }
+    subscribe_all(&mut subs, "1").await;
+
+    // Shared: one instance leads, only it polls, both deliver.
+    let leaders: Vec<bool> = apps.iter().map(|a| a.live.leading()[0].1).collect();
+    assert_eq!(
+        leaders.iter().filter(|l| **l).count(),
+        1,
+        "one leader: {leaders:?}"
+    );
+    let before = live_queries(&apps);
+    step_heard(&apps, &mut subs, "1", "fb-1", "10%").await;
+    tokio::time::sleep(Duration::from_millis(5 * LIVE_POLL_MS)).await;
+    let after = live_queries(&apps);
+    for (i, leads) in leaders.iter().enumerate() {
+        if *leads {
+            assert!(after[i] > before[i], "the leader polls");
+        } else {
+            assert_eq!(after[i], before[i], "a follower does not poll");
+        }
+    }
+    println!("shared: live queries per instance {before:?} -> {after:?}");
+
+    // Redis gone: each subscription ends, clearly; subscribed again, each instance polls.
+    redis.stop();
+    redis_state(&apps, "unavailable").await;
+    for ws in subs.iter_mut() {
+        let payload = ws.next_of("1").await.expect("the end, as an error");
+        assert_eq!(
+            payload["errors"][0]["extensions"]["code"], "FEED_INTERRUPTED",
+            "{payload}"
+        );
+        assert_eq!(ws.next_of("1").await, None, "then complete");
+    }
+    subscribe_all(&mut subs, "2").await;
+    let before = live_queries(&apps);
+    step_heard(&apps, &mut subs, "2", "fb-1", "20%").await;
+    let after = live_queries(&apps);
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| a > b),
+        "each instance polls on its own: {before:?} -> {after:?}"
+    );
+    assert!(apps.iter().all(|a| !a.live.leading()[0].1));
+    println!("redis stopped: live queries per instance {before:?} -> {after:?}");
+
+    // Redis back: the same again, then one poller.
+    redis.restart();
+    redis_state(&apps, "ok").await;
+    for ws in subs.iter_mut() {
+        let payload = ws.next_of("2").await.expect("the end, as an error");
+        assert_eq!(
+            payload["errors"][0]["extensions"]["code"], "FEED_INTERRUPTED",
+            "{payload}"
+        );
+        assert_eq!(ws.next_of("2").await, None, "then complete");
+    }
+    subscribe_all(&mut subs, "3").await;
+    step_heard(&apps, &mut subs, "3", "fb-1", "30%").await;
+    let leaders = apps.iter().filter(|a| a.live.leading()[0].1).count();
+    assert_eq!(leaders, 1, "one leader again");
+    println!("redis back: one leader again; every step heard once on both instances");
 }

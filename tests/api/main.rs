@@ -41,6 +41,7 @@ mod live_load;
 mod load;
 mod model;
 mod network;
+mod one_poller;
 mod online_index;
 mod operations;
 mod paging;

@@ -96,6 +96,7 @@ pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
         }
         if let Some(feed) = feed.as_mut() {
             feed.idle();
+            hub.leading.store(false, Ordering::Relaxed);
         }
         if !listening {
             // Nobody listens: forget everything and wait for a subscriber.

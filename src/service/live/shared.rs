@@ -181,6 +181,10 @@ impl<L: LiveLog> Feed<L> {
     /// Forgets the place in the stream and any leadership (no subscriber, or Redis lost):
     /// the next round starts afresh.
     pub(super) fn idle(&mut self) {
+        if !self.cluster.up() {
+            // Its connection may be broken: a new one when Redis is back.
+            self.reader = None;
+        }
         self.leader = None;
         self.cursor = None;
         self.seen = None;
