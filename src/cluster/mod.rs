@@ -152,7 +152,9 @@ impl Cluster {
     }
 
     /// [`Cluster::call`] on a dedicated connection, for a command that may block up to
-    /// `blocks` (the deadline is that plus the usual one).
+    /// `blocks` (the deadline is that plus the usual one). Its failure does not mark Redis
+    /// down (a process paused past the deadline cannot tell that from a slow Redis): the
+    /// caller drops the connection, and its next ordinary call decides.
     pub async fn call_blocking<T, F>(
         &self,
         conn: &mut ConnectionManager,
@@ -165,11 +167,7 @@ impl Cluster {
         if !self.up() {
             return Err(ClusterError::Down);
         }
-        let result = Self::within(blocks + self.inner.timeout, run(conn)).await;
-        if let Err(e) = &result {
-            self.mark_down(e);
-        }
-        result
+        Self::within(blocks + self.inner.timeout, run(conn)).await
     }
 
     fn mark_down(&self, error: &ClusterError) {

@@ -419,7 +419,7 @@ async fn three_instances_share_one_poller_and_a_killed_leader_loses_no_change() 
         first_after_kill.map_or(0, |d| d.as_millis()),
     );
     println!(
-        "{} of the {} subscribers on the surviving instances received all {STEPS} steps of its {TASKS_PER_USER} tasks, in order, none twice (all of those on the instance never frozen)",
+        "{} of the {} subscribers on the surviving instances received all {STEPS} steps of its {TASKS_PER_USER} tasks, in order, none twice (any other: on the frozen instance, told FEED_INTERRUPTED, below)",
         USERS * 2 - frozen_interrupted,
         USERS * 2
     );
@@ -430,7 +430,7 @@ async fn three_instances_share_one_poller_and_a_killed_leader_loses_no_change() 
     let third = third.expect("the third instance took over from the frozen leader");
     assert_eq!(paused, Some(new_leader));
     println!(
-        "instance {new_leader} frozen {} ms (past its lease) after step {PAUSE_AFTER}: instance {third} held the lease meanwhile; woken, the frozen one published nothing twice; of its {USERS} subscribers {frozen_interrupted} ended with FEED_INTERRUPTED (its Redis calls timed out while frozen) after hearing each step before once, the others heard every step once",
+        "instance {new_leader} frozen {} ms (past its lease) after step {PAUSE_AFTER}: instance {third} held the lease meanwhile; woken, the frozen one published nothing twice; of its {USERS} subscribers {frozen_interrupted} ended with FEED_INTERRUPTED (a Redis call timed out while it was frozen) after hearing each earlier step once",
         (LEASE + Duration::from_millis(1500)).as_millis()
     );
     drop(redis);

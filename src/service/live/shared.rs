@@ -259,7 +259,9 @@ impl<L: LiveLog> Feed<L> {
                     }
                 }
                 Err(e) => {
+                    // A new connection next round, from the same place in the stream.
                     tracing::debug!(log = L::TABLE, error = %e, "live feed: reading the stream failed");
+                    self.reader = None;
                     return;
                 }
             }
