@@ -8,6 +8,9 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 use crate::config::DbConfig;
 
+/// How long a pooled connection may sit idle before it is pinged when handed out.
+const IDLE_PING: Duration = Duration::from_secs(10);
+
 /// Opens the pool described by `cfg`. With `lazy`, no connection is made until the first
 /// query, so the service can start (and answer 503) while the database is down.
 pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, DbErr> {
@@ -59,6 +62,11 @@ async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConne
         .acquire_timeout(acquire)
         .connect_timeout(acquire)
         .idle_timeout(Duration::from_secs(300))
+        // A connection in use within the last seconds is handed out as it is (a ping on
+        // every checkout was a round trip per statement); one idle longer is pinged first.
+        // A hot connection the server closed fails at its statement, and the read runs once
+        // more (`service::replicas`).
+        .test_before_acquire_if_idle_for(IDLE_PING)
         .connect_lazy(lazy)
         .sqlx_logging(cfg.db_log_statements)
         .sqlx_logging_level(log::LevelFilter::Info);

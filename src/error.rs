@@ -269,6 +269,25 @@ pub(crate) fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// Whether `err` says the connection itself broke (closed by the server, reset, a
+/// PostgreSQL session terminated, a MySQL server gone), not the statement: worth one more
+/// try on another connection.
+pub(crate) fn is_broken_connection(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as E;
+    let sqlx = match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        E::Io(_) | E::Protocol(_) => true,
+        E::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            code.starts_with("57P0") || matches!(code.as_str(), "2006" | "2013")
+        }
+        _ => false,
+    }
+}
+
 /// Whether `err` is a statement cut off at the statement timeout: the query's own fault,
 /// not the server's (a replica that answers so is still a good replica).
 pub(crate) fn is_statement_timeout(err: &DbErr) -> bool {

@@ -13,6 +13,11 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// mimalloc rather than glibc's malloc: measured by `bench --http` (see the README's
+/// Performance section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What is logged when `RUST_LOG` says nothing else: the service at INFO, the drivers only
 /// when something is wrong.
 const DEFAULT_LOGS: &str = "sqlx=warn,sea_orm_migration=warn";

@@ -9,7 +9,7 @@ use super::envelope::{ApiError, Success, success};
 use super::items::{AdminItem, ListData, SelfItem};
 use super::params;
 use crate::auth;
-use crate::service::{PageRequest, Role, Scope, TaskQuery, TaskRecord};
+use crate::service::{Columns, PageRequest, Role, Scope, TaskQuery, TaskRecord};
 use crate::state::AppState;
 
 type ListResult<T> = Result<Json<Success<ListData<T>>>, ApiError>;
@@ -56,9 +56,15 @@ async fn list<T: From<TaskRecord> + Serialize>(
         order: Vec::new(),
         page: PageRequest::Offset(params.page),
     };
+    // `/api/mj/self` shows 15 fields: the page reads only those columns.
+    let columns = if min_role >= Role::Admin {
+        Columns::All
+    } else {
+        Columns::Lean
+    };
     // The page and its total, asked at once (two connections, one round trip of waiting).
     let (page, total) = tokio::join!(
-        state.service.list_tasks(&viewer, &task_query),
+        state.service.list_columns(&viewer, &task_query, columns),
         state.service.count_tasks_since(&viewer, &task_query, since)
     );
     let page = page.map_err(err)?;

@@ -110,7 +110,8 @@ pub enum Columns {
     /// Every column the record holds.
     #[default]
     All,
-    /// Without the log's large columns the answer does not show (the task log's `data`).
+    /// Without the large columns the answer does not show (the task log's `data`; the
+    /// Midjourney columns `/api/mj/self` leaves out).
     Lean,
 }
 
@@ -329,12 +330,13 @@ impl Service {
         self.counts
             .get_or_run(key, since, async {
                 self.count_query();
+                // `all`, not `one`: `one` would add a LIMIT to an aggregate.
                 let n = self
                     .read("count", |db| {
-                        Box::pin(count.clone().into_tuple::<i64>().one(db))
+                        Box::pin(count.clone().into_tuple::<i64>().all(db))
                     })
                     .await?;
-                Ok(n.unwrap_or(0).max(0) as u64)
+                Ok(n.first().copied().unwrap_or(0).max(0) as u64)
             })
             .await
     }

@@ -1,7 +1,8 @@
 //! The Midjourney log (`midjourneys`) as the core sees it.
 
 use entity::midjourney::{self, Column};
-use sea_orm::{DbBackend, EntityTrait, Select};
+use sea_orm::sea_query::Expr;
+use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QuerySelect, Select};
 
 use crate::service::Service;
 use crate::service::filter::{NumFilter, StringFilter, TaskFilter};
@@ -33,6 +34,32 @@ impl Log for Midjourneys {
 
     fn rows(_backend: DbBackend) -> Select<midjourney::Entity> {
         midjourney::Entity::find()
+    }
+
+    /// Lean: without the columns `/api/mj/self` does not show (`code`, `description`,
+    /// `state`, `channel_id`, `buttons`, `properties`: JSON text among them), read as NULL.
+    fn rows_with(backend: DbBackend, lean: bool) -> Select<midjourney::Entity> {
+        if !lean {
+            return Self::rows(backend);
+        }
+        let (null_text, null_int) = match backend {
+            DbBackend::Postgres => ("CAST(NULL AS text)", "CAST(NULL AS bigint)"),
+            DbBackend::MySql => ("CAST(NULL AS CHAR)", "CAST(NULL AS SIGNED)"),
+            _ => ("NULL", "NULL"),
+        };
+        let mut select = midjourney::Entity::find().select_only();
+        for col in midjourney::Column::iter() {
+            select = match col {
+                Column::Code | Column::ChannelId => {
+                    select.column_as(Expr::cust(null_int), col.as_str())
+                }
+                Column::Description | Column::State | Column::Buttons | Column::Properties => {
+                    select.column_as(Expr::cust(null_text), col.as_str())
+                }
+                _ => select.column(col),
+            };
+        }
+        select
     }
 
     fn record(model: midjourney::Model, service: &Service) -> TaskRecord {

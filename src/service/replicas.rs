@@ -278,7 +278,16 @@ impl Service {
         F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
     {
         let result = match &self.pooler {
-            None => run(&Session::Pool(db)).await,
+            // A pooled connection is not pinged before use (see `db.rs`): one the server
+            // closed meanwhile fails at its first statement, and the read runs once more
+            // (reads are idempotent) on another.
+            None => match run(&Session::Pool(db)).await {
+                Err(e) if crate::error::is_broken_connection(&e) => {
+                    tracing::debug!(error = %e, "a pooled connection was closed by the server: reading again");
+                    run(&Session::Pool(db)).await
+                }
+                other => other,
+            },
             Some(pooler) => {
                 let session = Session::open(db, Some(pooler)).await?;
                 let result = run(&session).await;

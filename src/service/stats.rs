@@ -94,10 +94,12 @@ impl Service {
         let totals = self.totals_select(viewer, query);
         let row = self
             .read("stats", |db| {
-                Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().one(db))
+                // `all`, not `one`: `one` would add a LIMIT to an aggregate.
+                Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().all(db))
             })
             .await?;
-        let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
+        let (count, quota_sum, success_count, failure_count) =
+            row.first().copied().unwrap_or_default();
         Ok(Totals {
             count,
             quota_sum,

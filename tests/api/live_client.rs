@@ -17,7 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::helpers::{TestApp, TestDb, TestUser};
 
 /// How long a test waits for an event it expects (the bound).
-pub const WITHIN: Duration = Duration::from_secs(2);
+pub const WITHIN: Duration = Duration::from_secs(5);
 
 /// What the server sent.
 #[derive(Debug)]
