@@ -22,9 +22,34 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// when something is wrong.
 const DEFAULT_LOGS: &str = "sqlx=warn,sea_orm_migration=warn";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse_naming_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads(&cli))
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(main_async(cli)),
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--worker-threads`, or its default (see its help).
+fn worker_threads(cli: &Cli) -> usize {
+    if let Some(n) = cli.worker_threads {
+        return usize::from(n);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    match &cli.command {
+        None | Some(Command::Serve(_) | Command::Demo(_)) => (cores / 2).max(1),
+        Some(_) => cores,
+    }
+}
+
+async fn main_async(cli: Cli) -> ExitCode {
     let telemetry = match init_logs(&cli) {
         Ok(t) => t,
         Err(e) => {
