@@ -17,8 +17,8 @@ use crate::graphql::task_log::{Task, TaskConnection, TaskFilterInput, TaskOrder,
 use crate::service::LogFilter;
 use crate::service::filter::MAX_VALUE;
 use crate::service::{
-    Columns, KeyOrder, Log, LogQuery, Lookups, PlatformTaskQuery, Role, Scope, TaskKey, TaskQuery,
-    Tasks, Viewer as SvcViewer,
+    Columns, KeyOrder, Log, LogQuery, Lookups, Midjourneys, PlatformTaskQuery, Role, Scope,
+    TaskKey, TaskQuery, Tasks, Viewer as SvcViewer,
 };
 
 /// The root of every query.
@@ -109,16 +109,28 @@ impl Query {
         let look = ctx.look_ahead();
         let wants_total = look.field("totalCount").exists()
             || look.field("pageInfo").field("totalPages").exists();
+        // The columns no field shows (`code`, `state`, `buttons`, `properties`) are never
+        // read; `description` and `channel_id` only when selected.
+        let wants_all = ["description", "channelId"].iter().any(|f| {
+            look.field("nodes").field(f).exists()
+                || look.field("edges").field("node").field(f).exists()
+        });
+        let columns = if wants_all {
+            Columns::All
+        } else {
+            Columns::Lean
+        };
         let total = OnceCell::new();
+        let list = service.list_columns::<Midjourneys>(viewer, &query, columns);
         let page = if wants_total {
             let (page, count) = tokio::join!(
-                service.list_tasks(viewer, &query),
+                list,
                 service.count_tasks_since(viewer, &query, arrived(ctx))
             );
             let _ = total.set(count.gql(lang)?);
             page
         } else {
-            service.list_tasks(viewer, &query).await
+            list.await
         };
         Ok(MidjourneyTaskConnection {
             page: page.gql(lang)?,

@@ -155,3 +155,43 @@ async fn derived_task_fields() {
     assert_eq!(n["submittedAt"], Value::Null);
     assert_eq!(n["durationMs"], Value::Null);
 }
+
+/// A page reads `description` and `channel_id` only when a field shows them: selected
+/// (as nodes, as edges, through a fragment) they are there; not selected, the rest of the
+/// task is the same.
+#[tokio::test]
+async fn a_page_reads_the_columns_its_fields_show() {
+    let app = spawn_app().await;
+    let admin = app.user("boss", Role::Admin).await;
+    let id = app
+        .task(Task::of(admin.id).mj("cols-1").channel(5).progress("40%"))
+        .await;
+    app.sql(&format!(
+        "UPDATE midjourneys SET description = 'a cat', buttons = '[1]', properties = '{{}}' WHERE id = {id}"
+    ))
+    .await;
+    let queries = [
+        "{ midjourneyTasks { nodes { id mjId progress description channelId } } }",
+        "{ midjourneyTasks { edges { node { id mjId progress description channelId } } } }",
+        "{ midjourneyTasks { nodes { ...T } } } fragment T on MidjourneyTask { id mjId progress description channelId }",
+    ];
+    for q in queries {
+        let a = app.gql(&admin, q).await;
+        let data = &a.json["data"]["midjourneyTasks"];
+        let node = if data["nodes"].is_array() {
+            data["nodes"][0].clone()
+        } else {
+            data["edges"][0]["node"].clone()
+        };
+        assert_eq!(node["description"], "a cat", "{q}: {}", a.json);
+        assert_eq!(node["channelId"], 5, "{q}: {}", a.json);
+        assert_eq!(node["progress"], "40%", "{q}");
+    }
+    let lean = app
+        .gql(&admin, "{ midjourneyTasks { nodes { id mjId progress } } }")
+        .await;
+    assert_eq!(
+        lean.json["data"]["midjourneyTasks"]["nodes"][0],
+        json!({"id": id, "mjId": "cols-1", "progress": "40%"})
+    );
+}
