@@ -92,14 +92,21 @@ impl Service {
         query.filter.validate(viewer)?;
         self.count_query();
         let totals = self.totals_select(viewer, query);
+        let backend = self.db.get_database_backend();
         let row = self
             .read("stats", |db| {
-                // `all`, not `one`: `one` would add a LIMIT to an aggregate.
-                Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().all(db))
+                let totals = totals.clone().into_tuple::<(i64, i64, i64, i64)>();
+                Box::pin(async move {
+                    // Without a LIMIT, except on MySQL/MariaDB (see `count_since`).
+                    if backend == DbBackend::MySql {
+                        totals.one(db).await
+                    } else {
+                        Ok(totals.all(db).await?.into_iter().next())
+                    }
+                })
             })
             .await?;
-        let (count, quota_sum, success_count, failure_count) =
-            row.first().copied().unwrap_or_default();
+        let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
         Ok(Totals {
             count,
             quota_sum,
