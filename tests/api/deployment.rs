@@ -269,6 +269,18 @@ async fn step_heard(apps: &[TestApp], subs: &mut [Ws], op: &str, mj: &str, progr
     }
 }
 
+/// Expects operation `op` on every socket to end with `FEED_INTERRUPTED`, then complete.
+async fn interrupted(subs: &mut [Ws], op: &str) {
+    for ws in subs.iter_mut() {
+        let payload = ws.next_of(op).await.expect("the end, as an error");
+        assert_eq!(
+            payload["errors"][0]["extensions"]["code"], "FEED_INTERRUPTED",
+            "{payload}"
+        );
+        assert_eq!(ws.next_of(op).await, None, "then complete");
+    }
+}
+
 /// Subscribes every socket (operation `op`), then gives the feeds a few polls to settle.
 async fn subscribe_all(subs: &mut [Ws], op: &str) {
     for ws in subs.iter_mut() {
@@ -326,14 +338,7 @@ async fn the_live_feed_is_one_poller_with_redis_each_instances_own_without_and_s
     // Redis gone: each subscription ends, clearly; subscribed again, each instance polls.
     redis.stop();
     redis_state(&apps, "unavailable").await;
-    for ws in subs.iter_mut() {
-        let payload = ws.next_of("1").await.expect("the end, as an error");
-        assert_eq!(
-            payload["errors"][0]["extensions"]["code"], "FEED_INTERRUPTED",
-            "{payload}"
-        );
-        assert_eq!(ws.next_of("1").await, None, "then complete");
-    }
+    interrupted(&mut subs, "1").await;
     subscribe_all(&mut subs, "2").await;
     let before = live_queries(&apps);
     step_heard(&apps, &mut subs, "2", "fb-1", "20%").await;
@@ -348,14 +353,7 @@ async fn the_live_feed_is_one_poller_with_redis_each_instances_own_without_and_s
     // Redis back: the same again, then one poller.
     redis.restart();
     redis_state(&apps, "ok").await;
-    for ws in subs.iter_mut() {
-        let payload = ws.next_of("2").await.expect("the end, as an error");
-        assert_eq!(
-            payload["errors"][0]["extensions"]["code"], "FEED_INTERRUPTED",
-            "{payload}"
-        );
-        assert_eq!(ws.next_of("2").await, None, "then complete");
-    }
+    interrupted(&mut subs, "2").await;
     subscribe_all(&mut subs, "3").await;
     step_heard(&apps, &mut subs, "3", "fb-1", "30%").await;
     let leaders = apps.iter().filter(|a| a.live.leading()[0].1).count();

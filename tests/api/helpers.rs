@@ -309,6 +309,34 @@ impl Task {
 }
 
 impl TestApp {
+    /// `users` common users named `{prefix}{u}`, each owning `per_user` unfinished tasks
+    /// (`0%`, `IN_PROGRESS`) with mj ids `{prefix}-{u}-{t}`; each user with its mj ids.
+    pub async fn users_with_unfinished_tasks(
+        &self,
+        prefix: &str,
+        users: usize,
+        per_user: usize,
+    ) -> Vec<(TestUser, Vec<String>)> {
+        let mut out = Vec::with_capacity(users);
+        for u in 0..users {
+            let user = self.user(&format!("{prefix}{u}"), Role::Common).await;
+            let mut mjs = Vec::with_capacity(per_user);
+            for t in 0..per_user {
+                let mj = format!("{prefix}-{u}-{t}");
+                self.task(
+                    Task::of(user.id)
+                        .mj(&mj)
+                        .progress("0%")
+                        .status("IN_PROGRESS"),
+                )
+                .await;
+                mjs.push(mj);
+            }
+            out.push((user, mjs));
+        }
+        out
+    }
+
     /// Tells the server to shut down (as SIGTERM does).
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {

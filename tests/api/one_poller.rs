@@ -17,12 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mj_tasks::service::Role;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::deployment::RedisServer;
-use crate::helpers::{Task, TestDb, TestUser, spawn_app_with, unique_name};
+use crate::helpers::{TestDb, TestUser, spawn_app_with, unique_name};
 use crate::live_client::{Frame, Ws, init_payload};
 use crate::process::ServerProcess;
 
@@ -125,23 +124,11 @@ async fn three_instances_share_one_poller_and_a_killed_leader_loses_no_change() 
     let redis = RedisServer::start();
     let seed = spawn_app_with(TestDb::new().await, |_| {}).await;
     let url = seed.db.url.clone();
-    let mut users = Vec::new();
-    let mut tasks: HashMap<i64, Vec<String>> = HashMap::new();
-    for u in 0..USERS {
-        let user = seed.user(&format!("one{u}"), Role::Common).await;
-        for t in 0..TASKS_PER_USER {
-            let mj = format!("one-{u}-{t}");
-            seed.task(
-                Task::of(user.id)
-                    .mj(&mj)
-                    .progress("0%")
-                    .status("IN_PROGRESS"),
-            )
-            .await;
-            tasks.entry(user.id).or_default().push(mj);
-        }
-        users.push(user);
-    }
+    let seeded = seed
+        .users_with_unfinished_tasks("one", USERS, TASKS_PER_USER)
+        .await;
+    let users: Vec<TestUser> = seeded.iter().map(|(u, _)| u.clone()).collect();
+    let tasks: HashMap<i64, Vec<String>> = seeded.into_iter().map(|(u, mjs)| (u.id, mjs)).collect();
 
     let prefix = format!("one{}", unique_name());
     let redis_url = redis.url();

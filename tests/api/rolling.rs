@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mj_tasks::service::Role;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::helpers::{Task, TestDb, TestUser, spawn_app_with};
+use crate::helpers::{TestDb, TestUser, spawn_app_with};
 use crate::live_client::{Frame, Ws, init_payload};
 use crate::load::{answer_kind, mixed_request};
 use crate::process::{ServerProcess, free_port};
@@ -149,23 +148,14 @@ async fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_no_subscrib
     // The database, its users and their unfinished tasks (seeded by an in-process app).
     let seed = spawn_app_with(TestDb::new().await, |_| {}).await;
     let url = seed.db.url.clone();
-    let mut users = Vec::new();
-    let mut tasks = Vec::new();
-    for u in 0..USERS {
-        let user = seed.user(&format!("roll{u}"), Role::Common).await;
-        for t in 0..TASKS_PER_USER {
-            let mj = format!("roll-{u}-{t}");
-            seed.task(
-                Task::of(user.id)
-                    .mj(&mj)
-                    .progress("0%")
-                    .status("IN_PROGRESS"),
-            )
-            .await;
-            tasks.push((user.id, mj));
-        }
-        users.push(user);
-    }
+    let seeded = seed
+        .users_with_unfinished_tasks("roll", USERS, TASKS_PER_USER)
+        .await;
+    let users: Vec<TestUser> = seeded.iter().map(|(u, _)| u.clone()).collect();
+    let tasks: Vec<(i64, String)> = seeded
+        .iter()
+        .flat_map(|(u, mjs)| mjs.iter().map(|mj| (u.id, mj.clone())))
+        .collect();
 
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut servers = Vec::new();

@@ -79,7 +79,7 @@ impl Default for LiveConfig {
 }
 
 /// What happened to a task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     /// The task as it was when the subscription started (initial snapshot).
     Snapshot,
@@ -91,8 +91,10 @@ pub enum EventKind {
     Finished,
 }
 
-/// One change, with the task of log `L` as it is now.
-#[derive(Debug)]
+/// One change, with the task of log `L` as it is now (serialised as such into a
+/// deployment's change stream).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
 pub struct LogEvent<L: Log> {
     pub kind: EventKind,
     pub task: L::Record,

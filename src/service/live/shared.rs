@@ -38,7 +38,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::service::log::Log;
 
 use super::poller::{self, PollState};
-use super::{EventKind, Inner, LiveLog, LogEvent};
+use super::{Inner, LiveLog, LogEvent};
 
 /// Batches kept in a stream (approximately; an instance further behind sees a gap).
 const STREAM_LEN: u64 = 10_000;
@@ -104,27 +104,12 @@ struct Stored<L: Log> {
     state: PollState<L>,
 }
 
-/// One published change (the wire form of [`LogEvent`]).
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "")]
-struct Published<L: Log> {
-    kind: Kind,
-    task: L::Record,
-}
-
 /// What a read of the stream found, in order.
 enum Found<L: Log> {
     /// One batch of changes.
     Batch(Vec<LogEvent<L>>),
     /// Batches this instance cannot have (trimmed away, or a fresh start of the state).
     Gap,
-}
-
-#[derive(Clone, Copy, Serialize, Deserialize)]
-enum Kind {
-    Created,
-    Updated,
-    Finished,
 }
 
 /// A log's part in the deployment's feed, for one instance.
@@ -377,18 +362,7 @@ impl<L: LiveLog> Feed<L> {
         let batch = if events.is_empty() {
             String::new()
         } else {
-            let wire: Vec<Published<L>> = events
-                .into_iter()
-                .map(|e| Published {
-                    kind: match e.kind {
-                        EventKind::Created | EventKind::Snapshot => Kind::Created,
-                        EventKind::Updated => Kind::Updated,
-                        EventKind::Finished => Kind::Finished,
-                    },
-                    task: e.task,
-                })
-                .collect();
-            serde_json::to_string(&wire).unwrap_or_default()
+            serde_json::to_string(&events).unwrap_or_default()
         };
         let text = serde_json::to_string(&*leader).unwrap_or_default();
         let state = if text == self.stored_text {
@@ -485,19 +459,8 @@ impl<L: LiveLog> Feed<L> {
             if !continues {
                 batches.push(Found::Gap);
             }
-            match serde_json::from_str::<Vec<Published<L>>>(&text) {
-                Ok(wire) => batches.push(Found::Batch(
-                    wire.into_iter()
-                        .map(|p| LogEvent {
-                            kind: match p.kind {
-                                Kind::Created => EventKind::Created,
-                                Kind::Updated => EventKind::Updated,
-                                Kind::Finished => EventKind::Finished,
-                            },
-                            task: p.task,
-                        })
-                        .collect(),
-                )),
+            match serde_json::from_str::<Vec<LogEvent<L>>>(&text) {
+                Ok(events) => batches.push(Found::Batch(events)),
                 Err(e) => {
                     tracing::warn!(log = L::TABLE, error = %e, "live feed: a batch could not be read");
                     batches.push(Found::Gap);
