@@ -104,17 +104,19 @@ impl App {
         if pooled(&cfg.db.database_url) && !cfg.no_migrate {
             return Err(StartError::MigrateThroughPooler);
         }
-        let db = match db::connect_serving(&cfg.db, cfg.no_migrate).await {
-            Ok(db) => db,
+        let (db, trouble) = match db::connect_serving(&cfg.db, cfg.no_migrate).await {
+            Ok(opened) => opened,
             Err(e) => return Err(connect_error(&cfg.db.database_url, &e).await),
         };
         if !cfg.no_migrate {
             migrate(&cfg.db, &db).await?;
         }
-        let mut service = Service::new(db, cfg.image_forward_base.clone()).with_caches(
-            Duration::from_millis(cfg.auth_cache_ms),
-            Duration::from_millis(cfg.count_freshness_ms),
-        );
+        let mut service = Service::new(db, cfg.image_forward_base.clone())
+            .with_trouble(trouble)
+            .with_caches(
+                Duration::from_millis(cfg.auth_cache_ms),
+                Duration::from_millis(cfg.count_freshness_ms),
+            );
         // Reads are pinned when any of the databases they may go to is behind PgBouncer.
         if pooled(&cfg.db.database_url) || cfg.replicas.read_database_urls.iter().any(|u| pooled(u))
         {
@@ -320,11 +322,11 @@ async fn replicas(cfg: &ServeArgs) -> Result<Replicas, StartError> {
             database_url: url.clone(),
             ..cfg.db.clone()
         };
-        let pool = match db::connect(&replica, true).await {
-            Ok(pool) => pool,
+        let (pool, trouble) = match db::connect_serving(&replica, true).await {
+            Ok(opened) => opened,
             Err(e) => return Err(connect_error(url, &e).await),
         };
-        pools.push((url.clone(), pool));
+        pools.push((url.clone(), pool, trouble));
     }
     Ok(Replicas::new(pools, cfg.replicas.replica_fallback))
 }

@@ -7,6 +7,10 @@ use sea_orm::sqlx::{AssertSqlSafe, Executor};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 use crate::config::DbConfig;
+use crate::db_trouble::{RELEASE_PING, Trouble};
+use futures_util::future::BoxFuture;
+use sea_orm::sqlx::Connection;
+use sea_orm::sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 
 /// How long a pooled connection may sit idle before it is pinged when handed out.
 const IDLE_PING: Duration = Duration::from_secs(10);
@@ -14,14 +18,67 @@ const IDLE_PING: Duration = Duration::from_secs(10);
 /// Opens the pool described by `cfg`. With `lazy`, no connection is made until the first
 /// query, so the service can start (and answer 503) while the database is down.
 pub async fn connect(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, DbErr> {
-    open(cfg, lazy, false).await
+    open(cfg, lazy, false).await.map(|(db, _)| db)
 }
 
 /// [`connect`] for the pool that serves requests: on SQLite a statement running longer
 /// than `--db-statement-timeout-ms` is interrupted (SQLite has no statement timeout of its
 /// own). Migrations, imports and other commands use [`connect`], whose work may take longer.
-pub async fn connect_serving(cfg: &DbConfig, lazy: bool) -> Result<DatabaseConnection, DbErr> {
+/// Reads on the pool note their trouble in the [`Trouble`] returned with it (see
+/// [`crate::db_trouble`]).
+pub async fn connect_serving(
+    cfg: &DbConfig,
+    lazy: bool,
+) -> Result<(DatabaseConnection, Trouble), DbErr> {
     open(cfg, lazy, true).await
+}
+
+/// Checks every connection handed out or given back while `trouble` is suspected (see
+/// [`crate::db_trouble`]): a connection given back must answer a ping within
+/// [`RELEASE_PING`], or it is closed at once.
+fn checked_in_trouble<DB: sea_orm::sqlx::Database>(
+    o: PoolOptions<DB>,
+    trouble: &Trouble,
+) -> PoolOptions<DB> {
+    let trouble = trouble.clone();
+    o.after_release(move |conn, _| {
+        let trouble = trouble.clone();
+        Box::pin(async move {
+            if !trouble.suspected() {
+                return Ok(true);
+            }
+            match tokio::time::timeout(RELEASE_PING, conn.ping()).await {
+                Ok(answered) => answered.map(|()| true),
+                Err(_) => Err(sea_orm::sqlx::Error::Io(
+                    std::io::ErrorKind::TimedOut.into(),
+                )),
+            }
+        })
+    })
+}
+
+/// The `before_acquire` half of [`checked_in_trouble`]: while `trouble` is suspected, a
+/// connection idle for less than [`IDLE_PING`] is pinged too (the pool's own idle ping
+/// checks the others).
+fn ping_in_trouble<C: sea_orm::sqlx::Connection>(
+    trouble: &Trouble,
+) -> impl for<'c> Fn(
+    &'c mut C,
+    PoolConnectionMetadata,
+) -> BoxFuture<'c, Result<bool, sea_orm::sqlx::Error>>
++ Send
++ Sync
++ 'static {
+    let trouble = trouble.clone();
+    move |conn, meta| {
+        let check = trouble.suspected() && meta.idle_for < IDLE_PING;
+        Box::pin(async move {
+            if check {
+                conn.ping().await?;
+            }
+            Ok(true)
+        })
+    }
 }
 
 /// Bounds every use of a pooled SQLite connection to `limit` from the moment it is handed
@@ -51,7 +108,12 @@ fn interrupt_after(
         })
 }
 
-async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConnection, DbErr> {
+async fn open(
+    cfg: &DbConfig,
+    lazy: bool,
+    serving: bool,
+) -> Result<(DatabaseConnection, Trouble), DbErr> {
+    let trouble = Trouble::default();
     let (pgbouncer, url) = crate::db_url::pgbouncer(&cfg.database_url);
     let url = url.as_str();
     let mut opts = ConnectOptions::new(url);
@@ -106,26 +168,35 @@ async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConne
         }
     } else if url.starts_with("mysql") || url.starts_with("mariadb") {
         let ms = statement.as_millis();
-        if ms > 0 {
-            opts.map_sqlx_mysql_pool_opts(move |o| {
-                o.after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        // MariaDB names it max_statement_time (seconds), MySQL
-                        // max_execution_time (milliseconds, SELECT only).
-                        let mariadb =
-                            format!("SET SESSION max_statement_time = {}", ms as f64 / 1000.0);
-                        if conn.execute(AssertSqlSafe(mariadb)).await.is_err() {
-                            let mysql = format!("SET SESSION max_execution_time = {ms}");
-                            let _ = conn.execute(AssertSqlSafe(mysql)).await;
-                        }
-                        Ok(())
-                    })
+        let watched = trouble.clone();
+        opts.map_sqlx_mysql_pool_opts(move |o| {
+            let o = checked_in_trouble(o, &watched);
+            if ms == 0 {
+                return o;
+            }
+            o.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    // MariaDB names it max_statement_time (seconds), MySQL
+                    // max_execution_time (milliseconds, SELECT only).
+                    let mariadb =
+                        format!("SET SESSION max_statement_time = {}", ms as f64 / 1000.0);
+                    if conn.execute(AssertSqlSafe(mariadb)).await.is_err() {
+                        let mysql = format!("SET SESSION max_execution_time = {ms}");
+                        let _ = conn.execute(AssertSqlSafe(mysql)).await;
+                    }
+                    Ok(())
                 })
-            });
-        }
+            })
+        });
+        opts.map_sqlx_mysql_before_acquire(ping_in_trouble(&trouble));
+    }
+    if url.starts_with("postgres") {
+        let watched = trouble.clone();
+        opts.map_sqlx_postgres_pool_opts(move |o| checked_in_trouble(o, &watched));
+        opts.map_sqlx_postgres_before_acquire(ping_in_trouble(&trouble));
     }
     if !url.starts_with("sqlite:") {
-        return Database::connect(opts).await;
+        return Database::connect(opts).await.map(|db| (db, trouble));
     }
     // Opening a SQLite file switches it to WAL, which needs a moment of exclusive access:
     // another process starting (or migrating) at the same instant makes that fail with
@@ -138,7 +209,7 @@ async fn open(cfg: &DbConfig, lazy: bool, serving: bool) -> Result<DatabaseConne
                 tracing::debug!(error = %e, attempt, "SQLite busy while opening; retrying");
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
             }
-            other => return other,
+            other => return other.map(|db| (db, trouble)),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod db_trouble;
 pub mod db_url;
 pub mod error;
 pub mod graphql;

@@ -59,6 +59,8 @@ use crate::service::replicas::Replicas;
 #[derive(Clone, Debug)]
 pub struct Service {
     db: DatabaseConnection,
+    /// Trouble noted by reads on `db`, read by its pool's hooks.
+    trouble: crate::db_trouble::Trouble,
     image_forward_base: Option<String>,
     counters: Arc<Counters>,
     /// Where reads go, when not to `db`.
@@ -145,6 +147,7 @@ impl Service {
     pub fn new(db: DatabaseConnection, image_forward_base: Option<String>) -> Service {
         Service {
             db,
+            trouble: Default::default(),
             image_forward_base: image_forward_base.filter(|b| !b.trim().is_empty()),
             counters: Arc::default(),
             replicas: None,
@@ -156,6 +159,13 @@ impl Service {
             export_db: None,
             pooler: None,
         }
+    }
+
+    /// The same service, noting the trouble its reads meet in `trouble`, the one its pool
+    /// was opened with ([`crate::db::connect_serving`]).
+    pub fn with_trouble(mut self, trouble: crate::db_trouble::Trouble) -> Service {
+        self.trouble = trouble;
+        self
     }
 
     /// The same service behind a transaction-pooling PgBouncer (`pgbouncer=true`): each
@@ -258,7 +268,16 @@ impl Service {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), crate::error::Error> {
-        self.db.ping().await.map_err(crate::error::Error::from)
+        // The watch is declared after the ping, so a ping cut off notes the trouble before
+        // its connection goes back to the pool (see `db_trouble`).
+        let ping = std::pin::pin!(self.db.ping());
+        let watch = self.trouble.watch();
+        let answer = ping.await;
+        watch.finished();
+        if answer.is_err() {
+            self.trouble.note();
+        }
+        answer.map_err(crate::error::Error::from)
     }
 
     /// Whether the primary answered a read in the last [`PASSIVE_WINDOW`], or a ping in the

@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
+use crate::db_trouble::Trouble;
 use crate::service::session::Session;
 
 use crate::error::{Error, is_pool_timeout, is_statement_timeout, is_unavailable};
@@ -42,6 +43,8 @@ struct Member {
     /// `host:port/database`, with no credentials (for logs and `/healthz`).
     name: String,
     db: DatabaseConnection,
+    /// Trouble noted by reads on `db`, read by its pool's hooks.
+    trouble: Trouble,
     up: AtomicBool,
     reads: AtomicU64,
     /// Replay lag in milliseconds, when the database tells (`u64::MAX`: unknown).
@@ -80,17 +83,18 @@ pub fn display_name(url: &str) -> String {
 impl Replicas {
     /// Replicas over `pools` (with their URLs, for names), all in rotation until a read or a
     /// health check says otherwise.
-    pub fn new(pools: Vec<(String, DatabaseConnection)>, fallback: Fallback) -> Replicas {
+    pub fn new(pools: Vec<(String, DatabaseConnection, Trouble)>, fallback: Fallback) -> Replicas {
         Replicas {
             members: pools
                 .into_iter()
                 .enumerate()
-                .map(|(i, (url, db))| {
+                .map(|(i, (url, db, trouble))| {
                     let name = display_name(&url);
                     tracing::info!(replica = %name, "read replica replica-{}", i + 1);
                     Member {
                         name,
                         db,
+                        trouble,
                         up: AtomicBool::new(true),
                         reads: AtomicU64::new(0),
                         lag_ms: AtomicU64::new(u64::MAX),
@@ -158,7 +162,16 @@ impl Replicas {
     /// and reads the replay lag where the database exposes it.
     pub async fn check(&self, round: u64) {
         for m in &self.members {
-            let answer = tokio::time::timeout(CHECK_TIMEOUT, lag_ms(&m.db)).await;
+            let answer = {
+                let check = std::pin::pin!(tokio::time::timeout(CHECK_TIMEOUT, lag_ms(&m.db)));
+                let answer = check.await;
+                if answer.is_err() {
+                    // Cut off: noted before its connection (dropped with `check`, at the end
+                    // of this block) goes back to the pool, which then checks it.
+                    m.trouble.note();
+                }
+                answer
+            };
             match answer {
                 Ok(Ok(lag)) => {
                     if !m.up.swap(true, Ordering::Relaxed) {
@@ -171,7 +184,10 @@ impl Replicas {
                         tracing::info!(replica = %m.name, lag_seconds = lag as f64 / 1000.0, "replica lag");
                     }
                 }
-                Ok(Err(e)) => self.out_of_rotation(m, &e),
+                Ok(Err(e)) => {
+                    m.trouble.note();
+                    self.out_of_rotation(m, &e)
+                }
                 Err(_) => self.out_of_rotation(m, &DbErr::Custom("no answer within 1 s".into())),
             }
         }
@@ -273,31 +289,53 @@ impl ReadSpan {
 impl Service {
     /// Runs `run` on a session of `db`: the pool itself, or a pinned transaction behind a
     /// transaction-pooling PgBouncer (see [`crate::service::session`]).
-    async fn in_session<T, F>(&self, db: &DatabaseConnection, run: &F) -> Result<T, DbErr>
+    async fn in_session<T, F>(
+        &self,
+        db: &DatabaseConnection,
+        trouble: &Trouble,
+        run: &F,
+    ) -> Result<T, DbErr>
     where
         F: for<'c, 's> Fn(&'c Session<'s>) -> Read<'c, T>,
     {
-        let result = match &self.pooler {
-            // A pooled connection is not pinged before use (see `db.rs`): one the server
-            // closed meanwhile fails at its first statement, and the read runs once more
-            // (reads are idempotent) on another.
-            None => match run(&Session::Pool(db)).await {
-                Err(e) if crate::error::is_broken_connection(&e) => {
-                    tracing::debug!(error = %e, "a pooled connection was closed by the server: reading again");
-                    run(&Session::Pool(db)).await
-                }
-                other => other,
-            },
-            Some(pooler) => {
-                let session = Session::open(db, Some(pooler)).await?;
-                let result = run(&session).await;
-                let closed = session.close(result.is_ok()).await;
-                match (result, closed) {
-                    (Ok(v), Ok(())) => Ok(v),
-                    (Ok(_), Err(e)) | (Err(e), _) => Err(e),
+        let read = std::pin::pin!(async {
+            match &self.pooler {
+                // A pooled connection is not pinged before use (see `db.rs`): one the server
+                // closed meanwhile fails at its first statement, and the read runs once more
+                // (reads are idempotent) on another.
+                None => match run(&Session::Pool(db)).await {
+                    Err(e) if crate::error::is_broken_connection(&e) => {
+                        tracing::debug!(error = %e, "a pooled connection was closed by the server: reading again");
+                        trouble.note();
+                        run(&Session::Pool(db)).await
+                    }
+                    other => other,
+                },
+                Some(pooler) => {
+                    let session = Session::open(db, Some(pooler)).await?;
+                    let result = run(&session).await;
+                    let closed = session.close(result.is_ok()).await;
+                    match (result, closed) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Ok(_), Err(e)) | (Err(e), _) => Err(e),
+                    }
                 }
             }
-        };
+        });
+        // Declared after the read: when the read is cut off, this notes the trouble before
+        // the read's connection goes back to its pool (see `db_trouble`).
+        let watch = trouble.watch();
+        let result = read.await;
+        watch.finished();
+        // A busy pool or a slow statement is not the network's trouble (and checking every
+        // connection would only add to a load).
+        if let Err(e) = &result
+            && (is_unavailable(e) || crate::error::is_broken_connection(e))
+            && !is_pool_timeout(e)
+            && !is_statement_timeout(e)
+        {
+            trouble.note();
+        }
         if std::ptr::eq(db, &self.db) {
             match &result {
                 Ok(_) => self.primary_answered(true),
@@ -338,13 +376,13 @@ impl Service {
         let Some(replicas) = &self.replicas else {
             let _counted = self.on_primary();
             return Ok(st
-                .traced(self.in_session(&self.db, &run), "primary")
+                .traced(self.in_session(&self.db, &self.trouble, &run), "primary")
                 .await?);
         };
         for (i, m) in replicas.order_indexed(stable) {
             match st
                 .traced(
-                    self.in_session(&m.db, &run),
+                    self.in_session(&m.db, &m.trouble, &run),
                     REPLICA_NAMES.get(i).copied().unwrap_or("replica"),
                 )
                 .await
@@ -368,7 +406,7 @@ impl Service {
                 replicas.primary_reads.fetch_add(1, Ordering::Relaxed);
                 let _counted = self.on_primary();
                 Ok(st
-                    .traced(self.in_session(&self.db, &run), "primary")
+                    .traced(self.in_session(&self.db, &self.trouble, &run), "primary")
                     .await?)
             }
             Fallback::Unavailable => {
@@ -391,7 +429,7 @@ impl Service {
         let primary = {
             let _counted = self.on_primary();
             ReadSpan::new(self, kind)
-                .traced(self.in_session(&self.db, &run), "primary")
+                .traced(self.in_session(&self.db, &self.trouble, &run), "primary")
                 .await
         };
         match primary {
