@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::Cluster;
-use crate::graphql::{AppSchema, WsSettings};
+use crate::graphql::{GatedSchema, WsSettings};
 use crate::metrics::Metrics;
 use crate::server::Shutdown;
 use crate::service::Service;
@@ -13,7 +13,8 @@ use crate::service::live::Live;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Service,
-    pub schema: AppSchema,
+    /// The GraphQL schema, behind its gate.
+    pub schema: GatedSchema,
     /// Live progress, shared by every subscription of this instance.
     pub live: Live,
     /// WebSocket timeouts.

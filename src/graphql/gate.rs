@@ -1,8 +1,8 @@
 //! The one gate every GraphQL operation passes, whatever carries it: `POST`, `GET`, a batch
 //! entry, Server-Sent Events, a WebSocket `subscribe`, a persisted or trusted document, a
-//! federation or node lookup. It is a schema extension, so no transport can go around it;
-//! the transports only attach a [`Caller`] (what arrived: credentials, address, connection)
-//! and move bytes.
+//! federation or node lookup. It wraps the schema ([`GatedSchema`], the only way to it), so
+//! no transport can go around it; the transports only attach a [`Caller`] (what arrived:
+//! credentials, address, connection) and move bytes.
 //!
 //! Per operation, in this order, before anything executes:
 //!
@@ -26,24 +26,22 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextRequest, NextSubscribe,
-};
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
-use async_graphql::{Request, Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::{Data, Request, Response, ServerError, Value};
 use axum::http::HeaderMap;
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
+use futures_util::stream::{self, BoxStream};
 use tokio::sync::Semaphore;
 
 use crate::auth;
 use crate::error::{AuthError, Error, Lang};
+use crate::graphql::AppSchema;
 use crate::graphql::context::RequestContext;
 use crate::graphql::errors::server_error;
-use crate::graphql::limits::operations;
+use crate::graphql::limits::{OverGet, ParsedDocuments, operations};
 use crate::graphql::persisted::Persisted;
 use crate::metrics::{Metrics, Outcome};
 use crate::server::{ConnectionCloser, RateLimits};
@@ -128,36 +126,50 @@ impl GateRules {
     }
 }
 
-/// The gate, as a schema extension.
-pub struct Gate(pub Arc<GateRules>);
-
-impl ExtensionFactory for Gate {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GateExtension {
-            rules: self.0.clone(),
-            op: Arc::default(),
-        })
-    }
+/// The schema behind its gate: the only way an operation reaches the schema (the schema
+/// itself is private to it), so no transport can go around the gate. Transports hand it a
+/// request carrying a [`Caller`] (or, on a WebSocket, session data holding one).
+///
+/// The gate wraps the schema rather than being one of its extensions: any extension makes
+/// async-graphql run an extension chain, with a registry lookup, around every field of every
+/// answer.
+#[derive(Clone)]
+pub struct GatedSchema {
+    schema: AppSchema,
+    rules: Arc<GateRules>,
+    parsed: Arc<ParsedDocuments>,
 }
 
-/// What the gate learnt about one operation.
-#[derive(Default)]
+/// An operation the gate let through, about to execute.
 struct Admitted {
-    /// When the operation reached the gate.
-    arrived: Option<Instant>,
+    request: Request,
+    /// When it reached the gate.
+    arrived: Instant,
     /// The name it is counted under in `/metrics`.
-    metric: Option<String>,
+    metric: String,
     /// The authenticated user, if any.
     user: Option<i64>,
+    lang: Lang,
+    /// Whether the operation that runs is a subscription.
+    subscription: bool,
+    /// The name of the operation that runs, when it has one (for its span).
+    name: Option<String>,
 }
 
-struct GateExtension {
-    rules: Arc<GateRules>,
-    op: Arc<Mutex<Admitted>>,
+/// An operation the gate refused: its answer, and the name it is counted under when the
+/// gate got that far.
+struct Refused {
+    response: Response,
+    metric: Option<String>,
 }
 
-fn lock(op: &Mutex<Admitted>) -> std::sync::MutexGuard<'_, Admitted> {
-    op.lock().unwrap_or_else(PoisonError::into_inner)
+impl Refused {
+    fn new(error: ServerError, metric: Option<String>) -> Refused {
+        Refused {
+            response: Response::from_errors(vec![error]),
+            metric,
+        }
+    }
 }
 
 fn outcome(response: &Response) -> Outcome {
@@ -182,74 +194,120 @@ fn find<T: 'static>(data: &async_graphql::Data) -> Option<&T> {
         .and_then(|d| d.downcast_ref::<T>())
 }
 
-impl GateExtension {
-    fn admitted(&self) -> std::sync::MutexGuard<'_, Admitted> {
-        lock(&self.op)
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        let arrived = self.admitted().arrived?;
-        (!self.rules.timeout.is_zero()).then(|| arrived + self.rules.timeout)
-    }
-
-    fn record(&self, response: &Response) {
-        let name = self.admitted().metric.clone();
-        self.rules
-            .metrics
-            .graphql(name.as_deref(), outcome(response));
-    }
-
-    fn timed_out(&self, lang: Lang) -> Response {
-        let ms = self.rules.timeout.as_millis() as u64;
-        tracing::warn!(timeout_ms = ms, "GraphQL operation timed out");
-        Response::from_errors(vec![refusal(&Error::Timeout(ms), lang, None)])
+/// The operation of `doc` that `name` selects (the only one when unnamed).
+fn selected<'a>(
+    doc: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for GateExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let response = next.run(ctx).await;
-        self.record(&response);
-        response
+impl GatedSchema {
+    /// `schema` behind a gate with `rules`.
+    pub(super) fn new(schema: AppSchema, rules: Arc<GateRules>) -> GatedSchema {
+        GatedSchema {
+            schema,
+            rules,
+            parsed: Arc::default(),
+        }
     }
 
-    fn subscribe<'s>(
+    /// The schema in SDL.
+    pub fn sdl(&self) -> String {
+        self.schema.sdl()
+    }
+
+    /// Executes one operation (a query or mutation; a subscription is refused, as
+    /// async-graphql refuses it on this transport) and answers once.
+    pub async fn execute(&self, request: Request) -> Response {
+        let response = match self.admit(request, None).await {
+            Ok(op) => {
+                let metric = op.metric.clone();
+                let response = self.run_once(op, None).await;
+                self.rules
+                    .metrics
+                    .graphql(Some(&metric), outcome(&response));
+                return response;
+            }
+            Err(refused) => refused,
+        };
+        self.record(response)
+    }
+
+    /// Executes one operation as a stream of answers: a subscription's events, or a query's
+    /// one answer. `session` is a WebSocket's data (its [`Caller`]).
+    pub fn execute_stream(
         &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        // A stream's first response decides its outcome (a query's answer, a refusal, or a
-        // subscription's first event).
-        let rules = self.rules.clone();
-        let op = self.op.clone();
-        let mut first = true;
-        next.run(ctx, stream)
-            .map(move |response| {
-                if std::mem::take(&mut first) {
-                    let name = lock(&op).metric.clone();
-                    rules.metrics.graphql(name.as_deref(), outcome(&response));
+        request: Request,
+        session: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let gate = self.clone();
+        stream::once(async move {
+            match gate.admit(request, session.as_deref()).await {
+                Err(refused) => stream::once(std::future::ready(gate.record(refused))).boxed(),
+                Ok(op) if op.subscription => {
+                    // A stream's first response decides its outcome (a refusal, or its first
+                    // event).
+                    let metrics = gate.rules.metrics.clone();
+                    let metric = op.metric;
+                    let mut first = true;
+                    gate.schema
+                        .execute_stream_with_session_data(op.request, session.unwrap_or_default())
+                        .map(move |response| {
+                            if std::mem::take(&mut first) {
+                                metrics.graphql(Some(&metric), outcome(&response));
+                            }
+                            response
+                        })
+                        .boxed()
                 }
-                response
-            })
-            .boxed()
+                Ok(op) => {
+                    let metric = op.metric.clone();
+                    let response = gate.run_once(op, session).await;
+                    gate.rules
+                        .metrics
+                        .graphql(Some(&metric), outcome(&response));
+                    stream::once(std::future::ready(response)).boxed()
+                }
+            }
+        })
+        .flatten()
+        .boxed()
     }
 
-    async fn prepare_request(
+    /// Counts a refused operation and answers with its refusal.
+    fn record(&self, refused: Refused) -> Response {
+        let outcome = outcome(&refused.response);
+        self.rules
+            .metrics
+            .graphql(refused.metric.as_deref(), outcome);
+        refused.response
+    }
+
+    fn deadline(&self, arrived: Instant) -> Option<Instant> {
+        (!self.rules.timeout.is_zero()).then(|| arrived + self.rules.timeout)
+    }
+
+    /// Steps 1 to 4, before anything executes.
+    async fn admit(
         &self,
-        ctx: &ExtensionContext<'_>,
         mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+        session: Option<&Data>,
+    ) -> Result<Admitted, Refused> {
         let arrived = Instant::now();
-        self.admitted().arrived = Some(arrived);
         let caller = find::<Arc<Caller>>(&request.data)
-            .or_else(|| ctx.data_opt::<Arc<Caller>>())
+            .or_else(|| session.and_then(find::<Arc<Caller>>))
             .cloned()
             .ok_or_else(|| {
                 tracing::error!("a GraphQL operation arrived without its caller");
-                server_error("internal error", "INTERNAL")
+                Refused::new(server_error("internal error", "INTERNAL"), None)
             })?;
         let lang = auth::lang(&caller.credentials);
 
@@ -258,7 +316,7 @@ impl Extension for GateExtension {
             .rules
             .persisted
             .resolve(&mut request)
-            .map_err(|r| server_error(r.message, r.code))?;
+            .map_err(|r| Refused::new(server_error(r.message, r.code), None))?;
 
         // 2. Rate budgets, before any database work.
         if let Some(limits) = &self.rules.limits
@@ -266,14 +324,16 @@ impl Extension for GateExtension {
                 .admit(caller.ip, auth::presented(&caller.credentials))
                 .await
         {
-            return Err(refusal(&Error::RateLimited, lang, Some(seconds)));
+            return Err(Refused::new(
+                refusal(&Error::RateLimited, lang, Some(seconds)),
+                None,
+            ));
         }
 
         // 3. Who the caller is now (no lookup without credentials: introspection is free).
         let viewer = if auth::has_credentials(&caller.credentials) {
-            let deadline = self.deadline();
             let lookup = auth::authenticate(&caller.service, &caller.credentials, Role::Common);
-            match deadline {
+            match self.deadline(arrived) {
                 Some(at) => tokio::time::timeout_at(at.into(), lookup)
                     .await
                     .unwrap_or(Err(Error::Timeout(self.rules.timeout.as_millis() as u64))),
@@ -283,19 +343,16 @@ impl Extension for GateExtension {
             Err(AuthError::NoToken.into())
         };
         if let Err(e @ Error::Timeout(_)) = &viewer {
-            return Err(refusal(e, lang, None));
+            return Err(Refused::new(refusal(e, lang, None), None));
         }
-        {
-            let mut op = self.admitted();
-            op.user = viewer.as_ref().ok().map(|v| v.id);
-            // Only a signed-in caller's operation names are counted by name: anonymous ones
-            // cannot push real names out of the bounded table.
-            op.metric = Some(match (&viewer, &request.operation_name) {
-                (Ok(_), Some(name)) => name.clone(),
-                (Ok(_), None) => "anonymous".to_owned(),
-                (Err(_), _) => "unauthenticated".to_owned(),
-            });
-        }
+        let user = viewer.as_ref().ok().map(|v| v.id);
+        // Only a signed-in caller's operation names are counted by name: anonymous ones
+        // cannot push real names out of the bounded table.
+        let mut metric = match (&viewer, &request.operation_name) {
+            (Ok(_), Some(name)) => name.clone(),
+            (Ok(_), None) => "anonymous".to_owned(),
+            (Err(_), _) => "unauthenticated".to_owned(),
+        };
         // A document is remembered by hash only for a signed-in caller (anonymous clients
         // cannot evict others' documents).
         if let (Some(hash), Ok(_)) = (remember, &viewer) {
@@ -310,67 +367,99 @@ impl Extension for GateExtension {
             arrived,
         };
         request = request.data(Arc::new(context));
-        next.run(ctx, request).await
-    }
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        // A signed-in caller's lone named operation is counted by its name.
-        if let DocumentOperations::Multiple(ops) = &doc.operations
-            && let [name] = ops.keys().collect::<Vec<_>>().as_slice()
-        {
-            let mut admitted = self.admitted();
-            if admitted.metric.as_deref() == Some("anonymous") {
-                admitted.metric = Some(name.to_string());
+        // The document's shape (depth, fields, scans), measured before async-graphql's own
+        // checks walk it. One that does not parse goes on, to be refused with the parser's
+        // message.
+        let over_get = find::<OverGet>(&request.data).is_some();
+        let mut subscription = false;
+        let mut name = request.operation_name.clone();
+        let parsed = self
+            .parsed
+            .parse(&request.query)
+            .map_err(|e| Refused::new(e, Some(metric.clone())))?;
+        if let Some(doc) = parsed {
+            if over_get && operations(&doc).any(|op| op.ty == OperationType::Mutation) {
+                return Err(Refused::new(
+                    server_error(
+                        "mutations are not executed over GET; use POST",
+                        "METHOD_NOT_ALLOWED",
+                    ),
+                    Some(metric),
+                ));
             }
+            // A lone named operation is the one that runs; a signed-in caller's is counted
+            // by its name.
+            if let DocumentOperations::Multiple(ops) = &doc.operations
+                && let [lone] = ops.keys().collect::<Vec<_>>().as_slice()
+            {
+                name.get_or_insert_with(|| lone.to_string());
+                if metric == "anonymous" {
+                    metric = lone.to_string();
+                }
+            }
+            // 4. Introspection.
+            if !self.rules.introspection && selects_service(&doc) {
+                return Err(Refused::new(
+                    server_error(
+                        "introspection is off on this server: the schema is not published",
+                        "INTROSPECTION_DISABLED",
+                    ),
+                    Some(metric),
+                ));
+            }
+            subscription = selected(&doc, request.operation_name.as_deref())
+                .is_some_and(|op| op.ty == OperationType::Subscription);
+            request.set_parsed_query(doc);
         }
-        // 4. Introspection.
-        if !self.rules.introspection && selects_service(&doc) {
-            return Err(server_error(
-                "introspection is off on this server: the schema is not published",
-                "INTROSPECTION_DISABLED",
-            ));
-        }
-        Ok(doc)
+        Ok(Admitted {
+            request,
+            arrived,
+            metric,
+            user,
+            lang,
+            subscription,
+            name,
+        })
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let lang = ctx
-            .data_opt::<Arc<RequestContext>>()
-            .map_or(Lang::En, |r| r.lang);
-        let deadline = self.deadline();
-        let user = self.admitted().user;
+    /// Steps 5 and 6: runs an admitted query or mutation in its user's turn, within the
+    /// timeout, and answers once (with `session`, as a stream's operation).
+    async fn run_once(&self, op: Admitted, session: Option<Arc<Data>>) -> Response {
         // Its name, never its variables.
         let span = tracing::debug_span!(
             "graphql.operation",
-            otel.name = operation_name.unwrap_or("anonymous"),
-            graphql.operation.name = operation_name.unwrap_or(""),
+            otel.name = op.name.as_deref().unwrap_or("anonymous"),
+            graphql.operation.name = op.name.as_deref().unwrap_or(""),
         );
+        let deadline = self.deadline(op.arrived);
+        let (request, user, lang) = (op.request, op.user, op.lang);
         let run = async {
             // 5. Concurrency: one user's operations take turns.
             let _turn = match user.and_then(|id| self.rules.turns(id)) {
                 Some(turns) => turns.acquire_owned().await.ok(),
                 None => None,
             };
-            next.run(ctx, operation_name).await
+            match session {
+                Some(session) => self
+                    .schema
+                    .execute_stream_with_session_data(request, session)
+                    .next()
+                    .await
+                    .unwrap_or_default(),
+                None => self.schema.execute(request).await,
+            }
         };
         let run = tracing::Instrument::instrument(run, span);
         // 6. The timeout.
         match deadline {
             Some(at) => tokio::time::timeout_at(at.into(), run)
                 .await
-                .unwrap_or_else(|_| self.timed_out(lang)),
+                .unwrap_or_else(|_| {
+                    let ms = self.rules.timeout.as_millis() as u64;
+                    tracing::warn!(timeout_ms = ms, "GraphQL operation timed out");
+                    Response::from_errors(vec![refusal(&Error::Timeout(ms), lang, None)])
+                }),
             None => run.await,
         }
     }

@@ -3,16 +3,12 @@
 //! expands to, and no mutation over GET.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-};
+use async_graphql::ServerResult;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
-    SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
 };
-use async_graphql::{Request, ServerResult, Variables};
 
 use crate::graphql::errors::server_error;
 
@@ -42,9 +38,24 @@ const MAX_PARSED_LEN: usize = 16 * 1024;
 
 /// Documents that parsed and passed [`check_shape`], by their text: a repeated operation is neither parsed nor measured again (validation still runs for every request).
 #[derive(Default)]
-struct ParsedDocuments(Mutex<HashMap<String, ExecutableDocument>>);
+pub(super) struct ParsedDocuments(Mutex<HashMap<String, ExecutableDocument>>);
 
 impl ParsedDocuments {
+    /// `query` parsed and measured (refused when too deep, too large or asking for too many
+    /// scans), from the cache when it was seen before; `None` when it does not parse (the
+    /// schema then refuses it with the parser's message).
+    pub(super) fn parse(&self, query: &str) -> ServerResult<Option<ExecutableDocument>> {
+        if let Some(doc) = self.get(query) {
+            return Ok(Some(doc));
+        }
+        let Ok(doc) = async_graphql::parser::parse_query(query) else {
+            return Ok(None);
+        };
+        check_shape(&doc)?;
+        self.put(query, &doc);
+        Ok(Some(doc))
+    }
+
     fn get(&self, query: &str) -> Option<ExecutableDocument> {
         let docs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         docs.get(query).cloned()
@@ -59,63 +70,6 @@ impl ParsedDocuments {
             docs.clear();
         }
         docs.insert(query.to_owned(), doc.clone());
-    }
-}
-
-/// The limits extension.
-#[derive(Default)]
-pub struct Limits {
-    parsed: Arc<ParsedDocuments>,
-}
-
-impl ExtensionFactory for Limits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension {
-            parsed: self.parsed.clone(),
-        })
-    }
-}
-
-struct LimitsExtension {
-    parsed: Arc<ParsedDocuments>,
-}
-
-#[async_trait::async_trait]
-impl Extension for LimitsExtension {
-    /// Measures the document before async-graphql's own checks walk it: its recursion-depth check follows every fragment spread again, exponential work on a fan-out document. A document that does not parse goes on, to be refused with the parser's message.
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if let Some(doc) = self.parsed.get(&request.query) {
-            request.set_parsed_query(doc);
-        } else if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
-            check_shape(&doc)?;
-            self.parsed.put(&request.query, &doc);
-            request.set_parsed_query(doc);
-        }
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        if ctx.data_opt::<OverGet>().is_some()
-            && operations(&doc).any(|op| op.ty == OperationType::Mutation)
-        {
-            return Err(server_error(
-                "mutations are not executed over GET; use POST",
-                "METHOD_NOT_ALLOWED",
-            ));
-        }
-        Ok(doc)
     }
 }
 

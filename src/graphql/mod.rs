@@ -39,26 +39,25 @@ pub use http::{MAX_BATCH, MAX_BODY};
 pub use limits::{MAX_DEPTH, MAX_FIELDS, MAX_SCANS};
 pub use ws::{KEEPALIVE, WsSettings, is_upgrade};
 
-/// The schema type.
-pub type AppSchema = Schema<query::Query, EmptyMutation, subscription::Subscription>;
+/// The schema type (reached only through [`gate::GatedSchema`]).
+type AppSchema = Schema<query::Query, EmptyMutation, subscription::Subscription>;
+
+pub use gate::GatedSchema;
 
 /// Highest query complexity: a list counts as rows × its fields, so one 100-row page with twenty fields fits and twenty aliases of it do not.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// Builds the schema (no I/O) behind the gate every operation passes ([`gate::GateRules`]; with `introspection` off, neither `__schema` nor `_service` answers).
-pub fn build_schema(rules: Arc<gate::GateRules>) -> AppSchema {
-    let introspection = rules.introspection;
-    // The gate first: nothing is parsed or measured for an operation it refuses.
+pub fn build_schema(rules: Arc<gate::GateRules>) -> GatedSchema {
     let builder = Schema::build(query::Query, EmptyMutation, subscription::Subscription)
         .enable_federation()
-        .limit_complexity(MAX_COMPLEXITY)
-        .extension(gate::Gate(rules))
-        .extension(limits::Limits::default());
-    if introspection {
+        .limit_complexity(MAX_COMPLEXITY);
+    let schema = if rules.introspection {
         builder.finish()
     } else {
         builder.disable_introspection().finish()
-    }
+    };
+    GatedSchema::new(schema, rules)
 }
 
 /// The schema in SDL, as committed in `schema.graphql`.

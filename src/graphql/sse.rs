@@ -61,7 +61,7 @@ pub fn respond(state: &AppState, caller: Arc<Caller>, request: async_graphql::Re
     let closer = caller.closer.clone();
     let mut responses = state
         .schema
-        .execute_stream(request.data(caller).data(Lookups::default()));
+        .execute_stream(request.data(caller).data(Lookups::default()), None);
     let (tx, mut rx) = mpsc::channel::<Event>(QUEUED);
     tokio::spawn(async move {
         let mut first = true;

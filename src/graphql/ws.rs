@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use crate::auth;
 use crate::error::Error;
-use crate::graphql::AppSchema;
+use crate::graphql::GatedSchema;
 use crate::graphql::gate::Caller;
 use crate::graphql::http::{MAX_BODY, credentials, peer, request_error};
 use crate::server::ConnectionPermit;
@@ -211,7 +211,7 @@ async fn init(
 /// The schema, giving every operation of a connection a lookup budget of its own, and counting the connection's operations in flight (shutdown lets them complete).
 #[derive(Clone)]
 struct PerOperation {
-    schema: AppSchema,
+    schema: GatedSchema,
     running: Arc<AtomicUsize>,
 }
 
@@ -229,7 +229,7 @@ impl Executor for PerOperation {
         &self,
         request: async_graphql::Request,
     ) -> impl Future<Output = async_graphql::Response> + Send {
-        Executor::execute(&self.schema, request.data(Lookups::default()))
+        self.schema.execute(request.data(Lookups::default()))
     }
 
     fn execute_stream(
@@ -239,7 +239,8 @@ impl Executor for PerOperation {
     ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
         self.running.fetch_add(1, Ordering::AcqRel);
         let running = Running(self.running.clone());
-        Executor::execute_stream(&self.schema, request.data(Lookups::default()), session_data)
+        self.schema
+            .execute_stream(request.data(Lookups::default()), session_data)
             .map(move |r| {
                 let _counted = &running;
                 r
