@@ -12,7 +12,7 @@ use sea_orm::{
 use crate::error::Error;
 use crate::service::cursor;
 use crate::service::filter::NumFilter;
-use crate::service::log::{Log, LogFilter, LogQuery, SortField};
+use crate::service::log::{Decoded, Log, LogFilter, LogQuery, SortField};
 use crate::service::order::{self, KeyOrder};
 use crate::service::page::{self, Page, PageRequest, TaskPage};
 use crate::service::record::TaskRecord;
@@ -212,7 +212,12 @@ impl Service {
         for key in &plan.order {
             rows = rows.order_by(key.field.expr(), sea_order(key.direction));
         }
-        self.read("rows", |db| Box::pin(rows.clone().all(db))).await
+        let decoded = self
+            .read("rows", |db| {
+                Box::pin(rows.clone().into_model::<Decoded<L>>().all(db))
+            })
+            .await?;
+        Ok(decoded.into_iter().map(|Decoded(m)| m).collect())
     }
 
     /// The SQL statements a page and its total run, as they would be sent (for the
@@ -260,8 +265,12 @@ impl Service {
         let models = if plan.ids_first {
             self.rows_by_ids_first(&plan).await?
         } else {
-            self.read("rows", |db| Box::pin(select.clone().all(db)))
-                .await?
+            let decoded = self
+                .read("rows", |db| {
+                    Box::pin(select.clone().into_model::<Decoded<L>>().all(db))
+                })
+                .await?;
+            decoded.into_iter().map(|Decoded(m)| m).collect()
         };
         let limit = plan.limit;
         let backwards = plan.backwards;

@@ -10,7 +10,7 @@
 use std::fmt::Debug;
 
 use sea_orm::sea_query::{Condition, Expr};
-use sea_orm::{DbBackend, EntityTrait, Select};
+use sea_orm::{DbBackend, DbErr, EntityTrait, FromQueryResult, QueryResult, Select};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -57,6 +57,11 @@ pub trait Log: Sized + Send + Sync + 'static {
     fn rows_with(backend: DbBackend, lean: bool) -> Select<Self::Entity> {
         let _ = lean;
         Self::rows(backend)
+    }
+    /// A row of [`Log::rows`] or [`Log::rows_with`] as its model: by default by column name;
+    /// a log whose selects list the model's columns in order may read them by position.
+    fn decode(row: &QueryResult) -> Result<<Self::Entity as EntityTrait>::Model, DbErr> {
+        <<Self::Entity as EntityTrait>::Model as FromQueryResult>::from_query_result(row, "")
     }
     /// A stored row as its record.
     fn record(model: <Self::Entity as EntityTrait>::Model, service: &Service) -> Self::Record;
@@ -223,5 +228,14 @@ impl<L: Log> Debug for LogQuery<L> {
             .field("order", &self.order)
             .field("page", &self.page)
             .finish()
+    }
+}
+
+/// A row of log `L` decoded by [`Log::decode`] (`select.into_model::<Decoded<L>>()`).
+pub struct Decoded<L: Log>(pub <L::Entity as EntityTrait>::Model);
+
+impl<L: Log> FromQueryResult for Decoded<L> {
+    fn from_query_result(row: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
+        L::decode(row).map(Decoded)
     }
 }

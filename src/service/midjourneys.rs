@@ -2,7 +2,9 @@
 
 use entity::midjourney::{self, Column};
 use sea_orm::sea_query::Expr;
-use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QuerySelect, Select};
+use sea_orm::{
+    DbBackend, DbErr, EntityTrait, IdenStatic, Iterable, QueryResult, QuerySelect, Select,
+};
 
 use crate::service::Service;
 use crate::service::filter::{NumFilter, StringFilter, TaskFilter};
@@ -60,6 +62,36 @@ impl Log for Midjourneys {
             };
         }
         select
+    }
+
+    /// By position: [`Self::rows`] and [`Self::rows_with`] select every column in the
+    /// model's order (`Column::iter()`), which saves a lookup by name per column of every
+    /// row.
+    fn decode(row: &QueryResult) -> Result<midjourney::Model, DbErr> {
+        Ok(midjourney::Model {
+            id: row.try_get_by_index(0)?,
+            code: row.try_get_by_index(1)?,
+            user_id: row.try_get_by_index(2)?,
+            action: row.try_get_by_index(3)?,
+            mj_id: row.try_get_by_index(4)?,
+            prompt: row.try_get_by_index(5)?,
+            prompt_en: row.try_get_by_index(6)?,
+            description: row.try_get_by_index(7)?,
+            state: row.try_get_by_index(8)?,
+            submit_time: row.try_get_by_index(9)?,
+            start_time: row.try_get_by_index(10)?,
+            finish_time: row.try_get_by_index(11)?,
+            image_url: row.try_get_by_index(12)?,
+            video_url: row.try_get_by_index(13)?,
+            video_urls: row.try_get_by_index(14)?,
+            status: row.try_get_by_index(15)?,
+            progress: row.try_get_by_index(16)?,
+            fail_reason: row.try_get_by_index(17)?,
+            channel_id: row.try_get_by_index(18)?,
+            quota: row.try_get_by_index(19)?,
+            buttons: row.try_get_by_index(20)?,
+            properties: row.try_get_by_index(21)?,
+        })
     }
 
     fn record(model: midjourney::Model, service: &Service) -> TaskRecord {
