@@ -33,6 +33,16 @@ pub async fn connect_serving(
     open(cfg, lazy, true).await
 }
 
+/// Without idle timeout and maximum lifetime, so that sqlx starts no reaper task: sqlx 0.9.0's
+/// reaper sweeps `0..num_idle()`, a counter that a release racing an acquire can wrap below
+/// zero for an instant, and then spins on a worker thread at 100 % CPU for good (sqlx issue
+/// 3645; seen here as a test process that never ended). Idle connections therefore stay
+/// open (at most `--db-max-connections`); one idle longer than [`IDLE_PING`] is pinged
+/// before use, so one the server closed meanwhile is replaced.
+fn no_reaper<DB: sea_orm::sqlx::Database>(o: PoolOptions<DB>) -> PoolOptions<DB> {
+    o.idle_timeout(None).max_lifetime(None)
+}
+
 /// Checks every connection handed out or given back while `trouble` is suspected (see
 /// [`crate::db_trouble`]): a connection given back must answer a ping within
 /// [`RELEASE_PING`], or it is closed at once.
@@ -123,7 +133,6 @@ async fn open(
         .min_connections(0)
         .acquire_timeout(acquire)
         .connect_timeout(acquire)
-        .idle_timeout(Duration::from_secs(300))
         // A connection in use within the last seconds is handed out as it is (a ping on
         // every checkout was a round trip per statement); one idle longer is pinged first.
         // A hot connection the server closed fails at its statement, and the read runs once
@@ -146,7 +155,9 @@ async fn open(
             statement
         };
         if serving && !statement.is_zero() {
-            opts.map_sqlx_sqlite_pool_opts(move |o| interrupt_after(o, statement));
+            opts.map_sqlx_sqlite_pool_opts(move |o| interrupt_after(no_reaper(o), statement));
+        } else {
+            opts.map_sqlx_sqlite_pool_opts(no_reaper);
         }
         opts.map_sqlx_sqlite_opts(move |o| {
             let o = o.busy_timeout(busy).synchronous(SqliteSynchronous::Normal);
@@ -170,7 +181,7 @@ async fn open(
         let ms = statement.as_millis();
         let watched = trouble.clone();
         opts.map_sqlx_mysql_pool_opts(move |o| {
-            let o = checked_in_trouble(o, &watched);
+            let o = checked_in_trouble(no_reaper(o), &watched);
             if ms == 0 {
                 return o;
             }
@@ -192,7 +203,7 @@ async fn open(
     }
     if url.starts_with("postgres") {
         let watched = trouble.clone();
-        opts.map_sqlx_postgres_pool_opts(move |o| checked_in_trouble(o, &watched));
+        opts.map_sqlx_postgres_pool_opts(move |o| checked_in_trouble(no_reaper(o), &watched));
         opts.map_sqlx_postgres_before_acquire(ping_in_trouble(&trouble));
     }
     if !url.starts_with("sqlite:") {
