@@ -12,6 +12,11 @@ use futures_util::future::BoxFuture;
 use sea_orm::sqlx::Connection;
 use sea_orm::sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 
+/// Each SQLite connection's page cache (`PRAGMA cache_size`; negative: KiB): SQLite's
+/// default is 2 MiB for each of the pool's connections. Pages it does not hold are read
+/// again from the operating system's cache.
+const SQLITE_CACHE_SIZE: &str = "-256";
+
 /// How long a pooled connection may sit idle before it is pinged when handed out.
 const IDLE_PING: Duration = Duration::from_secs(10);
 
@@ -160,7 +165,10 @@ async fn open(
             opts.map_sqlx_sqlite_pool_opts(no_reaper);
         }
         opts.map_sqlx_sqlite_opts(move |o| {
-            let o = o.busy_timeout(busy).synchronous(SqliteSynchronous::Normal);
+            let o = o
+                .busy_timeout(busy)
+                .synchronous(SqliteSynchronous::Normal)
+                .pragma("cache_size", SQLITE_CACHE_SIZE);
             if memory || read_only {
                 o
             } else {
