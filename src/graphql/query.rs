@@ -121,19 +121,21 @@ impl Query {
             Columns::Lean
         };
         let total = OnceCell::new();
-        let list = service.list_columns::<Midjourneys>(viewer, &query, columns);
         let page = if wants_total {
-            let (page, count) = tokio::join!(
-                list,
-                service.count_tasks_since(viewer, &query, arrived(ctx))
-            );
-            let _ = total.set(count.gql(lang)?);
+            let (page, count) = service
+                .page_and_total::<Midjourneys>(viewer, &query, columns, arrived(ctx))
+                .await
+                .gql(lang)?;
+            let _ = total.set(count);
             page
         } else {
-            list.await
+            service
+                .list_columns::<Midjourneys>(viewer, &query, columns)
+                .await
+                .gql(lang)?
         };
         Ok(MidjourneyTaskConnection {
-            page: page.gql(lang)?,
+            page,
             query,
             viewer: viewer.clone(),
             total,
@@ -359,17 +361,21 @@ impl Query {
             Columns::Lean
         };
         let total = OnceCell::new();
-        let list = service.list_columns::<Tasks>(viewer, &query, columns);
         let page = if wants_total {
-            let (page, count) =
-                tokio::join!(list, service.count_since(viewer, &query, arrived(ctx)));
-            let _ = total.set(count.gql(lang)?);
+            let (page, count) = service
+                .page_and_total::<Tasks>(viewer, &query, columns, arrived(ctx))
+                .await
+                .gql(lang)?;
+            let _ = total.set(count);
             page
         } else {
-            list.await
+            service
+                .list_columns::<Tasks>(viewer, &query, columns)
+                .await
+                .gql(lang)?
         };
         Ok(TaskConnection {
-            page: page.gql(lang)?,
+            page,
             query,
             viewer: viewer.clone(),
             total,

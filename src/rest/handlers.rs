@@ -62,13 +62,11 @@ async fn list<T: From<TaskRecord> + Serialize>(
     } else {
         Columns::Lean
     };
-    // The page and its total, asked at once (two connections, one round trip of waiting).
-    let (page, total) = tokio::join!(
-        state.service.list_columns(&viewer, &task_query, columns),
-        state.service.count_tasks_since(&viewer, &task_query, since)
-    );
-    let page = page.map_err(err)?;
-    let total = total.map_err(err)?;
+    let (page, total) = state
+        .service
+        .page_and_total(&viewer, &task_query, columns, since)
+        .await
+        .map_err(err)?;
     Ok(success(ListData {
         items: page.rows.into_iter().map(T::from).collect(),
         total,

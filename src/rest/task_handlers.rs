@@ -9,7 +9,7 @@ use super::task_items::{TaskItem, TaskPageData};
 use super::task_params;
 use crate::auth;
 use crate::error::Error;
-use crate::service::{PageRequest, PlatformTaskQuery, Role, Scope, Tasks};
+use crate::service::{Columns, PageRequest, PlatformTaskQuery, Role, Scope, Tasks};
 use crate::state::AppState;
 
 /// `GET /api/task/self`: the caller's own tasks.
@@ -60,13 +60,11 @@ async fn list(
         order: Vec::new(),
         page: PageRequest::Offset(params.page),
     };
-    // The page and its total, asked at once.
-    let (page, total) = tokio::join!(
-        state.service.list::<Tasks>(&viewer, &task_query),
-        state.service.count_since(&viewer, &task_query, since)
-    );
-    let page = page.map_err(err)?;
-    let total = total.map_err(err)?;
+    let (page, total) = state
+        .service
+        .page_and_total::<Tasks>(&viewer, &task_query, Columns::All, since)
+        .await
+        .map_err(err)?;
     let names = if admin {
         let ids: Vec<i64> = page.rows.iter().map(|r| r.user_id).collect();
         state.service.usernames(&ids).await.map_err(err)?

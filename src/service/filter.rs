@@ -34,6 +34,13 @@ pub struct NumFilter {
     pub not_in: Option<Vec<i64>>,
 }
 
+impl NumFilter {
+    /// Whether it names the values it matches (`eq`, `in`).
+    pub fn pins(&self) -> bool {
+        self.eq.is_some() || self.in_list.is_some()
+    }
+}
+
 /// Exact comparisons on a string column.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StringFilter {
@@ -41,6 +48,13 @@ pub struct StringFilter {
     pub ne: Option<String>,
     pub in_list: Option<Vec<String>>,
     pub not_in: Option<Vec<String>>,
+}
+
+impl StringFilter {
+    /// Whether it names the values it matches (`eq`, `in`).
+    pub fn pins(&self) -> bool {
+        self.eq.is_some() || self.in_list.is_some()
+    }
 }
 
 /// Case-insensitive pattern tests on a text column; `%`, `_` and `\` are literal.
@@ -79,6 +93,11 @@ pub struct TaskFilter {
 
 impl LogFilter for TaskFilter {
     type Record = crate::service::TaskRecord;
+
+    fn pins_rows(&self) -> bool {
+        self.id.as_ref().is_some_and(NumFilter::pins)
+            || self.mj_id.as_ref().is_some_and(StringFilter::pins)
+    }
 
     fn leaves_match(&self, record: &Self::Record) -> bool {
         self.leaves_hold(record)

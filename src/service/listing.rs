@@ -321,6 +321,35 @@ impl Service {
         self.count_since(viewer, query, since).await
     }
 
+    /// One page of log `L` (reading `columns`) and the total of rows it is a page of, for a
+    /// request that began at `since`: both read at once (two connections), except for a
+    /// first page whose filter pins rows by id or key (an `mj_id` lookup), which usually
+    /// holds them all: that page is read first, and when it is not full its length is the
+    /// total (exact: the same rows, read at the same moment), so no count runs.
+    pub async fn page_and_total<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+        columns: Columns,
+        since: Instant,
+    ) -> Result<(Page<L>, u64), Error> {
+        let first = matches!(&query.page, PageRequest::Offset(p) if p.offset() == 0);
+        if first && query.filter.pins_rows() {
+            let page = self.list_columns(viewer, query, columns).await?;
+            if !page.has_next_page {
+                let total = page.rows.len() as u64;
+                return Ok((page, total));
+            }
+            let total = self.count_since(viewer, query, since).await?;
+            return Ok((page, total));
+        }
+        let (page, total) = tokio::join!(
+            self.list_columns(viewer, query, columns),
+            self.count_since(viewer, query, since)
+        );
+        Ok((page?, total?))
+    }
+
     /// How many rows of log `L` match the query's scope and filter, for a request that
     /// began at `since` (see [`Service::count_tasks_since`]).
     pub async fn count_since<L: Log>(

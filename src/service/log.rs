@@ -111,6 +111,12 @@ pub trait LogFilter:
     /// [`LogFilter::leaves_condition`] (a generated test holds the two equal).
     fn leaves_match(&self, record: &Self::Record) -> bool;
 
+    /// Whether this node's own leaves pin rows by their id or key (an `mj_id` lookup): such a
+    /// filter usually matches fewer rows than a page.
+    fn pins_rows(&self) -> bool {
+        false
+    }
+
     /// Whether `record` meets every part of this filter (validated first), in memory:
     /// what live subscriptions decide with.
     fn matches(&self, record: &Self::Record) -> bool {

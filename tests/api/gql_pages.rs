@@ -346,3 +346,57 @@ async fn a_cursor_reused_with_another_order_or_filter_is_refused() {
         assert_eq!(a.codes(), ["CURSOR_MISMATCH"], "{order} {filter}");
     }
 }
+
+/// A first page whose filter pins rows by key (an `mj_id` lookup) and holds them all is its
+/// own total, on both doors: no count runs. A full page still counts.
+#[tokio::test]
+async fn a_lookup_that_fits_its_first_page_is_its_own_total() {
+    let app = spawn_app().await;
+    let admin = app.user("boss", Role::Admin).await;
+    let alice = app.user("alice", Role::Common).await;
+    let bob = app.user("bob", Role::Common).await;
+    for mj in ["look-a", "look-b", "look-c"] {
+        app.task(Task::of(alice.id).mj(mj)).await;
+    }
+    app.task(Task::of(bob.id).mj("look-a")).await;
+
+    let before = app.service.query_counts();
+    let rest = app.get_as(&alice, "/api/mj/self?mj_id=look-a").await;
+    assert_eq!(rest.total(), 1, "{}", rest.text);
+    let all = app.get_as(&admin, "/api/mj/?mj_id=look-a").await;
+    assert_eq!(all.total(), 2, "{}", all.text);
+    let none = app.get_as(&alice, "/api/mj/self?mj_id=missing").await;
+    assert_eq!(none.total(), 0, "{}", none.text);
+    let gql = app
+        .gql(
+            &alice,
+            r#"{ midjourneyTasks(filter: {mjId: {eq: "look-b"}}) { totalCount nodes { mjId } } }"#,
+        )
+        .await;
+    assert_eq!(
+        gql.json["data"]["midjourneyTasks"]["totalCount"], 1,
+        "{}",
+        gql.text
+    );
+    let after = app.service.query_counts();
+    assert_eq!(after.rows, before.rows + 4, "one page each");
+    assert_eq!(after.aggregates, before.aggregates, "no count ran");
+
+    // A full first page: the count runs, and says how many there are beyond it.
+    let full = app
+        .gql(
+            &alice,
+            r#"{ midjourneyTasks(filter: {mjId: {in: ["look-a", "look-b", "look-c"]}}, page: {offset: {page: 1, pageSize: 2}}) { totalCount nodes { mjId } } }"#,
+        )
+        .await;
+    assert_eq!(
+        full.json["data"]["midjourneyTasks"]["totalCount"], 3,
+        "{}",
+        full.text
+    );
+    assert_eq!(app.service.query_counts().aggregates, after.aggregates + 1);
+    // Not a lookup: counted as before.
+    let page = app.get_as(&alice, "/api/mj/self?p=1&page_size=10").await;
+    assert_eq!(page.total(), 3, "{}", page.text);
+    assert_eq!(app.service.query_counts().aggregates, after.aggregates + 2);
+}

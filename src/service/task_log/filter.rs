@@ -55,6 +55,11 @@ pub struct PlatformTaskFilter {
 impl LogFilter for PlatformTaskFilter {
     type Record = PlatformTaskRecord;
 
+    fn pins_rows(&self) -> bool {
+        self.id.as_ref().is_some_and(NumFilter::pins)
+            || self.task_id.as_ref().is_some_and(StringFilter::pins)
+    }
+
     fn leaves_match(&self, r: &PlatformTaskRecord) -> bool {
         // new-api's rule for its legacy routes: a NULL never matches; records hold no NULLs,
         // so that filter is only ever evaluated in SQL (the live subscriptions use GraphQL's).
