@@ -227,18 +227,10 @@ impl GatedSchema {
     /// Executes one operation (a query or mutation; a subscription is refused, as
     /// async-graphql refuses it on this transport) and answers once.
     pub async fn execute(&self, request: Request) -> Response {
-        let response = match self.admit(request, None).await {
-            Ok(op) => {
-                let metric = op.metric.clone();
-                let response = self.run_once(op, None).await;
-                self.rules
-                    .metrics
-                    .graphql(Some(&metric), outcome(&response));
-                return response;
-            }
-            Err(refused) => refused,
-        };
-        self.record(response)
+        match self.admit(request, None).await {
+            Ok(op) => self.run_once(op, None).await,
+            Err(refused) => self.record(refused),
+        }
     }
 
     /// Executes one operation as a stream of answers: a subscription's events, or a query's
@@ -269,11 +261,7 @@ impl GatedSchema {
                         .boxed()
                 }
                 Ok(op) => {
-                    let metric = op.metric.clone();
                     let response = gate.run_once(op, session).await;
-                    gate.rules
-                        .metrics
-                        .graphql(Some(&metric), outcome(&response));
                     stream::once(std::future::ready(response)).boxed()
                 }
             }
@@ -424,8 +412,19 @@ impl GatedSchema {
     }
 
     /// Steps 5 and 6: runs an admitted query or mutation in its user's turn, within the
-    /// timeout, and answers once (with `session`, as a stream's operation).
+    /// timeout, and answers once (with `session`, as a stream's operation); the answer is
+    /// counted under the operation's name.
     async fn run_once(&self, op: Admitted, session: Option<Arc<Data>>) -> Response {
+        let metric = op.metric.clone();
+        let response = self.run_in_turn(op, session).await;
+        self.rules
+            .metrics
+            .graphql(Some(&metric), outcome(&response));
+        response
+    }
+
+    /// [`GatedSchema::run_once`] before its answer is counted.
+    async fn run_in_turn(&self, op: Admitted, session: Option<Arc<Data>>) -> Response {
         // Its name, never its variables.
         let span = tracing::debug_span!(
             "graphql.operation",
