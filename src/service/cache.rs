@@ -86,6 +86,11 @@ impl CountCache {
         }
     }
 
+    /// Whether finished counts are reused (a freshness window is set).
+    pub(crate) fn reuses(&self) -> bool {
+        !self.freshness.is_zero()
+    }
+
     /// The count `key` names for a request that began at `since`: joins one running that
     /// started since, reuses one done within the window, or runs `count`.
     pub(crate) async fn get_or_run<F>(

@@ -88,10 +88,15 @@ fn leaf<C: ColumnTrait>(col: C, nullable: bool, expr: Expr, holds_for_null: bool
     }
 }
 
-/// An empty conjunction that still renders as a condition (`1 = 1 AND …`): a filter or
-/// sub-filter with no parts matches every row, also under `not` and inside `or`.
+/// A conjunction to add parts to; finished by [`nonempty`].
 pub(crate) fn all_of() -> Condition {
-    Condition::all().add(always(true))
+    Condition::all()
+}
+
+/// `c`, or `1 = 1` when it has no parts: a filter or sub-filter with no parts matches every
+/// row, also under `not` and inside `or` (where an empty condition would vanish).
+pub(crate) fn nonempty(c: Condition) -> Condition {
+    if c.is_empty() { c.add(always(true)) } else { c }
 }
 
 /// A condition that always (or never) holds, written so every backend accepts it. Literal,
@@ -133,7 +138,7 @@ pub(crate) fn num_condition<C: ColumnTrait>(col: C, f: &NumFilter, nullable: boo
         let sql = col.is_not_in(list.clone());
         c = c.add(leaf(col, nullable, sql, !list.contains(&0)));
     }
-    c
+    nonempty(c)
 }
 
 /// The text expression `expr` (SQL) compared and ordered byte for byte on `backend`: as
@@ -195,7 +200,7 @@ pub(crate) fn string_condition<C: ColumnTrait>(
         let empty = list.iter().any(String::is_empty);
         c = c.add(leaf(col, true, exact_in(backend, col, list), empty).not());
     }
-    c
+    nonempty(c)
 }
 
 /// An exact string comparison on a text expression that is never NULL (`sql`, raw SQL
@@ -224,7 +229,7 @@ pub(crate) fn string_expr_condition(backend: DbBackend, sql: &str, f: &StringFil
     if let Some(list) = f.not_in.as_ref().filter(|l| !l.is_empty()) {
         c = c.add(text().is_not_in(vals(list)));
     }
-    c
+    nonempty(c)
 }
 
 /// `col` matches `pattern` case-insensitively (contains, or `starts` with it).
@@ -271,5 +276,5 @@ pub(crate) fn text_condition<C: ColumnTrait>(
         let is_empty = leaf(col, true, exact_eq(backend, col, ""), true);
         c = c.add(if empty { is_empty } else { is_empty.not() });
     }
-    c
+    nonempty(c)
 }

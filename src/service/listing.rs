@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::{Condition, Expr, SubQueryStatement};
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select, Statement,
+    ColumnTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, Order, QueryFilter, QueryOrder,
+    QueryResult, QuerySelect, QueryTrait, Select, Statement,
 };
 
 use crate::error::Error;
@@ -60,6 +60,46 @@ pub(crate) fn scoped<L: Log>(
     scoped_columns(L::rows(backend), backend, viewer, query)
 }
 
+/// How many rows of `L` the query ranges over (scope and filter; its order and page
+/// ignored): `SELECT COUNT(*) AS n ...`.
+fn count_select<L: Log>(
+    backend: DbBackend,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+) -> Select<L::Entity> {
+    scoped(backend, viewer, query)
+        .select_only()
+        .column_as(Expr::cust("COUNT(*)"), "n")
+}
+
+/// `page` with the total of the rows the query ranges over beside its columns, as
+/// [`TOTAL_COLUMN`] (see [`Service::page_and_total`]).
+fn with_total<L: Log>(
+    page: Select<L::Entity>,
+    backend: DbBackend,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+) -> Select<L::Entity> {
+    let count = count_select(backend, viewer, query).into_query();
+    page.expr_as(
+        Expr::SubQuery(None, Box::new(SubQueryStatement::from(count))),
+        TOTAL_COLUMN,
+    )
+}
+
+/// The name of the total's column beside a page's columns (see
+/// [`Service::page_and_total`]); no log has a column of that name.
+const TOTAL_COLUMN: &str = "mj_tasks_total";
+
+/// A row of a page read with its total beside it: the row's model, and the total.
+struct WithTotal<L: Log>(<L::Entity as EntityTrait>::Model, i64);
+
+impl<L: Log> FromQueryResult for WithTotal<L> {
+    fn from_query_result(row: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
+        Ok(WithTotal(L::decode(row)?, row.try_get("", TOTAL_COLUMN)?))
+    }
+}
+
 /// `select` limited to the rows the query ranges over.
 fn scoped_columns<L: Log>(
     select: Select<L::Entity>,
@@ -69,7 +109,7 @@ fn scoped_columns<L: Log>(
 ) -> Select<L::Entity> {
     select
         .filter(scope_condition::<L>(viewer, query.scope))
-        .filter(query.filter.condition(backend))
+        .filter(query.filter.parts(backend))
 }
 
 /// One batch of an export: the rows after `after` (the sort keys of the last row of the
@@ -229,10 +269,21 @@ impl Service {
     ) -> Result<(Statement, Statement), Error> {
         let backend = self.db.get_database_backend();
         let plan = self.page_plan(viewer, query, Columns::All)?;
-        let count = scoped(backend, viewer, query)
-            .select_only()
-            .column_as(Expr::cust("COUNT(*)"), "n");
+        let count = count_select(backend, viewer, query);
         Ok((plan.select.build(backend), count.build(backend)))
+    }
+
+    /// The one statement [`Service::page_and_total`] sends for a first page with its total
+    /// (page and count in one; the benchmark's floor runs it too).
+    pub fn page_with_total_statement<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+        columns: Columns,
+    ) -> Result<Statement, Error> {
+        let backend = self.db.get_database_backend();
+        let plan = self.page_plan(viewer, query, columns)?;
+        Ok(with_total(plan.select, backend, viewer, query).build(backend))
     }
 
     /// One page of the Midjourney tasks `viewer` may see that match the query.
@@ -272,6 +323,16 @@ impl Service {
                 .await?;
             decoded.into_iter().map(|Decoded(m)| m).collect()
         };
+        Ok(self.page_of(plan, query, models))
+    }
+
+    /// The page `plan` read as `models` (one more than the page when another follows).
+    fn page_of<L: Log>(
+        &self,
+        plan: PagePlan<L>,
+        query: &LogQuery<L>,
+        models: Vec<<L::Entity as EntityTrait>::Model>,
+    ) -> Page<L> {
         let limit = plan.limit;
         let backwards = plan.backwards;
         let more = models.len() as u64 > limit;
@@ -289,7 +350,7 @@ impl Service {
             PageRequest::Cursor(c) if backwards => (c.before.is_some(), more),
             PageRequest::Cursor(c) => (more, c.after.is_some()),
         };
-        Ok(Page {
+        Page {
             rows,
             order: plan.order,
             fingerprint: plan.fingerprint,
@@ -297,7 +358,7 @@ impl Service {
             has_previous_page,
             page: plan.offset_page,
             page_size: limit,
-        })
+        }
     }
 
     /// How many tasks match the query's scope and filter (its order and page are
@@ -322,10 +383,14 @@ impl Service {
     }
 
     /// One page of log `L` (reading `columns`) and the total of rows it is a page of, for a
-    /// request that began at `since`: both read at once (two connections), except for a
-    /// first page whose filter pins rows by id or key (an `mj_id` lookup), which usually
-    /// holds them all: that page is read first, and when it is not full its length is the
-    /// total (exact: the same rows, read at the same moment), so no count runs.
+    /// request that began at `since`.
+    ///
+    /// A first page whose filter pins rows by id or key (an `mj_id` lookup) usually holds
+    /// them all: that page is read first, and when it is not full its length is the total
+    /// (exact: the same rows, read at the same moment), so no count runs. Otherwise the
+    /// page and its count are one statement (see [`Service::page_with_total`]), unless
+    /// counts are reused for a freshness window (`--count-freshness-ms`) or the page is a
+    /// deep one read in two steps: then page and count are read at once on two connections.
     pub async fn page_and_total<L: Log>(
         &self,
         viewer: &Viewer,
@@ -343,11 +408,48 @@ impl Service {
             let total = self.count_since(viewer, query, since).await?;
             return Ok((page, total));
         }
+        let plan = self.page_plan(viewer, query, columns)?;
+        if !plan.ids_first && !self.counts.reuses() {
+            return self.page_with_total(plan, viewer, query, since).await;
+        }
         let (page, total) = tokio::join!(
             self.list_columns(viewer, query, columns),
             self.count_since(viewer, query, since)
         );
         Ok((page?, total?))
+    }
+
+    /// The page `plan` and its total in one statement: the count is a scalar subquery
+    /// beside the page's columns (`SELECT <columns>, (SELECT COUNT(*) FROM <table> WHERE
+    /// <scope and filter>) AS mj_tasks_total FROM <table> WHERE ... ORDER BY ... LIMIT ...`).
+    /// It is uncorrelated, so the database runs it once per statement, not per row; one
+    /// round trip, one connection and one statement instead of two (the database's CPU per
+    /// request is most of a request's cost). Page and total are read at the same moment.
+    /// An empty page carries no total: then the count runs on its own.
+    async fn page_with_total<L: Log>(
+        &self,
+        plan: PagePlan<L>,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+        since: Instant,
+    ) -> Result<(Page<L>, u64), Error> {
+        let backend = self.db.get_database_backend();
+        let select = with_total(plan.select.clone(), backend, viewer, query);
+        self.rows_query();
+        self.count_query();
+        let read = self
+            .read("rows", |db| {
+                Box::pin(select.clone().into_model::<WithTotal<L>>().all(db))
+            })
+            .await?;
+        let total = read.first().map(|WithTotal(_, n)| (*n).max(0) as u64);
+        let models = read.into_iter().map(|WithTotal(m, _)| m).collect();
+        let page = self.page_of(plan, query, models);
+        let total = match total {
+            Some(n) => n,
+            None => self.count_since(viewer, query, since).await?,
+        };
+        Ok((page, total))
     }
 
     /// How many rows of log `L` match the query's scope and filter, for a request that
@@ -360,9 +462,7 @@ impl Service {
     ) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
         let backend = self.db.get_database_backend();
-        let count = scoped(backend, viewer, query)
-            .select_only()
-            .column_as(Expr::cust("COUNT(*)"), "n");
+        let count = count_select(backend, viewer, query);
         let statement = count.build(backend);
         let key = format!("{}|{:?}", statement.sql, statement.values);
         self.counts

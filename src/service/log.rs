@@ -133,8 +133,14 @@ pub trait LogFilter:
     }
 
     /// The SQL condition for this filter (validated first) on `backend`. A filter with no
-    /// parts matches every row.
+    /// parts matches every row (`1 = 1`, so it holds under `not` and inside `or` too).
     fn condition(&self, backend: DbBackend) -> Condition {
+        crate::service::filter_sql::nonempty(self.parts(backend))
+    }
+
+    /// [`LogFilter::condition`] as a statement's own `WHERE` takes it: empty (no `1 = 1`)
+    /// when the filter has no parts.
+    fn parts(&self, backend: DbBackend) -> Condition {
         let mut all = self.leaves_condition(backend);
         let (and, or, not) = self.branches();
         for f in and {

@@ -149,6 +149,38 @@ async fn huge_p_does_not_overflow_the_offset() {
 }
 
 #[tokio::test]
+async fn a_page_past_the_end_still_carries_the_exact_total() {
+    // Page and total are one statement; an empty page carries no total, so it counts on
+    // its own. Filters included, on both doors.
+    let (app, u, _) = with_tasks(3).await;
+    for (path, total) in [
+        ("/api/mj/self?p=2&page_size=10", 3),
+        ("/api/mj/self?p=1&page_size=2", 3),
+        ("/api/mj/self?p=5&page_size=1", 3),
+        ("/api/mj/self?p=2&page_size=10&mj_id=nothing-like-it", 0),
+    ] {
+        let a = app.get_as(&u, path).await;
+        assert_eq!(a.json["success"], true, "{path}: {}", a.text);
+        assert_eq!(a.total(), total, "{path}: {}", a.text);
+    }
+    let g = app
+        .gql(
+            &u,
+            "{ midjourneyTasks(page: {offset: {page: 3, pageSize: 2}}) { totalCount nodes { id } } }",
+        )
+        .await;
+    assert_eq!(
+        g.json["data"]["midjourneyTasks"]["totalCount"], 3,
+        "{}",
+        g.text
+    );
+    assert_eq!(
+        g.json["data"]["midjourneyTasks"]["nodes"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
 async fn admin_route_pages_over_every_users_tasks() {
     let app = spawn_app().await;
     let admin = app.user("admin", Role::Admin).await;

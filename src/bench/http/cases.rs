@@ -6,8 +6,8 @@ use rand::{Rng, SeedableRng};
 use crate::config::BenchArgs;
 use crate::service::demo::BenchUsers;
 use crate::service::{
-    CursorPage, Log, LogQuery, Midjourneys, NumFilter, PageRequest, PlatformTaskQuery, Scope,
-    Service, StringFilter, TaskFilter, TaskQuery, Viewer,
+    Columns, CursorPage, Log, LogFilter, LogQuery, Midjourneys, NumFilter, PageRequest,
+    PlatformTaskQuery, Scope, Service, StringFilter, TaskFilter, TaskQuery, Viewer,
 };
 
 use super::{Case, Floor, Http, PREPARED, Prepared, auth, gql, offset, viewer};
@@ -39,11 +39,19 @@ fn case<L: Log>(
             Floor::Aggregate(service.totals_statement(&viewer, &query).map_err(bad)?)
         } else {
             let (page, count) = service.page_statements(&viewer, &query).map_err(bad)?;
-            Floor::Page(
-                L::TABLE,
-                page,
-                (want == Want::PageAndTotal).then_some(count),
-            )
+            // What the service sends for the total: nothing for a lookup (its page is its
+            // total), else page and count as one statement.
+            let counts = want == Want::PageAndTotal && !query.filter.pins_rows();
+            let one = if counts {
+                Some(
+                    service
+                        .page_with_total_statement(&viewer, &query, Columns::All)
+                        .map_err(bad)?,
+                )
+            } else {
+                None
+            };
+            Floor::Page(L::TABLE, page, counts.then_some(count), one)
         };
         requests.push(Prepared { auth, http, floor });
     }

@@ -4,9 +4,12 @@
 //! Seeds (or reuses) a database with many users, starts this binary's `serve` as its own
 //! process, and drives it over HTTP at each concurrency from this process, checking every
 //! body (a 200 with `success:false` or GraphQL `errors` counts as an error). In the same run
-//! it measures the **floor**: the SQL statements the service sends for the same request (the
-//! page, and its count when the answer has a total) sent straight to the database through
-//! the same driver, prepared, at the same concurrency, rows serialised to the same JSON.
+//! it measures the **floor**: the SQL statements of the same request (the page, and its
+//! count when the answer has a total the service counts; a lookup's page is its own total)
+//! sent straight to the database through the same driver, prepared, at the same
+//! concurrency, rows serialised to the same JSON. On PostgreSQL, pgbench runs those
+//! statements too, and, where the service sends page and count as one statement, that one
+//! statement as well (the columns `1-stmt`).
 //! Requests are drawn from 512 prepared ones per case (users picked at random), so no cache
 //! of identical requests flatters a case that is meant to spread over many users.
 
@@ -48,8 +51,14 @@ struct Prepared {
 /// The statements behind one answer.
 #[derive(Clone)]
 enum Floor {
-    /// The page of the log named (its table), and its count when the answer has a total.
-    Page(&'static str, Statement, Option<Statement>),
+    /// The page of the log named (its table), its count when the service counts for the
+    /// answer's total, and then also the one statement the service sends for both.
+    Page(
+        &'static str,
+        Statement,
+        Option<Statement>,
+        Option<Statement>,
+    ),
     /// One aggregate row (statistics).
     Aggregate(Statement),
 }
@@ -214,10 +223,10 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let server_pid = server.0.id();
     println!();
     println!(
-        "| case | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | DB CPU µs/req | errors (floor) | floor req/s | floor p99 ms | ÷ floor | pgbench tps | ÷ pgbench | pgbench DB CPU µs/tx |"
+        "| case | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | DB CPU µs/req | errors (floor) | floor req/s | floor p99 ms | ÷ floor | pgbench tps | ÷ pgbench | pgbench DB CPU µs/tx | pgbench 1-stmt tps | ÷ 1-stmt | 1-stmt DB CPU µs/tx |"
     );
     println!(
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     let mut total_errors = 0;
     for case in &cases {
@@ -251,24 +260,31 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
             let statements: Vec<Vec<Statement>> = requests
                 .iter()
                 .map(|r| match &r.floor {
-                    Floor::Page(_, page, count) => {
+                    Floor::Page(_, page, count, _) => {
                         std::iter::once(page.clone()).chain(count.clone()).collect()
                     }
                     Floor::Aggregate(stmt) => vec![stmt.clone()],
                 })
                 .collect();
             let pgbench = pgbench::floor(url, &floor_db, &statements, c, args.max_seconds).await?;
-            total_errors += http.errors + floor.errors;
-            let (pg_tps, pg_ratio, pg_cpu) = match &pgbench {
-                Some(p) => (
-                    format!("{:.0}", p.tps),
-                    format!("{:.2}", http.rate() / p.tps.max(1e-9)),
-                    cpu::per_request(p.db_cpu, 1),
-                ),
-                None => ("–".into(), "–".into(), "–".into()),
+            // The one statement the service sends for page and total, where it does.
+            let ones: Vec<Vec<Statement>> = requests
+                .iter()
+                .filter_map(|r| match &r.floor {
+                    Floor::Page(_, _, _, Some(one)) => Some(vec![one.clone()]),
+                    _ => None,
+                })
+                .collect();
+            let pgbench_one = if ones.is_empty() {
+                None
+            } else {
+                pgbench::floor(url, &floor_db, &ones, c, args.max_seconds).await?
             };
+            total_errors += http.errors + floor.errors;
+            let (pg_tps, pg_ratio, pg_cpu) = pgbench_columns(&pgbench, http.rate());
+            let (one_tps, one_ratio, one_cpu) = pgbench_columns(&pgbench_one, http.rate());
             println!(
-                "| {} | {c} | {:.0} | {:.1} | {:.1} | {} | {} | {} ({}) | {:.0} | {:.1} | {:.2} | {pg_tps} | {pg_ratio} | {pg_cpu} |",
+                "| {} | {c} | {:.0} | {:.1} | {:.1} | {} | {} | {} ({}) | {:.0} | {:.1} | {:.2} | {pg_tps} | {pg_ratio} | {pg_cpu} | {one_tps} | {one_ratio} | {one_cpu} |",
                 case.name,
                 http.rate(),
                 http.pct(0.5),
@@ -289,6 +305,19 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     drop(server);
     anyhow::ensure!(total_errors == 0, "{total_errors} requests failed");
     Ok(())
+}
+
+/// A pgbench floor's columns: its tps, the service's rate over it, its DB CPU per
+/// transaction (dashes without one).
+fn pgbench_columns(floor: &Option<pgbench::PgbenchFloor>, rate: f64) -> (String, String, String) {
+    match floor {
+        Some(p) => (
+            format!("{:.0}", p.tps),
+            format!("{:.2}", rate / p.tps.max(1e-9)),
+            cpu::per_request(p.db_cpu, 1),
+        ),
+        None => ("–".into(), "–".into(), "–".into()),
+    }
 }
 
 /// Runs `one(i)` for i = 0.. at concurrency `c` until `--requests` are done or
@@ -375,7 +404,7 @@ async fn send(client: &reqwest::Client, base: &str, p: &Prepared) -> bool {
 /// The floor of one request: its statements straight to the database, rows as JSON.
 async fn floor(db: &DatabaseConnection, p: &Prepared) -> bool {
     let (log, page, count) = match &p.floor {
-        Floor::Page(log, page, count) => (log, page, count),
+        Floor::Page(log, page, count, _) => (log, page, count),
         Floor::Aggregate(stmt) => {
             let Ok(Some(row)) = db.query_one_raw(stmt.clone()).await else {
                 return false;

@@ -1,7 +1,7 @@
-//! The floor as PostgreSQL's own client measures it: `pgbench` running the statements the
-//! service sends for a case (the page, and its count when the answer has a total; one
-//! script per prepared request, their values written in), prepared, at the same
-//! concurrency. Its backends' CPU per transaction is read from `/proc` while it runs.
+//! The floor as PostgreSQL's own client measures it: `pgbench` running a case's statements
+//! (the page, and its count when the answer has a total; or the one statement the service
+//! sends for both; one script per prepared request, their values written in), prepared, at
+//! the same concurrency. Its backends' CPU per transaction is read from `/proc` while it runs.
 //! MySQL/MariaDB and SQLite have no such tool in this run: their floor is the in-process
 //! one (the same statements through the same driver).
 
