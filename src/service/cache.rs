@@ -86,9 +86,18 @@ impl CountCache {
         }
     }
 
-    /// Whether finished counts are reused (a freshness window is set).
-    pub(crate) fn reuses(&self) -> bool {
-        !self.freshness.is_zero()
+    /// Whether a request that began at `since` would join the count `key` names now (one
+    /// running that started since, or one done within the window) rather than run it.
+    pub(crate) fn usable(&self, key: &str, since: Instant) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.get(key).is_some_and(|s| self.joinable(s, since))
+    }
+
+    fn joinable(&self, slot: &CountSlot, since: Instant) -> bool {
+        match slot.done.get() {
+            None => slot.started >= since,
+            Some(at) => at.elapsed() < self.freshness,
+        }
     }
 
     /// The count `key` names for a request that began at `since`: joins one running that
@@ -104,10 +113,7 @@ impl CountCache {
     {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            let usable = slots.get(&key).filter(|s| match s.done.get() {
-                None => s.started >= since,
-                Some(at) => at.elapsed() < self.freshness,
-            });
+            let usable = slots.get(&key).filter(|s| self.joinable(s, since));
             match usable {
                 Some(s) => s.clone(),
                 None => {
@@ -176,10 +182,42 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Done, with no freshness window: the next one counts again.
+        assert!(!cache.usable("k", since));
         let again = cache
             .get_or_run("k".into(), Instant::now(), async { Ok(8) })
             .await;
         assert_eq!(again.ok(), Some(8));
+    }
+
+    #[tokio::test]
+    async fn usable_says_whether_a_request_would_join_rather_than_run() {
+        let cache = Arc::new(CountCache::new(Duration::from_secs(60)));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let before = Instant::now();
+        assert!(!cache.usable("k", before), "nothing runs yet");
+        let running = {
+            let (cache, gate) = (cache.clone(), gate.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_run("k".into(), Instant::now(), async move {
+                        gate.notified().await;
+                        Ok(3)
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(cache.usable("k", before), "running, started since");
+        assert!(!cache.usable("other", before), "another count");
+        let later = Instant::now();
+        assert!(
+            !cache.usable("k", later),
+            "started before the request began"
+        );
+        gate.notify_one();
+        assert_eq!(running.await.ok().and_then(Result::ok), Some(3));
+        // Done within the freshness window: reused whenever the request began.
+        assert!(cache.usable("k", Instant::now()));
     }
 
     /// A failed count is the answer of everyone who joined it (found with the database

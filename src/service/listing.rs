@@ -388,9 +388,10 @@ impl Service {
     /// A first page whose filter pins rows by id or key (an `mj_id` lookup) usually holds
     /// them all: that page is read first, and when it is not full its length is the total
     /// (exact: the same rows, read at the same moment), so no count runs. Otherwise the
-    /// page and its count are one statement (see [`Service::page_with_total`]), unless
-    /// counts are reused for a freshness window (`--count-freshness-ms`) or the page is a
-    /// deep one read in two steps: then page and count are read at once on two connections.
+    /// page and its count are one statement (see [`Service::page_with_total`]), whose
+    /// total others asking for the same count meanwhile share; a request that finds an
+    /// identical count running (or reusable within `--count-freshness-ms`) joins it and
+    /// reads just its page meanwhile, as does a deep page (read in two steps).
     pub async fn page_and_total<L: Log>(
         &self,
         viewer: &Viewer,
@@ -409,32 +410,52 @@ impl Service {
             return Ok((page, total));
         }
         let plan = self.page_plan(viewer, query, columns)?;
-        if !plan.ids_first && !self.counts.reuses() {
-            return self.page_with_total(plan, viewer, query, since).await;
+        let (count, key) = self.count_and_key(viewer, query);
+        if plan.ids_first || self.counts.usable(&key, since) {
+            // A deep page reads its ids first; an identical count is running (or fresh):
+            // join it, and read the page meanwhile.
+            let (page, total) = tokio::join!(
+                self.list_columns(viewer, query, columns),
+                self.counts.get_or_run(key, since, self.run_count(count))
+            );
+            return Ok((page?, total?));
         }
-        let (page, total) = tokio::join!(
-            self.list_columns(viewer, query, columns),
-            self.count_since(viewer, query, since)
-        );
-        Ok((page?, total?))
-    }
-
-    /// The page `plan` and its total in one statement: the count is a scalar subquery
-    /// beside the page's columns (`SELECT <columns>, (SELECT COUNT(*) FROM <table> WHERE
-    /// <scope and filter>) AS mj_tasks_total FROM <table> WHERE ... ORDER BY ... LIMIT ...`).
-    /// It is uncorrelated, so the database runs it once per statement, not per row; one
-    /// round trip, one connection and one statement instead of two (the database's CPU per
-    /// request is most of a request's cost). Page and total are read at the same moment.
-    /// An empty page carries no total: then the count runs on its own.
-    async fn page_with_total<L: Log>(
-        &self,
-        plan: PagePlan<L>,
-        viewer: &Viewer,
-        query: &LogQuery<L>,
-        since: Instant,
-    ) -> Result<(Page<L>, u64), Error> {
+        // Page and count in one statement, which is the count others asking for the same
+        // total meanwhile join.
         let backend = self.db.get_database_backend();
         let select = with_total(plan.select.clone(), backend, viewer, query);
+        let mut models = None;
+        let total = self
+            .counts
+            .get_or_run(key, since, async {
+                let (read, total) = self.page_with_total::<L>(&select).await?;
+                models = Some(read);
+                match total {
+                    Some(n) => Ok(n),
+                    None => self.run_count(count).await,
+                }
+            })
+            .await?;
+        match models {
+            Some(models) => Ok((self.page_of(plan, query, models), total)),
+            // Another request's identical count started in between and was joined.
+            None => Ok((self.list_columns(viewer, query, columns).await?, total)),
+        }
+    }
+
+    /// Reads `select` (a page with [`TOTAL_COLUMN`] beside its columns): the page's rows,
+    /// and the total (`None` for an empty page, which carries none).
+    ///
+    /// The count is a scalar subquery beside the page's columns (`SELECT <columns>, (SELECT
+    /// COUNT(*) FROM <table> WHERE <scope and filter>) AS mj_tasks_total FROM <table> WHERE
+    /// ... ORDER BY ... LIMIT ...`), uncorrelated, so the database runs it once per
+    /// statement, not per row: one round trip, one connection and one statement instead of
+    /// two (the database's CPU is most of a request's cost), page and total read at the same
+    /// moment.
+    async fn page_with_total<L: Log>(
+        &self,
+        select: &Select<L::Entity>,
+    ) -> Result<(Vec<<L::Entity as EntityTrait>::Model>, Option<u64>), Error> {
         self.rows_query();
         self.count_query();
         let read = self
@@ -443,13 +464,7 @@ impl Service {
             })
             .await?;
         let total = read.first().map(|WithTotal(_, n)| (*n).max(0) as u64);
-        let models = read.into_iter().map(|WithTotal(m, _)| m).collect();
-        let page = self.page_of(plan, query, models);
-        let total = match total {
-            Some(n) => n,
-            None => self.count_since(viewer, query, since).await?,
-        };
-        Ok((page, total))
+        Ok((read.into_iter().map(|WithTotal(m, _)| m).collect(), total))
     }
 
     /// How many rows of log `L` match the query's scope and filter, for a request that
@@ -461,33 +476,46 @@ impl Service {
         since: Instant,
     ) -> Result<u64, Error> {
         query.filter.validate(viewer)?;
+        let (count, key) = self.count_and_key(viewer, query);
+        self.counts
+            .get_or_run(key, since, self.run_count(count))
+            .await
+    }
+
+    /// The query's count, and the key identical counts share.
+    fn count_and_key<L: Log>(
+        &self,
+        viewer: &Viewer,
+        query: &LogQuery<L>,
+    ) -> (Select<L::Entity>, String) {
         let backend = self.db.get_database_backend();
         let count = count_select(backend, viewer, query);
         let statement = count.build(backend);
         let key = format!("{}|{:?}", statement.sql, statement.values);
-        self.counts
-            .get_or_run(key, since, async {
-                self.count_query();
-                let n = self
-                    .read("count", |db| {
-                        let count = count.clone().into_tuple::<i64>();
-                        Box::pin(async move {
-                            // `all`, not `one` (which adds a LIMIT to an aggregate), except
-                            // on MySQL/MariaDB: there, through the driver's prepared
-                            // statements, the count without a LIMIT cost the server ten times
-                            // the CPU for a user with 10,000 rows (`bench --http`, heavy
-                            // user), for the same one-row answer.
-                            if backend == DbBackend::MySql {
-                                count.one(db).await
-                            } else {
-                                Ok(count.all(db).await?.into_iter().next())
-                            }
-                        })
-                    })
-                    .await?;
-                Ok(n.unwrap_or(0).max(0) as u64)
+        (count, key)
+    }
+
+    /// Runs `count` (a [`count_select`]).
+    async fn run_count<E: EntityTrait>(&self, count: Select<E>) -> Result<u64, Error> {
+        let backend = self.db.get_database_backend();
+        self.count_query();
+        let n = self
+            .read("count", |db| {
+                let count = count.clone().into_tuple::<i64>();
+                Box::pin(async move {
+                    // `all`, not `one` (which adds a LIMIT to an aggregate), except on
+                    // MySQL/MariaDB: there, through the driver's prepared statements, the
+                    // count without a LIMIT cost the server ten times the CPU for a user with
+                    // 10,000 rows (`bench --http`, heavy user), for the same one-row answer.
+                    if backend == DbBackend::MySql {
+                        count.one(db).await
+                    } else {
+                        Ok(count.all(db).await?.into_iter().next())
+                    }
+                })
             })
-            .await
+            .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
     }
 }
 
