@@ -9,8 +9,8 @@
 //! retransmission, seconds later.
 //!
 //! So a read that is cut off after running [`CUT_OFF_AFTER`] or longer, or that finds its
-//! database unavailable or its connection broken, [`Trouble::note`]s it, and for [`WINDOW`] after that the pool's hooks check
-//! connections as they did before: every connection handed out is pinged first (within the
+//! database unavailable or its connection broken, [`Trouble::note`]s it, and for
+//! [`WINDOW`] after that the pool's hooks check connections as they did before: every connection handed out is pinged first (within the
 //! acquire timeout: one that does not answer is dropped), and every connection given back
 //! must answer a ping within [`RELEASE_PING`] or is closed at once, giving its place to a
 //! new connection.

@@ -67,9 +67,27 @@ fn count_select<L: Log>(
     viewer: &Viewer,
     query: &LogQuery<L>,
 ) -> Select<L::Entity> {
-    scoped(backend, viewer, query)
-        .select_only()
-        .column_as(Expr::cust("COUNT(*)"), "n")
+    one_row_aggregate(
+        scoped(backend, viewer, query)
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n"),
+        backend,
+    )
+}
+
+/// `select`, an aggregate of one row, as it is sent on `backend`: without a `LIMIT`,
+/// except on MySQL/MariaDB. There, through the driver's prepared statements, a count
+/// without a `LIMIT` cost the server ten times the CPU for a user with 10,000 rows, and
+/// the heavy user's count took 2 s (`bench --http`), for the same one-row answer.
+pub(crate) fn one_row_aggregate<E: EntityTrait>(
+    select: Select<E>,
+    backend: DbBackend,
+) -> Select<E> {
+    if backend == DbBackend::MySql {
+        select.limit(1)
+    } else {
+        select
+    }
 }
 
 /// `page` with the total of the rows the query ranges over beside its columns, as
@@ -269,11 +287,7 @@ impl Service {
     ) -> Result<(Statement, Statement), Error> {
         let backend = self.db.get_database_backend();
         let plan = self.page_plan(viewer, query, Columns::All)?;
-        let mut count = count_select(backend, viewer, query);
-        if backend == DbBackend::MySql {
-            // As `run_count` sends it there.
-            count = count.limit(1);
-        }
+        let count = count_select(backend, viewer, query);
         Ok((plan.select.build(backend), count.build(backend)))
     }
 
@@ -416,7 +430,7 @@ impl Service {
         let plan = self.page_plan(viewer, query, columns)?;
         let (count, key) = self.count_and_key(viewer, query);
         let backend = self.db.get_database_backend();
-        // MySQL/MariaDB: a count needs its `LIMIT` there (see `run_count`); as a subquery
+        // MySQL/MariaDB: a count needs its `LIMIT` there (see `one_row_aggregate`); as a subquery
         // beside the page, the heavy user's page took 2 s instead of 5 ms (`bench --http`,
         // 1,000,000 rows, MariaDB 10.11), so page and count stay two statements.
         if plan.ids_first || backend == DbBackend::MySql || self.counts.usable(&key, since) {
@@ -504,25 +518,13 @@ impl Service {
 
     /// Runs `count` (a [`count_select`]).
     async fn run_count<E: EntityTrait>(&self, count: Select<E>) -> Result<u64, Error> {
-        let backend = self.db.get_database_backend();
         self.count_query();
         let n = self
             .read("count", |db| {
-                let count = count.clone().into_tuple::<i64>();
-                Box::pin(async move {
-                    // `all`, not `one` (which adds a LIMIT to an aggregate), except on
-                    // MySQL/MariaDB: there, through the driver's prepared statements, the
-                    // count without a LIMIT cost the server ten times the CPU for a user with
-                    // 10,000 rows (`bench --http`, heavy user), for the same one-row answer.
-                    if backend == DbBackend::MySql {
-                        count.one(db).await
-                    } else {
-                        Ok(count.all(db).await?.into_iter().next())
-                    }
-                })
+                Box::pin(count.clone().into_tuple::<i64>().all(db))
             })
             .await?;
-        Ok(n.unwrap_or(0).max(0) as u64)
+        Ok(n.into_iter().next().unwrap_or(0).max(0) as u64)
     }
 }
 

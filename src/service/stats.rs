@@ -9,7 +9,7 @@ use sea_orm::{
 use crate::error::Error;
 use crate::service::Service;
 use crate::service::filter_sql::exact_text;
-use crate::service::listing::scoped;
+use crate::service::listing::{one_row_aggregate, scoped};
 use crate::service::log::LogFilter;
 use crate::service::log::{Log, LogQuery};
 use crate::service::viewer::Viewer;
@@ -92,21 +92,13 @@ impl Service {
         query.filter.validate(viewer)?;
         self.count_query();
         let totals = self.totals_select(viewer, query);
-        let backend = self.db.get_database_backend();
-        let row = self
+        let rows = self
             .read("stats", |db| {
-                let totals = totals.clone().into_tuple::<(i64, i64, i64, i64)>();
-                Box::pin(async move {
-                    // Without a LIMIT, except on MySQL/MariaDB (see `count_since`).
-                    if backend == DbBackend::MySql {
-                        totals.one(db).await
-                    } else {
-                        Ok(totals.all(db).await?.into_iter().next())
-                    }
-                })
+                Box::pin(totals.clone().into_tuple::<(i64, i64, i64, i64)>().all(db))
             })
             .await?;
-        let (count, quota_sum, success_count, failure_count) = row.unwrap_or_default();
+        let (count, quota_sum, success_count, failure_count) =
+            rows.into_iter().next().unwrap_or_default();
         Ok(Totals {
             count,
             quota_sum,
@@ -130,7 +122,7 @@ impl Service {
     fn totals_select<L: Log>(&self, viewer: &Viewer, query: &LogQuery<L>) -> Select<L::Entity> {
         let backend = self.db.get_database_backend();
         let status = exact_text(backend, "status");
-        scoped(backend, viewer, query)
+        let totals = scoped(backend, viewer, query)
             .select_only()
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")
@@ -147,7 +139,8 @@ impl Service {
                     &format!("CASE WHEN {status} = 'FAILURE' THEN 1 ELSE 0 END"),
                 ),
                 "f",
-            )
+            );
+        one_row_aggregate(totals, backend)
     }
 
     /// The matching tasks grouped by `by`, most frequent first (ties by key), at most
