@@ -526,6 +526,11 @@ pub struct BenchArgs {
     /// HTTP: longest time one case runs at one concurrency, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub max_seconds: u64,
+    /// HTTP: how many rounds each case runs at each concurrency, the service and its pgbench
+    /// floors back to back in each; the table shows medians (a ratio: its median over the
+    /// rounds, each taken within one).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
     /// HTTP: only the cases whose name contains this.
     #[arg(long)]
     pub only: Option<String>,

@@ -35,6 +35,28 @@ pub fn process(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64(ticks as f64 / ticks_per_second()))
 }
 
+/// Busy CPU of the whole machine so far, summed over its cores (`/proc/stat`: every state
+/// but idle and iowait), to check the parts against.
+pub fn machine() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+    // already in user.
+    let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
+    Some(Duration::from_secs_f64(busy as f64 / ticks_per_second()))
+}
+
+/// CPU process `pid` spent since it had spent `before` (`None` when either is unknown).
+pub fn since(pid: u32, before: Option<Duration>) -> Option<Duration> {
+    process(pid)
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before))
+}
+
 /// The database server's processes whose CPU counts, by pid, with their CPU now.
 #[derive(Debug, Default)]
 pub struct DbCpu(HashMap<u32, Duration>);
@@ -95,14 +117,5 @@ impl DbCpu {
             .iter()
             .map(|(pid, now)| now.saturating_sub(before.0.get(pid).copied().unwrap_or_default()))
             .sum()
-    }
-}
-
-/// Microseconds per request of `cpu` over `requests`, for a table cell ("–" when nothing
-/// was measured).
-pub fn per_request(cpu: Option<Duration>, requests: usize) -> String {
-    match cpu {
-        Some(cpu) if requests > 0 => format!("{:.0}", cpu.as_secs_f64() * 1e6 / requests as f64),
-        _ => "–".to_owned(),
     }
 }

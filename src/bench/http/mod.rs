@@ -9,7 +9,11 @@
 //! sent straight to the database through the same driver, prepared, at the same
 //! concurrency, rows serialised to the same JSON. On PostgreSQL, pgbench runs those
 //! statements too, and, where the service sends page and count as one statement, that one
-//! statement as well (the columns `1-stmt`).
+//! statement as well, its integer values bound as parameters as the service binds them (the
+//! columns `1-stmt`). Each row gives the CPU per request of the server, the database, this
+//! process (the load generator) and the whole machine (`/proc/stat`, the check on the
+//! parts). With `--rounds N` the service and its pgbench floors run back to back N times and
+//! the row shows medians, a ratio's taken within each round (see [`rounds`]).
 //! Requests are drawn from 512 prepared ones per case (users picked at random), so no cache
 //! of identical requests flatters a case that is meant to spread over many users.
 
@@ -22,6 +26,7 @@ use anyhow::Context;
 use entity::{midjourney, task};
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
 
+use self::rounds::Round;
 use crate::app;
 use crate::config::{BenchArgs, DbConfig};
 use crate::rest::SelfItem;
@@ -33,6 +38,7 @@ mod cases;
 mod cpu;
 pub mod export;
 mod pgbench;
+mod rounds;
 
 /// Prepared requests per case.
 const PREPARED: usize = 512;
@@ -223,40 +229,13 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let server_pid = server.0.id();
     println!();
     println!(
-        "| case | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | DB CPU µs/req | errors (floor) | floor req/s | floor p99 ms | ÷ floor | pgbench tps | ÷ pgbench | pgbench DB CPU µs/tx | pgbench 1-stmt tps | ÷ 1-stmt | 1-stmt DB CPU µs/tx |"
+        "| case | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | DB CPU µs/req | client CPU µs/req | machine CPU µs/req | errors (floor) | floor req/s | floor p99 ms | ÷ floor | pgbench tps | ÷ pgbench | pgbench DB CPU µs/tx | pgbench client CPU µs/tx | pgbench 1-stmt bound tps | ÷ 1-stmt | 1-stmt DB CPU µs/tx | 1-stmt client CPU µs/tx |"
     );
-    println!(
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
+    println!("| --- |{}", " ---: |".repeat(20));
     let mut total_errors = 0;
     for case in &cases {
         for &c in &args.concurrency {
             let requests = Arc::new(case.requests.clone());
-            let (server_before, db_before) = (
-                cpu::process(server_pid),
-                cpu::DbCpu::read(&floor_db, None).await,
-            );
-            let http = drive(args, c, {
-                let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
-                move |i| {
-                    let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
-                    async move { send(&client, &base, &requests[i % requests.len()]).await }
-                }
-            })
-            .await;
-            let server_cpu = cpu::process(server_pid)
-                .zip(server_before)
-                .map(|(after, before)| after.saturating_sub(before));
-            let db_after = cpu::DbCpu::read(&floor_db, None).await;
-            let db_cpu = db_after.measured().then(|| db_after.since(&db_before));
-            let floor = drive(args, c, {
-                let (db, requests) = (floor_db.clone(), requests.clone());
-                move |i| {
-                    let (db, requests) = (db.clone(), requests.clone());
-                    async move { floor(&db, &requests[i % requests.len()]).await }
-                }
-            })
-            .await;
             let statements: Vec<Vec<Statement>> = requests
                 .iter()
                 .map(|r| match &r.floor {
@@ -266,7 +245,6 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
                     Floor::Aggregate(stmt) => vec![stmt.clone()],
                 })
                 .collect();
-            let pgbench = pgbench::floor(url, &floor_db, &statements, c, args.max_seconds).await?;
             // The one statement the service sends for page and total, where it does.
             let ones: Vec<Vec<Statement>> = requests
                 .iter()
@@ -275,27 +253,84 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
                     _ => None,
                 })
                 .collect();
-            let pgbench_one = if ones.is_empty() {
-                None
-            } else {
-                pgbench::floor(url, &floor_db, &ones, c, args.max_seconds).await?
-            };
-            total_errors += http.errors + floor.errors;
-            let (pg_tps, pg_ratio, pg_cpu) = pgbench_columns(&pgbench, http.rate());
-            let (one_tps, one_ratio, one_cpu) = pgbench_columns(&pgbench_one, http.rate());
+            let (mut rounds, mut errors) = (Vec::new(), 0);
+            for _ in 0..args.rounds {
+                let (server_before, db_before, client_before, machine_before) = (
+                    cpu::process(server_pid),
+                    cpu::DbCpu::read(&floor_db, None).await,
+                    cpu::process(std::process::id()),
+                    cpu::machine(),
+                );
+                let http = drive(args, c, {
+                    let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
+                    move |i| {
+                        let (client, base, requests) =
+                            (client.clone(), base.clone(), requests.clone());
+                        async move { send(&client, &base, &requests[i % requests.len()]).await }
+                    }
+                })
+                .await;
+                let machine_cpu = cpu::machine()
+                    .zip(machine_before)
+                    .map(|(after, before)| after.saturating_sub(before));
+                let client_cpu = cpu::since(std::process::id(), client_before);
+                let server_cpu = cpu::since(server_pid, server_before);
+                let db_after = cpu::DbCpu::read(&floor_db, None).await;
+                let db_cpu = db_after.measured().then(|| db_after.since(&db_before));
+                errors += http.errors;
+                let pgbench = pgbench::floor(
+                    url,
+                    &floor_db,
+                    &statements,
+                    pgbench::Values::Written,
+                    c,
+                    args.max_seconds,
+                )
+                .await?;
+                let pgbench_one = if ones.is_empty() {
+                    None
+                } else {
+                    pgbench::floor(
+                        url,
+                        &floor_db,
+                        &ones,
+                        pgbench::Values::Bound,
+                        c,
+                        args.max_seconds,
+                    )
+                    .await?
+                };
+                rounds.push(Round {
+                    rate: http.rate(),
+                    p50_ms: http.pct(0.5),
+                    p99_ms: http.pct(0.99),
+                    server_us: rounds::per_request(server_cpu, http.done),
+                    db_us: rounds::per_request(db_cpu, http.done),
+                    client_us: rounds::per_request(client_cpu, http.done),
+                    machine_us: rounds::per_request(machine_cpu, http.done),
+                    pgbench,
+                    pgbench_one,
+                });
+            }
+            let floor = drive(args, c, {
+                let (db, requests) = (floor_db.clone(), requests.clone());
+                move |i| {
+                    let (db, requests) = (db.clone(), requests.clone());
+                    async move { floor(&db, &requests[i % requests.len()]).await }
+                }
+            })
+            .await;
+            total_errors += errors + floor.errors;
             println!(
-                "| {} | {c} | {:.0} | {:.1} | {:.1} | {} | {} | {} ({}) | {:.0} | {:.1} | {:.2} | {pg_tps} | {pg_ratio} | {pg_cpu} | {one_tps} | {one_ratio} | {one_cpu} |",
+                "| {} | {c} | {} | {errors} ({}) | {:.0} | {:.1} | {:.2} | {} | {} |",
                 case.name,
-                http.rate(),
-                http.pct(0.5),
-                http.pct(0.99),
-                cpu::per_request(server_cpu, http.done),
-                cpu::per_request(db_cpu, http.done),
-                http.errors,
+                rounds::service_cells(&rounds),
                 floor.errors,
                 floor.rate(),
                 floor.pct(0.99),
-                http.rate() / floor.rate().max(1e-9)
+                rounds::rate(&rounds) / floor.rate().max(1e-9),
+                rounds::pgbench_cells(&rounds, |r| r.pgbench.as_ref()),
+                rounds::pgbench_cells(&rounds, |r| r.pgbench_one.as_ref()),
             );
         }
     }
@@ -305,19 +340,6 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     drop(server);
     anyhow::ensure!(total_errors == 0, "{total_errors} requests failed");
     Ok(())
-}
-
-/// A pgbench floor's columns: its tps, the service's rate over it, its DB CPU per
-/// transaction (dashes without one).
-fn pgbench_columns(floor: &Option<pgbench::PgbenchFloor>, rate: f64) -> (String, String, String) {
-    match floor {
-        Some(p) => (
-            format!("{:.0}", p.tps),
-            format!("{:.2}", rate / p.tps.max(1e-9)),
-            cpu::per_request(p.db_cpu, 1),
-        ),
-        None => ("–".into(), "–".into(), "–".into()),
-    }
 }
 
 /// Runs `one(i)` for i = 0.. at concurrency `c` until `--requests` are done or
