@@ -13,7 +13,7 @@
 //! columns `1-stmt`). Each row gives the CPU per request of the server, the database, this
 //! process (the load generator) and the whole machine (`/proc/stat`, the check on the
 //! parts). With `--rounds N` the service and its pgbench floors run back to back N times and
-//! the row shows medians, a ratio's taken within each round (see [`rounds`]).
+//! the row shows medians, each ratio taken within one round (see [`rounds`]).
 //! Requests are drawn from 512 prepared ones per case (users picked at random), so no cache
 //! of identical requests flatters a case that is meant to spread over many users.
 
