@@ -419,6 +419,10 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// How long one generated case (its rows stored, its groupings asked) may take; one takes
+/// well under a second.
+const CASE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[test]
 fn grouped_statistics_equal_the_model_on_generated_rows() {
     let cases = env_cases("GROUPS_CASES", 40);
@@ -434,6 +438,9 @@ fn grouped_statistics_equal_the_model_on_generated_rows() {
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "tests/api/groups_model.regressions",
         ))),
+        // Shrinking a failure runs the database again for every step: bounded, so a failing
+        // case is printed within minutes.
+        max_shrink_time: 120_000,
         ..Config::default()
     });
     let strategy = (
@@ -445,7 +452,7 @@ fn grouped_statistics_equal_the_model_on_generated_rows() {
     runner
         .run(&strategy, |(rows, asks, tasks)| {
             ran.set(ran.get() + 1);
-            rt.block_on(async {
+            let case = async {
                 store(&app, tasks, &rows, &users).await;
                 for ask in &asks {
                     let answer = app.gql(&users[0], &document(tasks, ask)).await;
@@ -476,7 +483,14 @@ fn grouped_statistics_equal_the_model_on_generated_rows() {
                     }
                 }
                 Ok(())
-            })
+            };
+            // A case that never answers fails (and is printed) instead of hanging the run.
+            rt.block_on(async { tokio::time::timeout(CASE_WITHIN, case).await })
+                .unwrap_or_else(|_| {
+                    Err(TestCaseError::fail(format!(
+                        "no answer within {CASE_WITHIN:?}: {asks:?}"
+                    )))
+                })
         })
         .unwrap();
     println!(
