@@ -10,10 +10,10 @@
 //!
 //! So a read that is cut off after running [`CUT_OFF_AFTER`] or longer, or that finds its
 //! database unavailable or its connection broken, [`Trouble::note`]s it, and for
-//! [`WINDOW`] after that the pool's hooks check connections as they did before: every connection handed out is pinged first (within the
-//! acquire timeout: one that does not answer is dropped), and every connection given back
-//! must answer a ping within [`RELEASE_PING`] or is closed at once, giving its place to a
-//! new connection.
+//! [`WINDOW`] after that the pool's hooks check connections as they did before: every
+//! connection handed out is pinged first (within the acquire timeout: one that does not
+//! answer is dropped), and every connection given back must answer a ping within
+//! [`RELEASE_PING`] or is closed at once, giving its place to a new connection.
 //!
 //! A read cut off sooner is not noted: a client that hangs up early (anyone can, at
 //! `/healthz` or with bogus credentials, whose token lookup is a read) must not be able to
