@@ -224,9 +224,14 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let (server, base) = start_server(url, &[], &client).await?;
-
-    let floor_db = service.db().clone();
-    let server_pid = server.0.id();
+    let bench = Bench {
+        args,
+        url,
+        client,
+        base,
+        server_pid: server.0.id(),
+        db: service.db().clone(),
+    };
     println!();
     println!(
         "| case | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | DB CPU µs/req | client CPU µs/req | machine CPU µs/req | errors (floor) | floor req/s | floor p99 ms | ÷ floor | pgbench tps | ÷ pgbench | pgbench DB CPU µs/tx | pgbench client CPU µs/tx | pgbench 1-stmt bound tps | ÷ 1-stmt | 1-stmt DB CPU µs/tx | 1-stmt client CPU µs/tx |"
@@ -235,103 +240,7 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let mut total_errors = 0;
     for case in &cases {
         for &c in &args.concurrency {
-            let requests = Arc::new(case.requests.clone());
-            let statements: Vec<Vec<Statement>> = requests
-                .iter()
-                .map(|r| match &r.floor {
-                    Floor::Page(_, page, count, _) => {
-                        std::iter::once(page.clone()).chain(count.clone()).collect()
-                    }
-                    Floor::Aggregate(stmt) => vec![stmt.clone()],
-                })
-                .collect();
-            // The one statement the service sends for page and total, where it does.
-            let ones: Vec<Vec<Statement>> = requests
-                .iter()
-                .filter_map(|r| match &r.floor {
-                    Floor::Page(_, _, _, Some(one)) => Some(vec![one.clone()]),
-                    _ => None,
-                })
-                .collect();
-            let (mut rounds, mut errors) = (Vec::new(), 0);
-            for _ in 0..args.rounds {
-                let (server_before, db_before, client_before, machine_before) = (
-                    cpu::process(server_pid),
-                    cpu::DbCpu::read(&floor_db, None).await,
-                    cpu::process(std::process::id()),
-                    cpu::machine(),
-                );
-                let http = drive(args, c, {
-                    let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
-                    move |i| {
-                        let (client, base, requests) =
-                            (client.clone(), base.clone(), requests.clone());
-                        async move { send(&client, &base, &requests[i % requests.len()]).await }
-                    }
-                })
-                .await;
-                let machine_cpu = cpu::machine()
-                    .zip(machine_before)
-                    .map(|(after, before)| after.saturating_sub(before));
-                let client_cpu = cpu::since(std::process::id(), client_before);
-                let server_cpu = cpu::since(server_pid, server_before);
-                let db_after = cpu::DbCpu::read(&floor_db, None).await;
-                let db_cpu = db_after.measured().then(|| db_after.since(&db_before));
-                errors += http.errors;
-                let pgbench = pgbench::floor(
-                    url,
-                    &floor_db,
-                    &statements,
-                    pgbench::Values::Written,
-                    c,
-                    args.max_seconds,
-                )
-                .await?;
-                let pgbench_one = if ones.is_empty() {
-                    None
-                } else {
-                    pgbench::floor(
-                        url,
-                        &floor_db,
-                        &ones,
-                        pgbench::Values::Bound,
-                        c,
-                        args.max_seconds,
-                    )
-                    .await?
-                };
-                rounds.push(Round {
-                    rate: http.rate(),
-                    p50_ms: http.pct(0.5),
-                    p99_ms: http.pct(0.99),
-                    server_us: rounds::per_request(server_cpu, http.done),
-                    db_us: rounds::per_request(db_cpu, http.done),
-                    client_us: rounds::per_request(client_cpu, http.done),
-                    machine_us: rounds::per_request(machine_cpu, http.done),
-                    pgbench,
-                    pgbench_one,
-                });
-            }
-            let floor = drive(args, c, {
-                let (db, requests) = (floor_db.clone(), requests.clone());
-                move |i| {
-                    let (db, requests) = (db.clone(), requests.clone());
-                    async move { floor(&db, &requests[i % requests.len()]).await }
-                }
-            })
-            .await;
-            total_errors += errors + floor.errors;
-            println!(
-                "| {} | {c} | {} | {errors} ({}) | {:.0} | {:.1} | {:.2} | {} | {} |",
-                case.name,
-                rounds::service_cells(&rounds),
-                floor.errors,
-                floor.rate(),
-                floor.pct(0.99),
-                rounds::rate(&rounds) / floor.rate().max(1e-9),
-                rounds::pgbench_cells(&rounds, |r| r.pgbench.as_ref()),
-                rounds::pgbench_cells(&rounds, |r| r.pgbench_one.as_ref()),
-            );
+            total_errors += bench.case_row(case, c).await?;
         }
     }
     let (rss, peak) = memory(server.0.id());
@@ -340,6 +249,149 @@ pub async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     drop(server);
     anyhow::ensure!(total_errors == 0, "{total_errors} requests failed");
     Ok(())
+}
+
+/// What every measurement of a run shares: the server under test and the database.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    url: &'a str,
+    client: reqwest::Client,
+    base: String,
+    server_pid: u32,
+    /// The floors' connection (the same driver as the server's).
+    db: DatabaseConnection,
+}
+
+/// The statements pgbench sends for a case's requests.
+struct Floors {
+    /// Each request's statements as the floor defines them (page, then count).
+    statements: Vec<Vec<Statement>>,
+    /// The one statement the service sends for page and total, where it does.
+    ones: Vec<Vec<Statement>>,
+}
+
+impl Floors {
+    fn of(requests: &[Prepared]) -> Floors {
+        let statements = requests
+            .iter()
+            .map(|r| match &r.floor {
+                Floor::Page(_, page, count, _) => {
+                    std::iter::once(page.clone()).chain(count.clone()).collect()
+                }
+                Floor::Aggregate(stmt) => vec![stmt.clone()],
+            })
+            .collect();
+        let ones = requests
+            .iter()
+            .filter_map(|r| match &r.floor {
+                Floor::Page(_, _, _, Some(one)) => Some(vec![one.clone()]),
+                _ => None,
+            })
+            .collect();
+        Floors { statements, ones }
+    }
+}
+
+impl Bench<'_> {
+    /// Measures `case` at concurrency `c` (`--rounds` rounds, then the in-process floor)
+    /// and prints its row; the requests that failed.
+    async fn case_row(&self, case: &Case, c: u32) -> anyhow::Result<usize> {
+        let requests = Arc::new(case.requests.clone());
+        let floors = Floors::of(&requests);
+        let (mut rounds, mut errors) = (Vec::new(), 0);
+        for _ in 0..self.args.rounds {
+            let (round, failed) = self.round(&requests, &floors, c).await?;
+            rounds.push(round);
+            errors += failed;
+        }
+        let floor = drive(self.args, c, {
+            let (db, requests) = (self.db.clone(), requests.clone());
+            move |i| {
+                let (db, requests) = (db.clone(), requests.clone());
+                async move { floor(&db, &requests[i % requests.len()]).await }
+            }
+        })
+        .await;
+        println!(
+            "| {} | {c} | {} | {errors} ({}) | {:.0} | {:.1} | {:.2} | {} | {} |",
+            case.name,
+            rounds::service_cells(&rounds),
+            floor.errors,
+            floor.rate(),
+            floor.pct(0.99),
+            rounds::rate(&rounds) / floor.rate().max(1e-9),
+            rounds::pgbench_cells(&rounds, |r| r.pgbench.as_ref()),
+            rounds::pgbench_cells(&rounds, |r| r.pgbench_one.as_ref()),
+        );
+        Ok(errors + floor.errors)
+    }
+
+    /// One round: the service under load at concurrency `c` with the CPU each part spent,
+    /// then its pgbench floors right after; the round, and the requests that failed.
+    async fn round(
+        &self,
+        requests: &Arc<Vec<Prepared>>,
+        floors: &Floors,
+        c: u32,
+    ) -> anyhow::Result<(Round, usize)> {
+        let (server_before, db_before, client_before, machine_before) = (
+            cpu::process(self.server_pid),
+            cpu::DbCpu::read(&self.db, None).await,
+            cpu::process(std::process::id()),
+            cpu::machine(),
+        );
+        let http = drive(self.args, c, {
+            let (client, base, requests) =
+                (self.client.clone(), self.base.clone(), requests.clone());
+            move |i| {
+                let (client, base, requests) = (client.clone(), base.clone(), requests.clone());
+                async move { send(&client, &base, &requests[i % requests.len()]).await }
+            }
+        })
+        .await;
+        let machine_cpu = cpu::machine()
+            .zip(machine_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let client_cpu = cpu::since(std::process::id(), client_before);
+        let server_cpu = cpu::since(self.server_pid, server_before);
+        let db_after = cpu::DbCpu::read(&self.db, None).await;
+        let db_cpu = db_after.measured().then(|| db_after.since(&db_before));
+        let seconds = self.args.max_seconds;
+        let pgbench = pgbench::floor(
+            self.url,
+            &self.db,
+            &floors.statements,
+            pgbench::Values::Written,
+            c,
+            seconds,
+        )
+        .await?;
+        let pgbench_one = if floors.ones.is_empty() {
+            None
+        } else {
+            pgbench::floor(
+                self.url,
+                &self.db,
+                &floors.ones,
+                pgbench::Values::Bound,
+                c,
+                seconds,
+            )
+            .await?
+        };
+        let round = Round {
+            rate: http.rate(),
+            p50_ms: http.pct(0.5),
+            p99_ms: http.pct(0.99),
+            server_us: rounds::per_request(server_cpu, http.done),
+            db_us: rounds::per_request(db_cpu, http.done),
+            client_us: rounds::per_request(client_cpu, http.done),
+            machine_us: rounds::per_request(machine_cpu, http.done),
+            pgbench,
+            pgbench_one,
+        };
+        Ok((round, http.errors))
+    }
 }
 
 /// Runs `one(i)` for i = 0.. at concurrency `c` until `--requests` are done or
