@@ -76,9 +76,11 @@ fn count_select<L: Log>(
 }
 
 /// `select`, an aggregate of one row, as it is sent on `backend`: without a `LIMIT`,
-/// except on MySQL/MariaDB. There, through the driver's prepared statements, a count
-/// without a `LIMIT` cost the server ten times the CPU for a user with 10,000 rows, and
-/// the heavy user's count took 2 s (`bench --http`), for the same one-row answer.
+/// except on MySQL/MariaDB. There, once a prepared statement reading whole rows (a page)
+/// has run in the same session, MariaDB 10.11 re-executes a prepared count without a
+/// `LIMIT` as a full table scan (`Handler_read_rnd_next` 1,000,001 instead of
+/// `Handler_read_next` 100,271 for the heavy user: 1 s instead of 10 ms; another driver
+/// does the same, see the README's fifth round); with `LIMIT 1` it keeps the index.
 pub(crate) fn one_row_aggregate<E: EntityTrait>(
     select: Select<E>,
     backend: DbBackend,
