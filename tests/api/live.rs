@@ -671,3 +671,56 @@ async fn a_websocket_connection_runs_more_lookups_than_one_operations_budget() {
         assert_eq!(ws.next_of(&id).await, None, "then complete");
     }
 }
+
+/// A change made the moment `subscribe` returns is an event, every time, on a poller that
+/// has just started (regression: the poller took its baseline at its first round, which
+/// could come after the subscription had returned and the row had changed; the baseline then
+/// held the new state and the change was never sent). Each round starts a new live service,
+/// so each subscription is its poller's first.
+#[tokio::test]
+async fn a_change_the_moment_a_subscription_starts_is_never_lost() {
+    use mj_tasks::service::live::{EventKind, Live, LiveConfig, LiveRequest};
+    use mj_tasks::service::{Midjourneys, Service, TaskFilter, Viewer};
+
+    let app = live_app().await;
+    let alice = app.user("alice", Role::Common).await;
+    let viewer = Viewer {
+        id: alice.id,
+        username: "alice".into(),
+        role: Role::Common,
+    };
+    let writer = app.db.connect().await;
+    for round in 0..5 {
+        let mj_id = format!("race-{round}");
+        app.db.submit(alice.id, &mj_id, 1).await;
+        let live = Live::new(
+            Service::new(app.db.connect().await, None),
+            LiveConfig {
+                interval: Duration::from_millis(200),
+                ..LiveConfig::default()
+            },
+        );
+        let request = LiveRequest::<Midjourneys> {
+            filter: TaskFilter::default(),
+            keys: None,
+            snapshot: false,
+        };
+        let mut sub = live.subscribe(&viewer, request).await.expect("subscribe");
+        writer
+            .execute_unprepared(&format!(
+                "UPDATE midjourneys SET status = 'IN_PROGRESS', progress = '{round}1%' \
+                 WHERE mj_id = '{mj_id}'"
+            ))
+            .await
+            .expect("update");
+        let event = tokio::time::timeout(WITHIN, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the change was lost (no event)"))
+            .expect("open")
+            .expect("event");
+        assert_eq!(event.kind, EventKind::Updated, "round {round}");
+        assert_eq!(event.task.mj_id, mj_id, "round {round}");
+        assert_eq!(event.task.progress, format!("{round}1%"), "round {round}");
+        live.shutdown();
+    }
+}

@@ -56,6 +56,9 @@ use crate::service::{Midjourneys, Service, Tasks, Viewer};
 pub const BUFFER: usize = 64;
 /// Most rows an initial snapshot holds (the newest).
 pub const MAX_SNAPSHOT: u64 = 100;
+/// How long a new subscription waits at least for the source of changes to be established
+/// (the poller's first reads) before it fails as unavailable.
+pub const READY_WITHIN: Duration = Duration::from_secs(10);
 
 /// How the live service behaves.
 #[derive(Clone, Debug)]
@@ -170,6 +173,11 @@ pub struct Hub<L: Log> {
     started: std::sync::Once,
     /// Whether this instance polls for the deployment now.
     leading: AtomicBool,
+    /// Whether the source of changes is established for the subscribers there are now: the
+    /// poller's baseline taken (or, in a deployment, this instance's place in the feed taken
+    /// and the deployment's poller state published). A subscription reads its initial state
+    /// only once this holds, so that every later change is an event ([`Live::subscribe`]).
+    ready: watch::Sender<bool>,
 }
 
 impl<L: Log> Hub<L> {
@@ -181,8 +189,28 @@ impl<L: Log> Hub<L> {
             wake: Notify::new(),
             started: std::sync::Once::new(),
             leading: AtomicBool::new(false),
+            ready: watch::channel(false).0,
         }
     }
+
+    /// Marks the source of changes established (`true`) or not (`false`).
+    fn set_ready(&self, ready: bool) {
+        self.ready.send_if_modified(|now| std::mem::replace(now, ready) != ready);
+    }
+}
+
+/// Whether log `L` has subscribers now. When it has none the hub is marked not ready, under
+/// the lock [`Live::register`] counts a subscription with: a subscription registered after
+/// this check waits for the poller's next baseline, one registered before it keeps the
+/// poller's state alive.
+fn listening<L: LiveLog>(inner: &Inner) -> bool {
+    let _users = inner.users.lock().unwrap_or_else(PoisonError::into_inner);
+    let hub = L::hub(inner);
+    let listening = hub.listeners.load(Ordering::Relaxed) > 0;
+    if !listening {
+        hub.set_ready(false);
+    }
+    listening
 }
 
 /// The live service of one instance (cheap to clone).
@@ -295,8 +323,11 @@ impl Live {
     }
 
     /// Opens a subscription for `viewer` to log `L`: checks the request and the limits,
-    /// registers the subscriber (so no change after this call is missed), then reads the
-    /// initial state.
+    /// registers the subscriber, waits until the source of changes is established for it
+    /// (the poller's baseline, at most [`READY_WITHIN`] or the poll interval five times;
+    /// [`Error::Unavailable`] otherwise), then reads the initial state: every change made
+    /// after that read is an event (a change during it may be both in the snapshot and an
+    /// event), and none made after this call returns is missed.
     pub async fn subscribe<L: LiveLog>(
         &self,
         viewer: &Viewer,
@@ -320,8 +351,9 @@ impl Live {
         }
         let guard = self.register::<L>(viewer.id)?;
         let rx = L::hub(&self.inner).tx.subscribe();
-        let shutdown = self.inner.shutdown.subscribe();
+        let mut shutdown = self.inner.shutdown.subscribe();
         self.start_poller::<L>();
+        self.established::<L>(&mut shutdown).await?;
 
         let service = &self.inner.service;
         let mut pending = std::collections::VecDeque::new();
@@ -374,6 +406,25 @@ impl Live {
         })
     }
 
+    /// Waits until log `L`'s source of changes is established (see [`Hub::ready`]).
+    async fn established<L: LiveLog>(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let mut ready = L::hub(&self.inner).ready.subscribe();
+        let within = (self.inner.config.interval * 5).max(READY_WITHIN);
+        tokio::select! {
+            established = tokio::time::timeout(within, ready.wait_for(|ready| *ready)) => {
+                match established {
+                    Ok(Ok(_)) => Ok(()),
+                    // The poller could not read the database (or Redis) in time.
+                    _ => Err(Error::Unavailable),
+                }
+            }
+            _ = shutdown.wait_for(|stopped| *stopped) => Err(Error::ShuttingDown),
+        }
+    }
+
     /// Counts a new subscription of `user`, within the limits.
     fn register<L: LiveLog>(&self, user: i64) -> Result<Registration<L>, Error> {
         let inner = &self.inner;
@@ -393,9 +444,10 @@ impl Live {
         }
         *open += 1;
         inner.total.fetch_add(1, Ordering::Relaxed);
-        drop(users);
         let hub = L::hub(inner);
+        // Under the lock: see [`listening`].
         hub.listeners.fetch_add(1, Ordering::Relaxed);
+        drop(users);
         hub.wake.notify_one();
         Ok(Registration {
             inner: self.inner.clone(),

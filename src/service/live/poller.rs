@@ -70,7 +70,7 @@ pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
             }
             return;
         }
-        let listening = hub.listeners.load(Ordering::Relaxed) > 0;
+        let listening = super::listening::<L>(&inner);
         if let Some(feed) = feed.as_mut().filter(|f| f.usable()) {
             state = None;
             if !listening && !feed.leading() {
@@ -82,6 +82,7 @@ pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
                 }
             }
             if listening && was_shared == Some(false) {
+                hub.set_ready(false);
                 interrupt::<L>(
                     &inner,
                     "redis answers again: switching to the deployment's feed",
@@ -92,6 +93,7 @@ pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
             continue;
         }
         if listening && was_shared == Some(true) {
+            hub.set_ready(false);
             interrupt::<L>(&inner, "redis lost: this instance polls on its own");
         }
         if let Some(feed) = feed.as_mut() {
@@ -123,6 +125,9 @@ pub(super) async fn poll_loop<L: LiveLog>(inner: Arc<Inner>) {
             },
         };
         inner.polls.fetch_add(1, Ordering::Relaxed);
+        // A failed poll keeps the last state: the next one compares with it, so nothing
+        // changed in between is missed.
+        hub.set_ready(state.is_some());
         let more = match result {
             Ok(more) => {
                 if failing {

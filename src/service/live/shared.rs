@@ -44,19 +44,22 @@ use super::{Inner, LiveLog, LogEvent};
 const STREAM_LEN: u64 = 10_000;
 /// Batches read at once.
 const READ_COUNT: usize = 100;
-/// How long the state and the stream outlive the last publication.
+/// How long the stream outlives the last publication, and the state the last publication or
+/// lease renewal.
 const KEEP_MS: u64 = 3_600_000;
 
 /// Renews the lease of ARGV[1] (or takes a free one, when ARGV[3] is 1: this instance has
-/// subscribers, which it notes in KEYS[2]); a holder whose deployment has no subscriber left
-/// releases the lease and deletes the state (KEYS[3]). Answers 2 when just taken, 1 when
-/// renewed, 0 otherwise.
+/// subscribers, which it notes in KEYS[2]); a renewal keeps the state (KEYS[3]) for ARGV[4]
+/// ms more, however long nothing changes; a holder whose deployment has no subscriber left
+/// releases the lease and deletes the state. Answers 2 when just taken, 1 when renewed, 0
+/// otherwise.
 const LEASE: &str = r"
 if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   if ARGV[3] == '1' or redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('PEXPIRE', KEYS[3], ARGV[4])
     return 1
   end
   redis.call('DEL', KEYS[1], KEYS[3])
@@ -128,6 +131,9 @@ pub(super) struct Feed<L: Log> {
     /// sequence of the last batch.
     cursor: Option<String>,
     seen: Option<(u64, u64)>,
+    /// Whether, since the place was taken, the deployment's poller state was seen published
+    /// (see [`Feed::settle`]).
+    established: bool,
 }
 
 impl<L: LiveLog> Feed<L> {
@@ -144,6 +150,7 @@ impl<L: LiveLog> Feed<L> {
             leader: None,
             stored_text: String::new(),
             cursor: None,
+            established: false,
             seen: None,
         }
     }
@@ -171,8 +178,14 @@ impl<L: LiveLog> Feed<L> {
             self.reader = None;
         }
         self.leader = None;
+        self.forget_place();
+    }
+
+    /// Forgets this instance's place in the stream.
+    fn forget_place(&mut self) {
         self.cursor = None;
         self.seen = None;
+        self.established = false;
     }
 
     fn key(&self, part: &str) -> String {
@@ -213,12 +226,16 @@ impl<L: LiveLog> Feed<L> {
         hub.leading.store(self.leading(), Ordering::Relaxed);
         let end = started + self.interval;
         if !listening {
-            self.cursor = None;
-            self.seen = None;
+            self.forget_place();
             tokio::select! {
                 () = tokio::time::sleep_until(end.into()) => {}
                 _ = shutdown.changed() => {}
             }
+            return;
+        }
+        if let Err(e) = self.settle(inner).await {
+            tracing::debug!(log = L::TABLE, error = %e, "live feed: taking a place in the stream failed");
+            self.reader = None;
             return;
         }
         loop {
@@ -270,6 +287,7 @@ impl<L: LiveLog> Feed<L> {
                     .arg(&token)
                     .arg(lease_ms)
                     .arg(if listening { "1" } else { "0" })
+                    .arg(KEEP_MS)
                     .invoke_async(conn)
                     .await
             })
@@ -406,17 +424,15 @@ impl<L: LiveLog> Feed<L> {
         Ok(())
     }
 
-    /// The batches published after this instance's place, waiting up to `within` for one.
-    async fn read(&mut self, within: Duration) -> Result<Vec<Found<L>>, ClusterError> {
-        if self.reader.is_none() {
-            self.reader = Some(self.cluster.dedicated()?);
-        }
-        let Some(mut conn) = self.reader.clone() else {
-            return Ok(Vec::new());
-        };
+    /// Takes this instance's place in the stream, after the newest batch, when it has none;
+    /// then, until it has, looks whether the deployment's poller state is published. Once it
+    /// is, every change made from now on will be published after this place (the state was
+    /// read before now, and each poll compares with the last), so the hub is marked ready:
+    /// a subscription's initial state read after this covers what came before.
+    async fn settle(&mut self, inner: &Inner) -> Result<(), ClusterError> {
         let stream = self.key("events");
         if self.cursor.is_none() {
-            // Start after the newest batch (what came before, the snapshot covers).
+            self.established = false;
             let newest: StreamRangeReply = self
                 .cluster
                 .call(async |c| c.xrevrange_count(&stream, "+", "-", 1).await)
@@ -432,7 +448,28 @@ impl<L: LiveLog> Feed<L> {
                 None => self.cursor = Some("0-0".to_owned()),
             }
         }
-        let cursor = self.cursor.clone().unwrap_or_else(|| "0-0".to_owned());
+        if !self.established {
+            let state = self.key("state");
+            self.established = self
+                .cluster
+                .call(async |c| c.exists::<_, bool>(&state).await)
+                .await?;
+        }
+        if self.established {
+            L::hub(inner).set_ready(true);
+        }
+        Ok(())
+    }
+
+    /// The batches published after this instance's place, waiting up to `within` for one.
+    async fn read(&mut self, within: Duration) -> Result<Vec<Found<L>>, ClusterError> {
+        if self.reader.is_none() {
+            self.reader = Some(self.cluster.dedicated()?);
+        }
+        let (Some(mut conn), Some(cursor)) = (self.reader.clone(), self.cursor.clone()) else {
+            return Ok(Vec::new());
+        };
+        let stream = self.key("events");
         let block = within.as_millis() as usize;
         let options = if block == 0 {
             StreamReadOptions::default().count(READ_COUNT)
