@@ -7,6 +7,7 @@ use mj_tasks::service::Role;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
+use crate::deployment::RedisServer;
 use crate::helpers::{TestApp, TestDb, TestUser, spawn_app_with};
 use crate::live_client::{EVENTS, Frame, Sse, WITHIN, Ws, init_payload};
 
@@ -676,9 +677,10 @@ async fn a_websocket_connection_runs_more_lookups_than_one_operations_budget() {
 /// has just started (regression: the poller took its baseline at its first round, which
 /// could come after the subscription had returned and the row had changed; the baseline then
 /// held the new state and the change was never sent). Each round starts a new live service,
-/// so each subscription is its poller's first.
-#[tokio::test]
-async fn a_change_the_moment_a_subscription_starts_is_never_lost() {
+/// so each subscription is its poller's first; with `redis`, each round is a new deployment
+/// (its own key prefix), whose first leader starts afresh.
+async fn a_change_the_moment_a_subscription_starts(redis: Option<&RedisServer>) {
+    use mj_tasks::cluster::Cluster;
     use mj_tasks::service::live::{EventKind, Live, LiveConfig, LiveRequest};
     use mj_tasks::service::{Midjourneys, Service, TaskFilter, Viewer};
 
@@ -693,12 +695,23 @@ async fn a_change_the_moment_a_subscription_starts_is_never_lost() {
     for round in 0..5 {
         let mj_id = format!("race-{round}");
         app.db.submit(alice.id, &mj_id, 1).await;
-        let live = Live::new(
+        let cluster = match redis {
+            None => None,
+            Some(redis) => {
+                let prefix = crate::testdb::unique_name();
+                let cluster =
+                    Cluster::new(&redis.url(), &prefix, Duration::from_secs(1)).expect("cluster");
+                assert!(cluster.probe().await, "redis answers");
+                Some(cluster)
+            }
+        };
+        let live = Live::in_deployment(
             Service::new(app.db.connect().await, None),
             LiveConfig {
                 interval: Duration::from_millis(200),
                 ..LiveConfig::default()
             },
+            cluster,
         );
         let request = LiveRequest::<Midjourneys> {
             filter: TaskFilter::default(),
@@ -723,4 +736,15 @@ async fn a_change_the_moment_a_subscription_starts_is_never_lost() {
         assert_eq!(event.task.progress, format!("{round}1%"), "round {round}");
         live.shutdown();
     }
+}
+
+#[tokio::test]
+async fn a_change_the_moment_a_subscription_starts_is_never_lost() {
+    a_change_the_moment_a_subscription_starts(None).await;
+}
+
+#[tokio::test]
+async fn a_change_the_moment_a_subscription_starts_is_never_lost_in_a_deployment() {
+    let redis = RedisServer::start();
+    a_change_the_moment_a_subscription_starts(Some(&redis)).await;
 }

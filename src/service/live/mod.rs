@@ -195,7 +195,8 @@ impl<L: Log> Hub<L> {
 
     /// Marks the source of changes established (`true`) or not (`false`).
     fn set_ready(&self, ready: bool) {
-        self.ready.send_if_modified(|now| std::mem::replace(now, ready) != ready);
+        self.ready
+            .send_if_modified(|now| std::mem::replace(now, ready) != ready);
     }
 }
 
