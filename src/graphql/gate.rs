@@ -43,7 +43,6 @@ use crate::graphql::context::RequestContext;
 use crate::graphql::errors::server_error;
 use crate::graphql::limits::{OverGet, ParsedDocuments, operations};
 use crate::graphql::persisted::Persisted;
-use crate::graphql::validated::Validated;
 use crate::metrics::{Metrics, Outcome};
 use crate::server::{ConnectionCloser, RateLimits};
 use crate::service::live::{Connection, Live};
@@ -137,11 +136,8 @@ impl GateRules {
 #[derive(Clone)]
 pub struct GatedSchema {
     schema: AppSchema,
-    /// The same schema validating only what execution relies on (complexity, depth, fragment cycles), for a request that passed full validation before ([`Validated`]).
-    fast: AppSchema,
     rules: Arc<GateRules>,
     parsed: Arc<ParsedDocuments>,
-    validated: Arc<Validated>,
 }
 
 /// An operation the gate let through, about to execute.
@@ -215,13 +211,11 @@ fn selected<'a>(
 
 impl GatedSchema {
     /// `schema` behind a gate with `rules`.
-    pub(super) fn new(schema: AppSchema, fast: AppSchema, rules: Arc<GateRules>) -> GatedSchema {
+    pub(super) fn new(schema: AppSchema, rules: Arc<GateRules>) -> GatedSchema {
         GatedSchema {
             schema,
-            fast,
             rules,
             parsed: Arc::default(),
-            validated: Arc::default(),
         }
     }
 
@@ -445,22 +439,15 @@ impl GatedSchema {
                 Some(turns) => turns.acquire_owned().await.ok(),
                 None => None,
             };
-            // A request validated in full before is not validated again.
-            let key = self.validated.key(&request);
-            let known = key.is_some_and(|k| self.validated.contains(k));
-            let schema = if known { &self.fast } else { &self.schema };
-            let response = match session {
-                Some(session) => schema
+            match session {
+                Some(session) => self
+                    .schema
                     .execute_stream_with_session_data(request, session)
                     .next()
                     .await
                     .unwrap_or_default(),
-                None => schema.execute(request).await,
-            };
-            if let (Some(key), false, true) = (key, known, response.errors.is_empty()) {
-                self.validated.insert(key);
+                None => self.schema.execute(request).await,
             }
-            response
         };
         let run = tracing::Instrument::instrument(run, span);
         // 6. The timeout.
