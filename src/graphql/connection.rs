@@ -30,22 +30,22 @@ impl MidjourneyTaskConnection {
             .copied()
     }
 
-    fn tasks(&self) -> impl Iterator<Item = MidjourneyTask> + '_ {
+    fn tasks(&self) -> impl Iterator<Item = MidjourneyTask<'_>> + '_ {
         let admin = self.viewer.is_admin();
-        self.page.rows.iter().map(move |r| MidjourneyTask {
-            record: r.clone(),
-            admin,
-        })
+        self.page
+            .rows
+            .iter()
+            .map(move |r| MidjourneyTask::borrowed(r, admin))
     }
 }
 
 /// A task with its cursor.
 #[derive(SimpleObject)]
-pub struct MidjourneyTaskEdge {
+pub struct MidjourneyTaskEdge<'a> {
     /// Pass as `after` or `before` (with the same order and filter) to page from here.
     pub cursor: String,
     /// The task.
-    pub node: MidjourneyTask,
+    pub node: MidjourneyTask<'a>,
 }
 
 /// Where a page stands: what its page already knows, and where to count the total.
@@ -121,11 +121,11 @@ impl PageInfo<'_> {
 #[Object]
 impl MidjourneyTaskConnection {
     /// The tasks of this page.
-    async fn nodes(&self) -> Vec<MidjourneyTask> {
+    async fn nodes(&self) -> Vec<MidjourneyTask<'_>> {
         self.tasks().collect()
     }
     /// The tasks of this page with their cursors.
-    async fn edges(&self) -> Vec<MidjourneyTaskEdge> {
+    async fn edges(&self) -> Vec<MidjourneyTaskEdge<'_>> {
         self.tasks()
             .zip(self.page.cursors())
             .map(|(node, cursor)| MidjourneyTaskEdge { cursor, node })

@@ -24,9 +24,9 @@ use crate::service::{Lookups, Midjourneys, Tasks, node_id};
 ))]
 pub enum Node {
     /// A Midjourney task.
-    MidjourneyTask(MidjourneyTask),
+    MidjourneyTask(MidjourneyTask<'static>),
     /// A task of the generic log (Suno, video).
-    Task(Task),
+    Task(Task<'static>),
 }
 
 /// The objects these global ids name, in their order, each `None` where there is no such object or the caller may not see it. Every id counts against the operation's lookups.
@@ -71,11 +71,11 @@ pub async fn nodes(ctx: &Context<'_>, ids: &[ID]) -> async_graphql::Result<Vec<O
             NodeKind::Midjourney => mj
                 .next()
                 .flatten()
-                .map(|record| Node::MidjourneyTask(MidjourneyTask { record, admin })),
+                .map(|record| Node::MidjourneyTask(MidjourneyTask::owned(record, admin))),
             NodeKind::Task => tasks
                 .next()
                 .flatten()
-                .map(|record| Node::Task(Task { record, admin })),
+                .map(|record| Node::Task(Task::owned(record, admin))),
         })
         .collect())
 }

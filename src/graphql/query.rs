@@ -148,7 +148,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "The row id.")] id: Option<i64>,
         #[graphql(desc = "The upstream task id.")] mj_id: Option<String>,
-    ) -> async_graphql::Result<Option<MidjourneyTask>> {
+    ) -> async_graphql::Result<Option<MidjourneyTask<'static>>> {
         let (_, _, lang) = caller(ctx)?;
         let key = match (id, mj_id) {
             (Some(id), None) => TaskKey::Id(id),
@@ -167,7 +167,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The row id.")] id: i64,
-    ) -> async_graphql::Result<Option<MidjourneyTask>> {
+    ) -> async_graphql::Result<Option<MidjourneyTask<'static>>> {
         lookup(ctx, TaskKey::Id(id)).await
     }
 
@@ -177,7 +177,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The upstream task id.")] mj_id: String,
-    ) -> async_graphql::Result<Option<MidjourneyTask>> {
+    ) -> async_graphql::Result<Option<MidjourneyTask<'static>>> {
         lookup(ctx, TaskKey::MjId(mj_id)).await
     }
 
@@ -205,7 +205,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The row id.")] id: i64,
-    ) -> async_graphql::Result<Option<Task>> {
+    ) -> async_graphql::Result<Option<Task<'static>>> {
         find_platform_task(ctx, Some(id), None).await
     }
 
@@ -215,7 +215,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The public task id.")] task_id: String,
-    ) -> async_graphql::Result<Option<Task>> {
+    ) -> async_graphql::Result<Option<Task<'static>>> {
         find_platform_task(ctx, None, Some(task_id)).await
     }
 
@@ -388,7 +388,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "The row id.")] id: Option<i64>,
         #[graphql(desc = "The public task id.")] task_id: Option<String>,
-    ) -> async_graphql::Result<Option<Task>> {
+    ) -> async_graphql::Result<Option<Task<'static>>> {
         find_platform_task(ctx, id, task_id).await
     }
 
@@ -414,7 +414,10 @@ fn viewer_of(v: &SvcViewer) -> Viewer {
 }
 
 /// One task the caller may see, by `key` (an mjId of at most [`MAX_VALUE`] characters); at most [`MAX_LOOKUPS`](crate::service::MAX_LOOKUPS) an operation.
-async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option<MidjourneyTask>> {
+async fn lookup(
+    ctx: &Context<'_>,
+    key: TaskKey,
+) -> async_graphql::Result<Option<MidjourneyTask<'static>>> {
     let (service, viewer, lang) = caller(ctx)?;
     if let TaskKey::MjId(m) = &key
         && m.chars().count() > MAX_VALUE
@@ -424,10 +427,7 @@ async fn lookup(ctx: &Context<'_>, key: TaskKey) -> async_graphql::Result<Option
     }
     ctx.data::<Lookups>()?.take(1).gql(lang)?;
     let found = service.find_task(viewer, key).await.gql(lang)?;
-    Ok(found.map(|record| MidjourneyTask {
-        record,
-        admin: viewer.is_admin(),
-    }))
+    Ok(found.map(|record| MidjourneyTask::owned(record, viewer.is_admin())))
 }
 
 /// One task of the generic log the caller may see, by row id or task id (exactly one; a task id of at most [`MAX_VALUE`] characters); a lookup like every other.
@@ -435,7 +435,7 @@ async fn find_platform_task(
     ctx: &Context<'_>,
     id: Option<i64>,
     task_id: Option<String>,
-) -> async_graphql::Result<Option<Task>> {
+) -> async_graphql::Result<Option<Task<'static>>> {
     let (service, viewer, lang) = caller(ctx)?;
     let key = match (id, task_id) {
         (Some(id), None) => TaskKey::Id(id),
@@ -453,8 +453,5 @@ async fn find_platform_task(
     };
     ctx.data::<Lookups>()?.take(1).gql(lang)?;
     let found = service.find_by_key::<Tasks>(viewer, key).await.gql(lang)?;
-    Ok(found.map(|record| Task {
-        record,
-        admin: viewer.is_admin(),
-    }))
+    Ok(found.map(|record| Task::owned(record, viewer.is_admin())))
 }

@@ -34,16 +34,13 @@ pub struct MidjourneyTaskEvent {
     /// What happened.
     pub kind: MidjourneyTaskEventKind,
     /// The task after the change.
-    pub task: MidjourneyTask,
+    pub task: MidjourneyTask<'static>,
 }
 
 fn event(e: LogEvent<Midjourneys>, admin: bool) -> MidjourneyTaskEvent {
     MidjourneyTaskEvent {
         kind: kind(e.kind),
-        task: MidjourneyTask {
-            record: e.task,
-            admin,
-        },
+        task: MidjourneyTask::owned(e.task, admin),
     }
 }
 
@@ -118,7 +115,7 @@ pub struct TaskEvent {
     /// What happened.
     pub kind: MidjourneyTaskEventKind,
     /// The task after the change.
-    pub task: Task,
+    pub task: Task<'static>,
 }
 
 fn kind(k: EventKind) -> MidjourneyTaskEventKind {
@@ -133,10 +130,7 @@ fn kind(k: EventKind) -> MidjourneyTaskEventKind {
 fn task_event(e: LogEvent<Tasks>, admin: bool) -> TaskEvent {
     TaskEvent {
         kind: kind(e.kind),
-        task: Task {
-            record: e.task,
-            admin,
-        },
+        task: Task::owned(e.task, admin),
     }
 }
 

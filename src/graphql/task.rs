@@ -1,5 +1,7 @@
 //! The `MidjourneyTask` type.
 
+use std::borrow::Cow;
+
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
@@ -11,11 +13,31 @@ use crate::service::TaskRecord;
 use crate::service::node_id;
 use crate::service::record::epoch_ms;
 
-/// One Midjourney task (an image or video job submitted upstream).
-pub struct MidjourneyTask {
-    pub record: TaskRecord,
+/// One Midjourney task (an image or video job submitted upstream): its record, owned (a lookup, an event) or borrowed from the page it belongs to (a page's nodes are not copied).
+pub struct MidjourneyTask<'a> {
+    pub record: Cow<'a, TaskRecord>,
     /// Whether the caller is an admin (admin-only fields).
     pub admin: bool,
+}
+
+impl MidjourneyTask<'static> {
+    /// A task holding its own record.
+    pub fn owned(record: TaskRecord, admin: bool) -> Self {
+        MidjourneyTask {
+            record: Cow::Owned(record),
+            admin,
+        }
+    }
+}
+
+impl<'a> MidjourneyTask<'a> {
+    /// A task reading a record held elsewhere (a page's row).
+    pub fn borrowed(record: &'a TaskRecord, admin: bool) -> Self {
+        MidjourneyTask {
+            record: Cow::Borrowed(record),
+            admin,
+        }
+    }
 }
 
 fn datetime(value: i64) -> Option<DateTime<Utc>> {
@@ -24,7 +46,7 @@ fn datetime(value: i64) -> Option<DateTime<Utc>> {
 
 /// One Midjourney task: an image or video job the gateway submitted upstream. Unknown stored values of the open sets (action, status) pass through unchanged; NULL columns read as "" or 0.
 #[Object]
-impl MidjourneyTask {
+impl MidjourneyTask<'_> {
     /// The row id (the integer the REST routes show as `id`).
     async fn id(&self) -> i64 {
         self.record.id

@@ -2,6 +2,8 @@
 //! and order inputs, and its connection. Every rule is the service's (the same core as the
 //! Midjourney log); this module only translates.
 
+use std::borrow::Cow;
+
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
@@ -24,11 +26,31 @@ use crate::service::{
     Viewer,
 };
 
-/// A task of the generic log, with whether its caller is an admin.
-pub struct Task {
-    pub record: PlatformTaskRecord,
+/// A task of the generic log, with whether its caller is an admin: its record owned (a lookup, an event) or borrowed from the page it belongs to (a page's nodes are not copied).
+pub struct Task<'a> {
+    pub record: Cow<'a, PlatformTaskRecord>,
     /// Whether the caller is an admin (admin-only fields).
     pub admin: bool,
+}
+
+impl Task<'static> {
+    /// A task holding its own record.
+    pub fn owned(record: PlatformTaskRecord, admin: bool) -> Self {
+        Task {
+            record: Cow::Owned(record),
+            admin,
+        }
+    }
+}
+
+impl<'a> Task<'a> {
+    /// A task reading a record held elsewhere (a page's row).
+    pub fn borrowed(record: &'a PlatformTaskRecord, admin: bool) -> Self {
+        Task {
+            record: Cow::Borrowed(record),
+            admin,
+        }
+    }
 }
 
 fn from_seconds(value: i64) -> Option<DateTime<Utc>> {
@@ -39,7 +61,7 @@ fn from_seconds(value: i64) -> Option<DateTime<Utc>> {
 
 /// One task of new-api's generic task log: a Suno music task or a video task (Kling, Jimeng, Vidu, Seedance, Sora, Veo, Hailuo, Wan, …). Times are epoch seconds (the Midjourney log stores milliseconds). NULL columns read as "" or 0. The upstream's keys (new-api's private data) are never served.
 #[Object]
-impl Task {
+impl Task<'_> {
     /// The row id (the integer the REST routes show as `id`).
     async fn id(&self) -> i64 {
         self.record.id
@@ -302,33 +324,30 @@ impl TaskConnection {
             .copied()
     }
 
-    fn tasks(&self) -> impl Iterator<Item = Task> + '_ {
+    fn tasks(&self) -> impl Iterator<Item = Task<'_>> + '_ {
         let admin = self.viewer.is_admin();
-        self.page.rows.iter().map(move |r| Task {
-            record: r.clone(),
-            admin,
-        })
+        self.page.rows.iter().map(move |r| Task::borrowed(r, admin))
     }
 }
 
 /// A task of the generic log with its cursor.
 #[derive(SimpleObject)]
-pub struct TaskEdge {
+pub struct TaskEdge<'a> {
     /// Pass as `after` or `before` (with the same order and filter) to page from here.
     pub cursor: String,
     /// The task.
-    pub node: Task,
+    pub node: Task<'a>,
 }
 
 /// A page of the generic task log.
 #[Object]
 impl TaskConnection {
     /// The tasks of this page.
-    async fn nodes(&self) -> Vec<Task> {
+    async fn nodes(&self) -> Vec<Task<'_>> {
         self.tasks().collect()
     }
     /// The tasks of this page with their cursors.
-    async fn edges(&self) -> Vec<TaskEdge> {
+    async fn edges(&self) -> Vec<TaskEdge<'_>> {
         self.tasks()
             .zip(self.page.cursors())
             .map(|(node, cursor)| TaskEdge { cursor, node })
