@@ -43,6 +43,7 @@ use crate::graphql::context::RequestContext;
 use crate::graphql::errors::server_error;
 use crate::graphql::limits::{OverGet, ParsedDocuments, operations};
 use crate::graphql::persisted::Persisted;
+use crate::graphql::validated::Validated;
 use crate::metrics::{Metrics, Outcome};
 use crate::server::{ConnectionCloser, RateLimits};
 use crate::service::live::{Connection, Live};
@@ -136,8 +137,11 @@ impl GateRules {
 #[derive(Clone)]
 pub struct GatedSchema {
     schema: AppSchema,
+    /// The same schema validating only what execution relies on (complexity, depth, fragment cycles), for a request that passed full validation before ([`Validated`]).
+    fast: AppSchema,
     rules: Arc<GateRules>,
     parsed: Arc<ParsedDocuments>,
+    validated: Arc<Validated>,
 }
 
 /// An operation the gate let through, about to execute.
@@ -211,11 +215,13 @@ fn selected<'a>(
 
 impl GatedSchema {
     /// `schema` behind a gate with `rules`.
-    pub(super) fn new(schema: AppSchema, rules: Arc<GateRules>) -> GatedSchema {
+    pub(super) fn new(schema: AppSchema, fast: AppSchema, rules: Arc<GateRules>) -> GatedSchema {
         GatedSchema {
             schema,
+            fast,
             rules,
             parsed: Arc::default(),
+            validated: Arc::default(),
         }
     }
 
@@ -439,15 +445,22 @@ impl GatedSchema {
                 Some(turns) => turns.acquire_owned().await.ok(),
                 None => None,
             };
-            match session {
-                Some(session) => self
-                    .schema
+            // A request validated in full before is not validated again.
+            let key = self.validated.key(&request);
+            let known = key.is_some_and(|k| self.validated.contains(k));
+            let schema = if known { &self.fast } else { &self.schema };
+            let response = match session {
+                Some(session) => schema
                     .execute_stream_with_session_data(request, session)
                     .next()
                     .await
                     .unwrap_or_default(),
-                None => self.schema.execute(request).await,
+                None => schema.execute(request).await,
+            };
+            if let (Some(key), false, true) = (key, known, response.errors.is_empty()) {
+                self.validated.insert(key);
             }
+            response
         };
         let run = tracing::Instrument::instrument(run, span);
         // 6. The timeout.

@@ -25,11 +25,12 @@ mod stats;
 mod subscription;
 mod task;
 mod task_log;
+mod validated;
 mod ws;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptyMutation, Schema};
+use async_graphql::{EmptyMutation, Schema, ValidationMode};
 use axum::Router;
 use axum::routing::get;
 
@@ -49,15 +50,22 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// Builds the schema (no I/O) behind the gate every operation passes ([`gate::GateRules`]; with `introspection` off, neither `__schema` nor `_service` answers).
 pub fn build_schema(rules: Arc<gate::GateRules>) -> GatedSchema {
+    let strict = schema(rules.introspection, ValidationMode::Strict);
+    let fast = schema(rules.introspection, ValidationMode::Fast);
+    GatedSchema::new(strict, fast, rules)
+}
+
+/// The schema, validating requests in `mode` (the gate runs a request [`validated`] in full before with [`ValidationMode::Fast`]).
+fn schema(introspection: bool, mode: ValidationMode) -> AppSchema {
     let builder = Schema::build(query::Query, EmptyMutation, subscription::Subscription)
         .enable_federation()
-        .limit_complexity(MAX_COMPLEXITY);
-    let schema = if rules.introspection {
+        .limit_complexity(MAX_COMPLEXITY)
+        .validation_mode(mode);
+    if introspection {
         builder.finish()
     } else {
         builder.disable_introspection().finish()
-    };
-    GatedSchema::new(schema, rules)
+    }
 }
 
 /// The schema in SDL, as committed in `schema.graphql`.

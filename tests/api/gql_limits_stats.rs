@@ -3,7 +3,7 @@
 
 use mj_tasks::service::Role;
 use sea_orm::{ConnectionTrait, Statement};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{Task, TestApp, spawn_app};
 
@@ -266,4 +266,49 @@ async fn stats_match_direct_sql() {
         )
         .await
     );
+}
+
+/// A request that passed full validation runs without it the next time (the same document,
+/// operation name and variables): its answers stay what full validation gives, and other
+/// variables of the same document are validated in full again (a bad value is refused with
+/// validation's own message, whichever came first).
+#[tokio::test]
+async fn a_request_validated_before_answers_as_full_validation_does() {
+    let app = spawn_app().await;
+    let admin = app.user("admin", Role::Admin).await;
+    app.task(Task::of(admin.id)).await;
+    app.task(Task::of(admin.id)).await;
+    let doc = "query Q($size: Int!) { midjourneyTasks(page: {offset: {pageSize: $size}}) { totalCount nodes { id } } }";
+    let bad = json!({ "size": "many" });
+    let first_bad = app.gql_vars(Some(&admin), doc, bad.clone()).await;
+    assert!(
+        first_bad.text.contains("Invalid value for argument"),
+        "{}",
+        first_bad.text
+    );
+    for round in 0..3 {
+        let ok = app.gql_vars(Some(&admin), doc, json!({ "size": 1 })).await;
+        assert!(
+            ok.json.get("errors").is_none(),
+            "round {round}: {}",
+            ok.text
+        );
+        assert_eq!(ok.json["data"]["midjourneyTasks"]["totalCount"], 2);
+        assert_eq!(
+            ok.json["data"]["midjourneyTasks"]["nodes"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        // Other variables of the validated document: validated in full, the same refusal.
+        let again = app.gql_vars(Some(&admin), doc, bad.clone()).await;
+        assert_eq!(again.text, first_bad.text, "round {round}");
+        // A missing variable too.
+        let missing = app.gql_vars(Some(&admin), doc, json!({})).await;
+        assert!(
+            missing.json.get("errors").is_some() && missing.json["data"].is_null(),
+            "round {round}: {}",
+            missing.text
+        );
+    }
 }
