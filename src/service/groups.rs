@@ -22,7 +22,7 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryFilter, QuerySelect, QueryTrait, 
 use crate::error::Error;
 use crate::service::Service;
 use crate::service::filter_sql::exact_text;
-use crate::service::listing::scoped;
+use crate::service::listing::scoped_bare;
 use crate::service::log::{Log, LogFilter, LogQuery};
 use crate::service::time_zone::{self, Unit};
 use crate::service::viewer::Viewer;
@@ -284,7 +284,7 @@ impl Service {
             }
             None => None,
         };
-        let mut select = scoped(backend, viewer, query).select_only();
+        let mut select = scoped_bare(backend, viewer, query);
         for (i, key) in by.iter().enumerate() {
             let expr = match key {
                 GroupKey::Status => exact_text(backend, "COALESCE(status, '')"),

@@ -60,6 +60,15 @@ pub(crate) fn scoped<L: Log>(
     scoped_columns(L::rows(backend), backend, viewer, query)
 }
 
+/// The rows of `L` the query ranges over (scope and filter), no column selected yet.
+pub(crate) fn scoped_bare<L: Log>(
+    backend: DbBackend,
+    viewer: &Viewer,
+    query: &LogQuery<L>,
+) -> Select<L::Entity> {
+    scoped_columns(L::bare(), backend, viewer, query)
+}
+
 /// How many rows of `L` the query ranges over (scope and filter; its order and page
 /// ignored): `SELECT COUNT(*) AS n ...`.
 fn count_select<L: Log>(
@@ -68,9 +77,7 @@ fn count_select<L: Log>(
     query: &LogQuery<L>,
 ) -> Select<L::Entity> {
     one_row_aggregate(
-        scoped(backend, viewer, query)
-            .select_only()
-            .column_as(Expr::cust("COUNT(*)"), "n"),
+        scoped_bare(backend, viewer, query).column_as(Expr::cust("COUNT(*)"), "n"),
         backend,
     )
 }

@@ -52,6 +52,10 @@ pub trait Log: Sized + Send + Sync + 'static {
     fn user_column() -> <Self::Entity as EntityTrait>::Column;
     /// The select that reads whole rows on `backend` (every column the record needs).
     fn rows(backend: DbBackend) -> Select<Self::Entity>;
+    /// A select of no column from the log's table, to add columns or an aggregate to: what
+    /// `Entity::find().select_only()` gives, without building every column and dropping
+    /// them again on each request (a log keeps one and copies it).
+    fn bare() -> Select<Self::Entity>;
     /// [`Log::rows`], or with `lean` without the large columns a caller did not ask for
     /// (read as NULL).
     fn rows_with(backend: DbBackend, lean: bool) -> Select<Self::Entity> {

@@ -1,5 +1,7 @@
 //! The Midjourney log (`midjourneys`) as the core sees it.
 
+use std::sync::LazyLock;
+
 use entity::midjourney::{self, Column};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -38,6 +40,12 @@ impl Log for Midjourneys {
         midjourney::Entity::find()
     }
 
+    fn bare() -> Select<midjourney::Entity> {
+        static BARE: LazyLock<Select<midjourney::Entity>> =
+            LazyLock::new(|| midjourney::Entity::find().select_only());
+        BARE.clone()
+    }
+
     /// Lean: without the columns `/api/mj/self` does not show (`code`, `description`,
     /// `state`, `channel_id`, `buttons`, `properties`: JSON text among them), read as NULL.
     fn rows_with(backend: DbBackend, lean: bool) -> Select<midjourney::Entity> {
@@ -49,7 +57,7 @@ impl Log for Midjourneys {
             DbBackend::MySql => ("CAST(NULL AS CHAR)", "CAST(NULL AS SIGNED)"),
             _ => ("NULL", "NULL"),
         };
-        let mut select = midjourney::Entity::find().select_only();
+        let mut select = Self::bare();
         for col in midjourney::Column::iter() {
             select = match col {
                 Column::Code | Column::ChannelId => {

@@ -9,7 +9,7 @@ use sea_orm::{
 use crate::error::Error;
 use crate::service::Service;
 use crate::service::filter_sql::exact_text;
-use crate::service::listing::{one_row_aggregate, scoped};
+use crate::service::listing::{one_row_aggregate, scoped, scoped_bare};
 use crate::service::log::LogFilter;
 use crate::service::log::{Log, LogQuery};
 use crate::service::viewer::Viewer;
@@ -122,8 +122,7 @@ impl Service {
     fn totals_select<L: Log>(&self, viewer: &Viewer, query: &LogQuery<L>) -> Select<L::Entity> {
         let backend = self.db.get_database_backend();
         let status = exact_text(backend, "status");
-        let totals = scoped(backend, viewer, query)
-            .select_only()
+        let totals = scoped_bare(backend, viewer, query)
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")
             .column_as(
@@ -166,8 +165,7 @@ impl Service {
         let key = exact_text(backend, &format!("COALESCE({column}, '')"));
         let shown = format!("COALESCE(MIN({column}), '')");
         self.count_query();
-        let groups = scoped(backend, viewer, query)
-            .select_only()
+        let groups = scoped_bare(backend, viewer, query)
             .column_as(Expr::cust(shown), "k")
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")

@@ -27,7 +27,7 @@ use sea_orm::{
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::service::listing::{keyset_batch, scoped};
+use crate::service::listing::{keyset_batch, scoped_bare};
 use crate::service::log::{LogFilter, LogQuery, SortField};
 use crate::service::order;
 use crate::service::viewer::Viewer;
@@ -90,8 +90,7 @@ impl Service {
         let backend = self.db.get_database_backend();
         let txn = self.snapshot().await?;
         self.count_query();
-        let count = scoped(backend, viewer, query)
-            .select_only()
+        let count = scoped_bare(backend, viewer, query)
             .column_as(Expr::cust("COUNT(*)"), "n")
             .into_tuple::<i64>()
             .one(&txn)

@@ -11,6 +11,8 @@ pub mod store;
 pub use filter::{PlatformOrderField, PlatformTaskFilter};
 pub use record::PlatformTaskRecord;
 
+use std::sync::LazyLock;
+
 use entity::task::{self, Column};
 use sea_orm::sea_query::Expr;
 use sea_orm::{DbBackend, EntityTrait, QuerySelect, Select};
@@ -54,9 +56,15 @@ impl Log for Tasks {
         Self::rows_with(backend, false)
     }
 
+    fn bare() -> Select<task::Entity> {
+        static BARE: LazyLock<Select<task::Entity>> =
+            LazyLock::new(|| task::Entity::find().select_only());
+        BARE.clone()
+    }
+
     /// Lean: `data` (the upstream's raw answer, possibly large) read as NULL.
     fn rows_with(backend: DbBackend, lean: bool) -> Select<task::Entity> {
-        let mut select = task::Entity::find().select_only();
+        let mut select = Self::bare();
         for col in [
             Column::Id,
             Column::CreatedAt,
