@@ -9,7 +9,7 @@ use sea_orm::{
 use crate::error::Error;
 use crate::service::Service;
 use crate::service::filter_sql::exact_text;
-use crate::service::listing::{one_row_aggregate, scoped, scoped_bare};
+use crate::service::listing::{one_row_aggregate, scoped_bare};
 use crate::service::log::LogFilter;
 use crate::service::log::{Log, LogQuery};
 use crate::service::viewer::Viewer;
@@ -211,14 +211,13 @@ impl Service {
         };
         let day = format!("({} {div} {DAY_MS})", submit_ms());
         self.count_query();
-        let per_day = scoped(backend, viewer, query)
+        let per_day = scoped_bare(backend, viewer, query)
             .filter(Expr::cust(format!("{} >= {}", submit_ms(), first * DAY_MS)))
             .filter(Expr::cust(format!(
                 "{} < {}",
                 submit_ms(),
                 (today + 1) * DAY_MS
             )))
-            .select_only()
             .column_as(Expr::cust(day.clone()), "d")
             .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(sum(backend, "quota"), "q")

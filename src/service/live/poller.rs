@@ -11,7 +11,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use sea_orm::sea_query::{Condition, Expr};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::error::Error;
 use crate::service::Service;
@@ -212,9 +212,7 @@ pub(super) async fn deliver<L: LiveLog>(
 pub(super) async fn baseline<L: Log>(service: &Service) -> Result<PollState<L>, Error> {
     let backend = service.db.get_database_backend();
     service.live_query();
-    let highest = L::Entity::find()
-        .select_only()
-        .column_as(Expr::cust("MAX(id)"), "m");
+    let highest = L::bare().column_as(Expr::cust("MAX(id)"), "m");
     let last = service
         .read_current("live.changes", |db| {
             Box::pin(highest.clone().into_tuple::<Option<i64>>().one(db))
@@ -241,7 +239,7 @@ pub(super) async fn baseline<L: Log>(service: &Service) -> Result<PollState<L>, 
         None => (None, HashMap::new()),
         Some(col) => {
             service.live_query();
-            let newest = L::Entity::find().select_only().column_as(
+            let newest = L::bare().column_as(
                 Expr::from(sea_orm::sea_query::Func::max(Expr::col(col))),
                 "m",
             );
