@@ -13,6 +13,7 @@ use crate::service::filter::{NumFilter, StringFilter, TaskFilter};
 use crate::service::log::Log;
 use crate::service::order::OrderField;
 use crate::service::record::TaskRecord;
+use crate::service::row::RowReader;
 use crate::service::stats::GroupBy;
 
 /// new-api's Midjourney task log.
@@ -74,31 +75,34 @@ impl Log for Midjourneys {
 
     /// By position: [`Self::rows`] and [`Self::rows_with`] select every column in the
     /// model's order (`Column::iter()`), which saves a lookup by name per column of every
-    /// row.
+    /// row; on PostgreSQL a column's type is checked by its type id (see [`RowReader`]).
     fn decode(row: &QueryResult) -> Result<midjourney::Model, DbErr> {
+        let r = RowReader::new(row);
         Ok(midjourney::Model {
-            id: row.try_get_by_index(0)?,
-            code: row.try_get_by_index(1)?,
-            user_id: row.try_get_by_index(2)?,
-            action: row.try_get_by_index(3)?,
-            mj_id: row.try_get_by_index(4)?,
-            prompt: row.try_get_by_index(5)?,
-            prompt_en: row.try_get_by_index(6)?,
-            description: row.try_get_by_index(7)?,
-            state: row.try_get_by_index(8)?,
-            submit_time: row.try_get_by_index(9)?,
-            start_time: row.try_get_by_index(10)?,
-            finish_time: row.try_get_by_index(11)?,
-            image_url: row.try_get_by_index(12)?,
-            video_url: row.try_get_by_index(13)?,
-            video_urls: row.try_get_by_index(14)?,
-            status: row.try_get_by_index(15)?,
-            progress: row.try_get_by_index(16)?,
-            fail_reason: row.try_get_by_index(17)?,
-            channel_id: row.try_get_by_index(18)?,
-            quota: row.try_get_by_index(19)?,
-            buttons: row.try_get_by_index(20)?,
-            properties: row.try_get_by_index(21)?,
+            id: r
+                .get(0)?
+                .ok_or_else(|| DbErr::Type("a task's id is NULL".into()))?,
+            code: r.get(1)?,
+            user_id: r.get(2)?,
+            action: r.get(3)?,
+            mj_id: r.get(4)?,
+            prompt: r.get(5)?,
+            prompt_en: r.get(6)?,
+            description: r.get(7)?,
+            state: r.get(8)?,
+            submit_time: r.get(9)?,
+            start_time: r.get(10)?,
+            finish_time: r.get(11)?,
+            image_url: r.get(12)?,
+            video_url: r.get(13)?,
+            video_urls: r.get(14)?,
+            status: r.get(15)?,
+            progress: r.get(16)?,
+            fail_reason: r.get(17)?,
+            channel_id: r.get(18)?,
+            quota: r.get(19)?,
+            buttons: r.get(20)?,
+            properties: r.get(21)?,
         })
     }
 

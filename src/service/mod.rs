@@ -23,6 +23,7 @@ pub mod order;
 pub mod page;
 pub mod record;
 pub mod replicas;
+mod row;
 pub mod session;
 pub mod stats;
 pub mod task_log;
