@@ -10,7 +10,7 @@ use sea_orm::{
 
 use crate::service::Service;
 use crate::service::filter::{NumFilter, StringFilter, TaskFilter};
-use crate::service::log::Log;
+use crate::service::log::{BACKENDS, Log, PerBackend};
 use crate::service::order::OrderField;
 use crate::service::record::TaskRecord;
 use crate::service::row::RowReader;
@@ -37,8 +37,10 @@ impl Log for Midjourneys {
         Column::UserId
     }
 
+    /// Built once and copied: building lists the 22 columns anew each time.
     fn rows(_backend: DbBackend) -> Select<midjourney::Entity> {
-        midjourney::Entity::find()
+        static ROWS: LazyLock<Select<midjourney::Entity>> = LazyLock::new(midjourney::Entity::find);
+        ROWS.clone()
     }
 
     fn bare() -> Select<midjourney::Entity> {
@@ -53,24 +55,8 @@ impl Log for Midjourneys {
         if !lean {
             return Self::rows(backend);
         }
-        let (null_text, null_int) = match backend {
-            DbBackend::Postgres => ("CAST(NULL AS text)", "CAST(NULL AS bigint)"),
-            DbBackend::MySql => ("CAST(NULL AS CHAR)", "CAST(NULL AS SIGNED)"),
-            _ => ("NULL", "NULL"),
-        };
-        let mut select = Self::bare();
-        for col in midjourney::Column::iter() {
-            select = match col {
-                Column::Code | Column::ChannelId => {
-                    select.column_as(Expr::cust(null_int), col.as_str())
-                }
-                Column::Description | Column::State | Column::Buttons | Column::Properties => {
-                    select.column_as(Expr::cust(null_text), col.as_str())
-                }
-                _ => select.column(col),
-            };
-        }
-        select
+        static LEAN: PerBackend<midjourney::Entity> = PerBackend::new(|| BACKENDS.map(lean_rows));
+        LEAN.get(backend)
     }
 
     /// By position: [`Self::rows`] and [`Self::rows_with`] select every column in the
@@ -149,4 +135,27 @@ impl Log for Midjourneys {
             ..Default::default()
         }
     }
+}
+
+/// [`Midjourneys::rows_with`]'s lean select on `backend`: every column in the model's order,
+/// those `/api/mj/self` does not show as NULL of the column's type.
+fn lean_rows(backend: DbBackend) -> Select<midjourney::Entity> {
+    let (null_text, null_int) = match backend {
+        DbBackend::Postgres => ("CAST(NULL AS text)", "CAST(NULL AS bigint)"),
+        DbBackend::MySql => ("CAST(NULL AS CHAR)", "CAST(NULL AS SIGNED)"),
+        _ => ("NULL", "NULL"),
+    };
+    let mut select = Midjourneys::bare();
+    for col in midjourney::Column::iter() {
+        select = match col {
+            Column::Code | Column::ChannelId => {
+                select.column_as(Expr::cust(null_int), col.as_str())
+            }
+            Column::Description | Column::State | Column::Buttons | Column::Properties => {
+                select.column_as(Expr::cust(null_text), col.as_str())
+            }
+            _ => select.column(col),
+        };
+    }
+    select
 }

@@ -19,7 +19,7 @@ use sea_orm::{DbBackend, EntityTrait, QuerySelect, Select};
 
 use crate::service::Service;
 use crate::service::filter::{NumFilter, StringFilter};
-use crate::service::log::{Log, LogQuery};
+use crate::service::log::{BACKENDS, Log, LogQuery, PerBackend};
 use crate::service::stats::GroupBy;
 
 /// new-api's generic task log.
@@ -64,47 +64,15 @@ impl Log for Tasks {
 
     /// Lean: `data` (the upstream's raw answer, possibly large) read as NULL.
     fn rows_with(backend: DbBackend, lean: bool) -> Select<task::Entity> {
-        let mut select = Self::bare();
-        for col in [
-            Column::Id,
-            Column::CreatedAt,
-            Column::UpdatedAt,
-            Column::TaskId,
-            Column::Platform,
-            Column::UserId,
-            Column::Group,
-            Column::ChannelId,
-            Column::Quota,
-            Column::Action,
-            Column::Status,
-            Column::FailReason,
-            Column::SubmitTime,
-            Column::StartTime,
-            Column::FinishTime,
-            Column::Progress,
-        ] {
-            select = select.column(col);
+        static ALL: PerBackend<task::Entity> =
+            PerBackend::new(|| BACKENDS.map(|b| build_rows(b, false)));
+        static LEAN: PerBackend<task::Entity> =
+            PerBackend::new(|| BACKENDS.map(|b| build_rows(b, true)));
+        if lean {
+            LEAN.get(backend)
+        } else {
+            ALL.get(backend)
         }
-        for name in JSON_COLUMNS {
-            if lean && name == "data" {
-                let null = match backend {
-                    DbBackend::Postgres => "CAST(NULL AS bytea)",
-                    DbBackend::MySql => "CAST(NULL AS BINARY)",
-                    _ => "NULL",
-                };
-                select = select.column_as(Expr::cust(null), name);
-                continue;
-            }
-            let expr = match backend {
-                DbBackend::Postgres => {
-                    format!("convert_to(CAST(\"tasks\".\"{name}\" AS text), 'UTF8')")
-                }
-                DbBackend::MySql => format!("CAST(`tasks`.`{name}` AS BINARY)"),
-                _ => format!("\"tasks\".\"{name}\""),
-            };
-            select = select.column_as(Expr::cust(expr), name);
-        }
-        select
     }
 
     fn record(model: task::Model, _service: &Service) -> PlatformTaskRecord {
@@ -158,4 +126,50 @@ impl Log for Tasks {
             ..Default::default()
         }
     }
+}
+
+/// [`Tasks::rows_with`]'s select on `backend`, built.
+fn build_rows(backend: DbBackend, lean: bool) -> Select<task::Entity> {
+    let mut select = Tasks::bare();
+
+    for col in [
+        Column::Id,
+        Column::CreatedAt,
+        Column::UpdatedAt,
+        Column::TaskId,
+        Column::Platform,
+        Column::UserId,
+        Column::Group,
+        Column::ChannelId,
+        Column::Quota,
+        Column::Action,
+        Column::Status,
+        Column::FailReason,
+        Column::SubmitTime,
+        Column::StartTime,
+        Column::FinishTime,
+        Column::Progress,
+    ] {
+        select = select.column(col);
+    }
+    for name in JSON_COLUMNS {
+        if lean && name == "data" {
+            let null = match backend {
+                DbBackend::Postgres => "CAST(NULL AS bytea)",
+                DbBackend::MySql => "CAST(NULL AS BINARY)",
+                _ => "NULL",
+            };
+            select = select.column_as(Expr::cust(null), name);
+            continue;
+        }
+        let expr = match backend {
+            DbBackend::Postgres => {
+                format!("convert_to(CAST(\"tasks\".\"{name}\" AS text), 'UTF8')")
+            }
+            DbBackend::MySql => format!("CAST(`tasks`.`{name}` AS BINARY)"),
+            _ => format!("\"tasks\".\"{name}\""),
+        };
+        select = select.column_as(Expr::cust(expr), name);
+    }
+    select
 }
