@@ -41,13 +41,13 @@ impl<E: EntityTrait> PerBackend<E> {
         }
     }
 
-    /// A copy of `backend`'s select.
+    /// A copy of `backend`'s select (SQLite's, the last, for any backend not in
+    /// [`BACKENDS`]).
     pub(crate) fn get(&self, backend: DbBackend) -> Select<E> {
-        let i = match backend {
-            DbBackend::Postgres => 0,
-            DbBackend::MySql => 1,
-            _ => 2,
-        };
+        let i = BACKENDS
+            .iter()
+            .position(|b| *b == backend)
+            .unwrap_or(BACKENDS.len() - 1);
         self.selects[i].clone()
     }
 }
