@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::ser::Formatter;
 
+use crate::service::task_log::json::{go_escape_at, may_need_go_escapes};
+
 /// serde_json's compact output with Go's HTML-safe string escapes.
 struct GoFormatter;
 
@@ -16,21 +18,23 @@ impl Formatter for GoFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let escape = match c {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
-            };
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            writer.write_all(escape.as_bytes())?;
-            start = i + c.len_utf8();
+        let bytes = fragment.as_bytes();
+        if !may_need_go_escapes(bytes) {
+            return writer.write_all(bytes);
         }
-        writer.write_all(&fragment.as_bytes()[start..])
+        let (mut run, mut i) = (0, 0);
+        while i < bytes.len() {
+            match go_escape_at(bytes, i) {
+                Some((escape, len)) => {
+                    writer.write_all(&bytes[run..i])?;
+                    writer.write_all(escape.as_bytes())?;
+                    i += len;
+                    run = i;
+                }
+                None => i += 1,
+            }
+        }
+        writer.write_all(&bytes[run..])
     }
 }
 
@@ -49,4 +53,36 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Go's output is serde_json's with the five HTML-unsafe characters escaped.
+        #[test]
+        fn strings_are_written_as_go_writes_them(
+            chars in prop::collection::vec(
+                prop_oneof![
+                    prop::sample::select(vec![
+                        '<', '>', '&', '\u{2028}', '\u{2029}', '\u{2027}', '\u{202A}', '\u{E2}',
+                        '"', '\\', '\n', '\u{1}', 'a', 'é',
+                    ]),
+                    any::<char>(),
+                ],
+                0..40,
+            )
+        ) {
+            let text: String = chars.into_iter().collect();
+            let model = serde_json::to_string(&text)
+                .expect("a string serializes")
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026")
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029");
+            prop_assert_eq!(String::from_utf8(super::to_vec(&text)).ok(), Some(model));
+        }
+    }
 }

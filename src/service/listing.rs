@@ -16,6 +16,7 @@ use crate::service::log::{Decoded, Log, LogFilter, LogQuery, SortField};
 use crate::service::order::{self, KeyOrder};
 use crate::service::page::{self, Page, PageRequest, TaskPage};
 use crate::service::record::TaskRecord;
+use crate::service::row::RowReader;
 use crate::service::viewer::Viewer;
 use crate::service::{Direction, Midjourneys, Service};
 
@@ -123,7 +124,10 @@ struct WithTotal<L: Log>(<L::Entity as EntityTrait>::Model, i64);
 
 impl<L: Log> FromQueryResult for WithTotal<L> {
     fn from_query_result(row: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
-        Ok(WithTotal(L::decode(row)?, row.try_get("", TOTAL_COLUMN)?))
+        let total = RowReader::new(row)
+            .get_last(TOTAL_COLUMN)?
+            .ok_or_else(|| DbErr::Type("a page's total is NULL".into()))?;
+        Ok(WithTotal(L::decode(row)?, total))
     }
 }
 

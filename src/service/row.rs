@@ -41,6 +41,15 @@ impl Readable for i64 {
     }
 }
 
+impl Readable for Vec<u8> {
+    /// `bytea`: the one type sqlx accepts for bytes.
+    const OIDS: &'static [u32] = &[17];
+
+    fn unchecked(row: &PgRow, index: usize) -> Result<Option<Self>, sea_orm::sqlx::Error> {
+        row.try_get_unchecked::<Option<Vec<u8>>, _>(index)
+    }
+}
+
 /// A stored row read by position.
 pub(crate) struct RowReader<'a> {
     row: &'a QueryResult,
@@ -64,6 +73,19 @@ impl<'a> RowReader<'a> {
             return T::unchecked(pg, index).map_err(|e| DbErr::Type(e.to_string()));
         }
         self.row.try_get_by_index::<Option<T>>(index)
+    }
+
+    /// The value of column `name`, which is looked for last first (a column appended to a
+    /// select's list, such as a page's total): found there on PostgreSQL, it is read by
+    /// position like [`RowReader::get`]; anywhere else, by name.
+    pub(crate) fn get_last<T: Readable>(&self, name: &str) -> Result<Option<T>, DbErr> {
+        if let Some(pg) = self.pg
+            && let Some(last) = pg.columns().len().checked_sub(1)
+            && pg.columns()[last].name() == name
+        {
+            return self.get(last);
+        }
+        self.row.try_get::<Option<T>>("", name)
     }
 }
 
@@ -89,5 +111,6 @@ mod tests {
         }
         accepted::<String>();
         accepted::<i64>();
+        accepted::<Vec<u8>>();
     }
 }

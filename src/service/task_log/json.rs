@@ -3,6 +3,7 @@
 //! but compacted. Decoding follows Go's `encoding/json` into a struct: keys match
 //! case-insensitively, the last match wins, a JSON `null` leaves a field as it was.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
@@ -40,6 +41,33 @@ fn folds_to(key: &str, name: &str) -> bool {
     }
 }
 
+/// An object's key, borrowed from the text when it has no escapes (no copy per key).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 /// Decodes the object `text` into the string fields `names` (lowercase), in document order:
 /// the last matching key wins, `null` keeps the value before it. `None` when the text is
 /// not JSON, or one of the fields holds something other than a string or `null`; a
@@ -61,7 +89,7 @@ fn decode_strings<const N: usize>(text: &str, names: [&'static str; N]) -> Optio
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out: [String; N] = std::array::from_fn(|_| String::new());
-            while let Some(key) = map.next_key::<String>()? {
+            while let Some(Key(key)) = map.next_key::<Key>()? {
                 match self.0.iter().position(|name| folds_to(&key, name)) {
                     Some(i) => {
                         if let Some(value) = map.next_value::<Option<String>>()? {
@@ -109,6 +137,42 @@ pub fn private_result_url(private_data: &str) -> Option<String> {
     (!url.is_empty()).then_some(url)
 }
 
+/// Go's escape of the character starting at `bytes[i]` inside a JSON string, and that
+/// character's length in bytes: `<` `>` `&` U+2028 U+2029 (`encoding/json`'s HTML-safe
+/// escapes); `None` for any other byte. In UTF-8 these ASCII bytes never occur inside a
+/// longer character, and `E2 80 A8`/`E2 80 A9` are exactly U+2028/U+2029.
+///
+/// ```
+/// use mj_tasks::service::task_log::json::go_escape_at;
+/// assert_eq!(go_escape_at(b"a<", 1), Some(("\\u003c", 1)));
+/// assert_eq!(go_escape_at("\u{2029}".as_bytes(), 0), Some(("\\u2029", 3)));
+/// assert_eq!(go_escape_at("é".as_bytes(), 0), None);
+/// ```
+#[inline]
+pub fn go_escape_at(bytes: &[u8], i: usize) -> Option<(&'static str, usize)> {
+    match bytes[i] {
+        b'<' => Some(("\\u003c", 1)),
+        b'>' => Some(("\\u003e", 1)),
+        b'&' => Some(("\\u0026", 1)),
+        0xE2 if bytes.get(i + 1) == Some(&0x80) => match bytes.get(i + 2) {
+            Some(0xA8) => Some(("\\u2028", 3)),
+            Some(0xA9) => Some(("\\u2029", 3)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `bytes` holds a byte [`go_escape_at`] may escape (`<` `>` `&`, or `E2`, the first
+/// byte of U+2028 and U+2029): when not, the text is written as it is. Every byte is looked
+/// at without stopping early, which the compiler turns into a scan of many bytes at once.
+#[inline]
+pub fn may_need_go_escapes(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |found, &b| {
+        found | (b == b'<') | (b == b'>') | (b == b'&') | (b == 0xE2)
+    })
+}
+
 /// `data` as served: the stored JSON text without whitespace outside strings, with `<`,
 /// `>`, `&`, U+2028 and U+2029 escaped as Go's encoder does; everything else (key order,
 /// duplicate keys, number spelling, escapes) exactly as stored. `None` (served as `null`)
@@ -128,49 +192,135 @@ pub fn compact_data(text: &str) -> Option<String> {
     let mut de = serde_json::Deserializer::from_str(text);
     IgnoredAny::deserialize(&mut de).ok()?;
     de.end().ok()?;
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in text.chars() {
-        if !in_string {
-            match c {
-                ' ' | '\t' | '\n' | '\r' => {}
-                '"' => {
-                    in_string = true;
-                    out.push(c);
-                }
-                c => out.push(c),
+    // Every byte the scan stops at is ASCII or starts U+2028/U+2029, so each run copied
+    // ends on a character boundary.
+    let (mut run, mut i, mut in_string) = (0, 0, false);
+    while i < bytes.len() {
+        let skip = match (in_string, bytes[i]) {
+            (false, b' ' | b'\t' | b'\n' | b'\r') => Some(("", 1)),
+            (false, b'"') => {
+                in_string = true;
+                None
             }
-            continue;
-        }
-        if escaped {
-            escaped = false;
-            out.push(c);
-            continue;
-        }
-        match c {
-            '\\' => {
-                escaped = true;
-                out.push(c);
+            (false, _) => None,
+            // A backslash and the ASCII character it escapes (the text is valid JSON).
+            (true, b'\\') => {
+                i += 2;
+                continue;
             }
-            '"' => {
+            (true, b'"') => {
                 in_string = false;
-                out.push(c);
+                None
             }
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
+            (true, _) => go_escape_at(bytes, i),
+        };
+        match skip {
+            Some((escape, len)) => {
+                out.push_str(&text[run..i]);
+                out.push_str(escape);
+                i += len;
+                run = i;
+            }
+            None => i += 1,
         }
     }
+    out.push_str(&text[run..]);
     Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The model: compaction character by character (the first implementation).
+    fn compact_by_chars(text: &str) -> Option<String> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        IgnoredAny::deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
+        for c in text.chars() {
+            if !in_string {
+                match c {
+                    ' ' | '\t' | '\n' | '\r' => {}
+                    '"' => {
+                        in_string = true;
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            } else if escaped {
+                escaped = false;
+                out.push(c);
+            } else {
+                match c {
+                    '\\' => {
+                        escaped = true;
+                        out.push(c);
+                    }
+                    '"' => {
+                        in_string = false;
+                        out.push(c);
+                    }
+                    '<' => out.push_str("\\u003c"),
+                    '>' => out.push_str("\\u003e"),
+                    '&' => out.push_str("\\u0026"),
+                    '\u{2028}' => out.push_str("\\u2028"),
+                    '\u{2029}' => out.push_str("\\u2029"),
+                    c => out.push(c),
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Text made mostly of what compaction and Go's escapes look at.
+    fn jsonish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("\"".to_owned()),
+            Just("\\".to_owned()),
+            Just("\\\"".to_owned()),
+            Just("\\u2028".to_owned()),
+            Just(" ".to_owned()),
+            Just("\n\t\r".to_owned()),
+            Just("<>&".to_owned()),
+            Just("\u{2028}\u{2029}\u{2027}\u{202A}".to_owned()),
+            Just("{\"k\": [1, 2.5e3, null, true]}".to_owned()),
+            Just(":,[]{}".to_owned()),
+            "\\PC{0,4}",
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn compaction_matches_the_model_on_any_text(text in jsonish()) {
+            prop_assert_eq!(compact_data(&text), compact_by_chars(&text));
+        }
+
+        #[test]
+        fn compaction_matches_the_model_on_valid_json(
+            strings in prop::collection::vec(jsonish(), 0..6),
+            pretty in any::<bool>(),
+        ) {
+            let map: std::collections::BTreeMap<String, Vec<String>> =
+                strings.iter().map(|s| (s.clone(), strings.clone())).collect();
+            let text = if pretty {
+                serde_json::to_string_pretty(&map)
+            } else {
+                serde_json::to_string(&map)
+            }
+            .expect("strings serialize");
+            let compact = compact_data(&text);
+            prop_assert!(compact.is_some());
+            prop_assert_eq!(compact, compact_by_chars(&text));
+        }
+    }
 
     #[test]
     fn properties_follow_go_decoding() {
@@ -184,6 +334,8 @@ mod tests {
         assert_eq!(properties("{\"ınput\":\"no\"}").input, "");
         assert_eq!(properties("{\"inpuſ\":\"x\"}").input, "");
         assert_eq!(properties("{\"ſeconds\":1,\"input\":\"y\"}").input, "y");
+        // A key with an escape is read like any other.
+        assert_eq!(properties(r#"{"\u0069nput":"esc"}"#).input, "esc");
     }
 
     #[test]

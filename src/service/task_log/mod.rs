@@ -15,11 +15,12 @@ use std::sync::LazyLock;
 
 use entity::task::{self, Column};
 use sea_orm::sea_query::Expr;
-use sea_orm::{DbBackend, EntityTrait, QuerySelect, Select};
+use sea_orm::{DbBackend, DbErr, EntityTrait, QueryResult, QuerySelect, Select};
 
 use crate::service::Service;
 use crate::service::filter::{NumFilter, StringFilter};
 use crate::service::log::{BACKENDS, Log, LogQuery, PerBackend};
+use crate::service::row::RowReader;
 use crate::service::stats::GroupBy;
 
 /// new-api's generic task log.
@@ -75,6 +76,36 @@ impl Log for Tasks {
         }
     }
 
+    /// By position: [`Self::rows`] and [`Self::rows_with`] select every column in the
+    /// model's order ([`build_rows`]); on PostgreSQL a column's type is checked by its type
+    /// id (see [`RowReader`]).
+    fn decode(row: &QueryResult) -> Result<task::Model, DbErr> {
+        let r = RowReader::new(row);
+        Ok(task::Model {
+            id: r
+                .get(0)?
+                .ok_or_else(|| DbErr::Type("a task's id is NULL".into()))?,
+            created_at: r.get(1)?,
+            updated_at: r.get(2)?,
+            task_id: r.get(3)?,
+            platform: r.get(4)?,
+            user_id: r.get(5)?,
+            group: r.get(6)?,
+            channel_id: r.get(7)?,
+            quota: r.get(8)?,
+            action: r.get(9)?,
+            status: r.get(10)?,
+            fail_reason: r.get(11)?,
+            submit_time: r.get(12)?,
+            start_time: r.get(13)?,
+            finish_time: r.get(14)?,
+            progress: r.get(15)?,
+            properties: r.get(16)?,
+            private_data: r.get(17)?,
+            data: r.get(18)?,
+        })
+    }
+
     fn record(model: task::Model, _service: &Service) -> PlatformTaskRecord {
         PlatformTaskRecord::from_model(model)
     }
@@ -128,7 +159,8 @@ impl Log for Tasks {
     }
 }
 
-/// [`Tasks::rows_with`]'s select on `backend`, built.
+/// [`Tasks::rows_with`]'s select on `backend`, built: the model's columns in its order
+/// ([`Tasks::decode`] reads them by position).
 fn build_rows(backend: DbBackend, lean: bool) -> Select<task::Entity> {
     let mut select = Tasks::bare();
 
