@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::ser::Formatter;
 
-use crate::service::task_log::json::{go_escape_at, may_need_go_escapes};
+use crate::service::task_log::json::go_escape_at;
 
 /// serde_json's compact output with Go's HTML-safe string escapes.
 struct GoFormatter;
@@ -19,9 +19,6 @@ impl Formatter for GoFormatter {
         fragment: &str,
     ) -> io::Result<()> {
         let bytes = fragment.as_bytes();
-        if !may_need_go_escapes(bytes) {
-            return writer.write_all(bytes);
-        }
         let (mut run, mut i) = (0, 0);
         while i < bytes.len() {
             match go_escape_at(bytes, i) {
@@ -76,7 +73,7 @@ mod tests {
         ) {
             let text: String = chars.into_iter().collect();
             let model = serde_json::to_string(&text)
-                .expect("a string serializes")
+                .map_err(|e| TestCaseError::fail(e.to_string()))?
                 .replace('<', "\\u003c")
                 .replace('>', "\\u003e")
                 .replace('&', "\\u0026")

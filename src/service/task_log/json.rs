@@ -163,16 +163,6 @@ pub fn go_escape_at(bytes: &[u8], i: usize) -> Option<(&'static str, usize)> {
     }
 }
 
-/// Whether `bytes` holds a byte [`go_escape_at`] may escape (`<` `>` `&`, or `E2`, the first
-/// byte of U+2028 and U+2029): when not, the text is written as it is. Every byte is looked
-/// at without stopping early, which the compiler turns into a scan of many bytes at once.
-#[inline]
-pub fn may_need_go_escapes(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |found, &b| {
-        found | (b == b'<') | (b == b'>') | (b == b'&') | (b == 0xE2)
-    })
-}
-
 /// `data` as served: the stored JSON text without whitespace outside strings, with `<`,
 /// `>`, `&`, U+2028 and U+2029 escaped as Go's encoder does; everything else (key order,
 /// duplicate keys, number spelling, escapes) exactly as stored. `None` (served as `null`)
@@ -315,7 +305,7 @@ mod tests {
             } else {
                 serde_json::to_string(&map)
             }
-            .expect("strings serialize");
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let compact = compact_data(&text);
             prop_assert!(compact.is_some());
             prop_assert_eq!(compact, compact_by_chars(&text));
