@@ -16,7 +16,7 @@ use crate::service::log::{Decoded, Log, LogFilter, LogQuery, SortField};
 use crate::service::order::{self, KeyOrder};
 use crate::service::page::{self, Page, PageRequest, TaskPage};
 use crate::service::record::TaskRecord;
-use crate::service::row::RowReader;
+use crate::service::row::{RowReader, not_null};
 use crate::service::viewer::Viewer;
 use crate::service::{Direction, Midjourneys, Service};
 
@@ -124,9 +124,10 @@ struct WithTotal<L: Log>(<L::Entity as EntityTrait>::Model, i64);
 
 impl<L: Log> FromQueryResult for WithTotal<L> {
     fn from_query_result(row: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
-        let total = RowReader::new(row)
-            .get_last(TOTAL_COLUMN)?
-            .ok_or_else(|| DbErr::Type("a page's total is NULL".into()))?;
+        let total = not_null(
+            RowReader::new(row).get_last(TOTAL_COLUMN)?,
+            "a page's total",
+        )?;
         Ok(WithTotal(L::decode(row)?, total))
     }
 }

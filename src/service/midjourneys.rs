@@ -13,7 +13,7 @@ use crate::service::filter::{NumFilter, StringFilter, TaskFilter};
 use crate::service::log::{BACKENDS, Log, PerBackend};
 use crate::service::order::OrderField;
 use crate::service::record::TaskRecord;
-use crate::service::row::RowReader;
+use crate::service::row::{RowReader, not_null};
 use crate::service::stats::GroupBy;
 
 /// new-api's Midjourney task log.
@@ -65,9 +65,7 @@ impl Log for Midjourneys {
     fn decode(row: &QueryResult) -> Result<midjourney::Model, DbErr> {
         let r = RowReader::new(row);
         Ok(midjourney::Model {
-            id: r
-                .get(0)?
-                .ok_or_else(|| DbErr::Type("a task's id is NULL".into()))?,
+            id: not_null(r.get(0)?, "a task's id")?,
             code: r.get(1)?,
             user_id: r.get(2)?,
             action: r.get(3)?,

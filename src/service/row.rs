@@ -50,6 +50,11 @@ impl Readable for Vec<u8> {
     }
 }
 
+/// `value`, which the column must hold: NULL is a type error naming `what`.
+pub(crate) fn not_null<T>(value: Option<T>, what: &str) -> Result<T, DbErr> {
+    value.ok_or_else(|| DbErr::Type(format!("{what} is NULL")))
+}
+
 /// A stored row read by position.
 pub(crate) struct RowReader<'a> {
     row: &'a QueryResult,

@@ -15,12 +15,14 @@ use std::sync::LazyLock;
 
 use entity::task::{self, Column};
 use sea_orm::sea_query::Expr;
-use sea_orm::{DbBackend, DbErr, EntityTrait, QueryResult, QuerySelect, Select};
+use sea_orm::{
+    DbBackend, DbErr, EntityTrait, IdenStatic, Iterable, QueryResult, QuerySelect, Select,
+};
 
 use crate::service::Service;
 use crate::service::filter::{NumFilter, StringFilter};
 use crate::service::log::{BACKENDS, Log, LogQuery, PerBackend};
-use crate::service::row::RowReader;
+use crate::service::row::{RowReader, not_null};
 use crate::service::stats::GroupBy;
 
 /// new-api's generic task log.
@@ -29,9 +31,6 @@ pub struct Tasks;
 
 /// What to list from the task log.
 pub type PlatformTaskQuery = LogQuery<Tasks>;
-
-/// The JSON columns, read as bytes on every backend.
-const JSON_COLUMNS: [&str; 3] = ["properties", "private_data", "data"];
 
 impl Log for Tasks {
     type Entity = task::Entity;
@@ -82,9 +81,7 @@ impl Log for Tasks {
     fn decode(row: &QueryResult) -> Result<task::Model, DbErr> {
         let r = RowReader::new(row);
         Ok(task::Model {
-            id: r
-                .get(0)?
-                .ok_or_else(|| DbErr::Type("a task's id is NULL".into()))?,
+            id: not_null(r.get(0)?, "a task's id")?,
             created_at: r.get(1)?,
             updated_at: r.get(2)?,
             task_id: r.get(3)?,
@@ -159,49 +156,34 @@ impl Log for Tasks {
     }
 }
 
-/// [`Tasks::rows_with`]'s select on `backend`, built: the model's columns in its order
-/// ([`Tasks::decode`] reads them by position).
+/// [`Tasks::rows_with`]'s select on `backend`, built: every column of the model in its
+/// order (`Column::iter()`; [`Tasks::decode`] reads them by position), the JSON columns
+/// (`properties`, `private_data`, `data`) as bytes on every backend.
 fn build_rows(backend: DbBackend, lean: bool) -> Select<task::Entity> {
     let mut select = Tasks::bare();
-
-    for col in [
-        Column::Id,
-        Column::CreatedAt,
-        Column::UpdatedAt,
-        Column::TaskId,
-        Column::Platform,
-        Column::UserId,
-        Column::Group,
-        Column::ChannelId,
-        Column::Quota,
-        Column::Action,
-        Column::Status,
-        Column::FailReason,
-        Column::SubmitTime,
-        Column::StartTime,
-        Column::FinishTime,
-        Column::Progress,
-    ] {
-        select = select.column(col);
-    }
-    for name in JSON_COLUMNS {
-        if lean && name == "data" {
-            let null = match backend {
-                DbBackend::Postgres => "CAST(NULL AS bytea)",
-                DbBackend::MySql => "CAST(NULL AS BINARY)",
-                _ => "NULL",
-            };
-            select = select.column_as(Expr::cust(null), name);
-            continue;
-        }
-        let expr = match backend {
-            DbBackend::Postgres => {
-                format!("convert_to(CAST(\"tasks\".\"{name}\" AS text), 'UTF8')")
+    for col in Column::iter() {
+        let name = col.as_str();
+        select = match col {
+            Column::Data if lean => {
+                let null = match backend {
+                    DbBackend::Postgres => "CAST(NULL AS bytea)",
+                    DbBackend::MySql => "CAST(NULL AS BINARY)",
+                    _ => "NULL",
+                };
+                select.column_as(Expr::cust(null), name)
             }
-            DbBackend::MySql => format!("CAST(`tasks`.`{name}` AS BINARY)"),
-            _ => format!("\"tasks\".\"{name}\""),
+            Column::Properties | Column::PrivateData | Column::Data => {
+                let expr = match backend {
+                    DbBackend::Postgres => {
+                        format!("convert_to(CAST(\"tasks\".\"{name}\" AS text), 'UTF8')")
+                    }
+                    DbBackend::MySql => format!("CAST(`tasks`.`{name}` AS BINARY)"),
+                    _ => format!("\"tasks\".\"{name}\""),
+                };
+                select.column_as(Expr::cust(expr), name)
+            }
+            _ => select.column(col),
         };
-        select = select.column_as(Expr::cust(expr), name);
     }
     select
 }
