@@ -5,6 +5,7 @@ use tokio::sync::OnceCell;
 
 use crate::graphql::context::{arrived, caller};
 use crate::graphql::errors::Gql;
+use crate::graphql::plain::{Plain, PlainList};
 use crate::graphql::task::MidjourneyTask;
 use crate::service::{Log, Page, TaskPage, TaskQuery, Viewer};
 
@@ -45,7 +46,7 @@ pub struct MidjourneyTaskEdge<'a> {
     /// Pass as `after` or `before` (with the same order and filter) to page from here.
     pub cursor: String,
     /// The task.
-    pub node: MidjourneyTask<'a>,
+    pub node: Plain<MidjourneyTask<'a>>,
 }
 
 /// Where a page stands: what its page already knows, and where to count the total.
@@ -121,14 +122,17 @@ impl PageInfo<'_> {
 #[Object]
 impl MidjourneyTaskConnection {
     /// The tasks of this page.
-    async fn nodes(&self) -> Vec<MidjourneyTask<'_>> {
-        self.tasks().collect()
+    async fn nodes(&self) -> PlainList<MidjourneyTask<'_>> {
+        PlainList(self.tasks().collect())
     }
     /// The tasks of this page with their cursors.
     async fn edges(&self) -> Vec<MidjourneyTaskEdge<'_>> {
         self.tasks()
             .zip(self.page.cursors())
-            .map(|(node, cursor)| MidjourneyTaskEdge { cursor, node })
+            .map(|(node, cursor)| MidjourneyTaskEdge {
+                cursor,
+                node: Plain(node),
+            })
             .collect()
     }
     /// Where this page stands.

@@ -17,6 +17,7 @@ mod limits;
 mod node;
 mod paging;
 pub mod persisted;
+mod plain;
 pub mod playground;
 mod query;
 mod scalars;
@@ -55,7 +56,7 @@ pub fn build_schema(rules: Arc<gate::GateRules>) -> GatedSchema {
     GatedSchema::new(strict, fast, rules)
 }
 
-/// The schema, validating requests in `mode` (the gate runs a request [`validated`] in full before with [`ValidationMode::Fast`]).
+/// The schema, validating requests in `mode` (the gate runs a request [`validated`] in full before with [`ValidationMode::Fast`]). It registers no extension: a page's nodes resolve their fields without per-field hooks ([`plain`]).
 fn schema(introspection: bool, mode: ValidationMode) -> AppSchema {
     let builder = Schema::build(query::Query, EmptyMutation, subscription::Subscription)
         .enable_federation()

@@ -15,6 +15,7 @@ use crate::graphql::errors::{Gql, to_gql};
 use crate::graphql::groups::{self, BucketUnit, GroupsArgs, TaskGroup, TaskGroupKey};
 use crate::graphql::inputs::{IntFilter, LongFilter, StringFilter, TextFilter};
 use crate::graphql::paging::OrderDirection;
+use crate::graphql::plain::{Plain, PlainList};
 use crate::graphql::scalars::Long;
 use crate::graphql::stats::{self, Bucket, TimeBucket};
 use crate::service::filter::MAX_DEPTH;
@@ -336,21 +337,24 @@ pub struct TaskEdge<'a> {
     /// Pass as `after` or `before` (with the same order and filter) to page from here.
     pub cursor: String,
     /// The task.
-    pub node: Task<'a>,
+    pub node: Plain<Task<'a>>,
 }
 
 /// A page of the generic task log.
 #[Object]
 impl TaskConnection {
     /// The tasks of this page.
-    async fn nodes(&self) -> Vec<Task<'_>> {
-        self.tasks().collect()
+    async fn nodes(&self) -> PlainList<Task<'_>> {
+        PlainList(self.tasks().collect())
     }
     /// The tasks of this page with their cursors.
     async fn edges(&self) -> Vec<TaskEdge<'_>> {
         self.tasks()
             .zip(self.page.cursors())
-            .map(|(node, cursor)| TaskEdge { cursor, node })
+            .map(|(node, cursor)| TaskEdge {
+                cursor,
+                node: Plain(node),
+            })
             .collect()
     }
     /// Where this page stands.

@@ -29,6 +29,7 @@ mod gql_limits_stats;
 mod gql_pages;
 mod gql_parity;
 mod gql_persisted;
+mod gql_plain;
 mod gql_relay;
 mod gql_tasks;
 mod groups_model;
