@@ -29,7 +29,9 @@ use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerRes
 pub struct Plain<T>(pub T);
 
 /// A list of objects resolved field by field in one pass, its selection read and its response
-/// keys hashed once for every item; in the schema it is `[T!]!`.
+/// keys hashed once for every item; in the schema it is `[T!]!`. `T` is an object type (not an
+/// interface), so every item has the same type and the selection read on the first holds for
+/// all.
 pub struct PlainList<T>(pub Vec<T>);
 
 impl<T: ContainerType> OutputType for Plain<T> {
