@@ -247,10 +247,8 @@ fn merge_into(into: &mut Value, value: Value) {
         }
         (Value::List(into), Value::List(from)) => {
             for (into, from) in into.iter_mut().zip(from) {
-                if let (Value::Object(into), Value::Object(from)) = (into, from) {
-                    for (key, value) in from {
-                        merge(into, key, value);
-                    }
+                if let (Value::Object(_), Value::Object(_)) = (&*into, &from) {
+                    merge_into(into, from);
                 }
             }
         }
@@ -290,5 +288,31 @@ mod tests {
         for i in 0..500 {
             assert_eq!(object.get(&*format!("k{i}")), Some(&Value::from(i)), "k{i}");
         }
+    }
+
+    /// A key selected twice merges as async-graphql's `insert_value` does: objects key by key,
+    /// lists of objects item by item, anything else keeps its first answer.
+    #[test]
+    fn repeated_keys_merge_objects_and_lists_of_objects() {
+        let object = |pairs: &[(&str, i32)]| {
+            Value::Object(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (Name::new(*k), Value::from(*v)))
+                    .collect(),
+            )
+        };
+        let mut into = Value::List(vec![object(&[("a", 1)]), Value::from(5)]);
+        merge_into(
+            &mut into,
+            Value::List(vec![object(&[("b", 2), ("a", 9)]), Value::from(6)]),
+        );
+        assert_eq!(
+            into,
+            Value::List(vec![object(&[("a", 1), ("b", 2)]), Value::from(5)])
+        );
+        let mut scalar = Value::from(1);
+        merge_into(&mut scalar, Value::from(2));
+        assert_eq!(scalar, Value::from(1));
     }
 }
